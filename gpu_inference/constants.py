@@ -1,0 +1,32 @@
+"""Every tunable of the product in one place, each with the reason it has its value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# The vLLM release every stack runs unless it pins another. Sizing calibration, metric names in
+# alert rules and the test server all follow this version: v0.19 is the newest release with a full
+# set of raw startup logs in the calibration data, and it already exposes the renamed metrics
+# (vllm:kv_cache_usage_perc, vllm:inter_token_latency_seconds).
+VLLM_VERSION = "0.19.0"
+VLLM_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
+
+# Billing convention: AWS and most price sheets quote monthly figures as 730 hours (8760 / 12).
+HOURS_PER_MONTH = 730.0
+
+# Port the vLLM OpenAI server listens on inside each GPU node (vLLM's own default).
+VLLM_PORT = 8000
+# node_exporter's and NVIDIA dcgm-exporter's default ports.
+NODE_EXPORTER_PORT = 9100
+DCGM_EXPORTER_PORT = 9400
+PROMETHEUS_PORT = 9090
+NGINX_HTTP_PORT = 80
+NGINX_HTTPS_PORT = 443
+
+# vLLM's KV-cache block size on CUDA (tokens per block).
+KV_BLOCK_SIZE = 16
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DATA_DIR = PACKAGE_DIR / "data"
+PROJECT_DIR = PACKAGE_DIR.parent
+PROJECT_NAME = "gpu-inference"
