@@ -1,0 +1,419 @@
+"""The stack config: ``gpu-inference:<camelCaseKey>`` values of ``Pulumi.<stack>.yaml`` as pydantic models.
+
+Parsed before any resource exists. A bad value yields one message naming the key, the value and what
+is allowed; an unknown key is an error with a did-you-mean. The same parser serves the real Pulumi
+program (values from the engine, where scalars arrive as strings and secrets as plaintext plus a
+list of secret keys) and the offline tools (values read from the YAML file, secrets as ciphertext).
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, VLLM_IMAGE
+from gpu_inference.errors import ConfigError
+from gpu_inference.secrets import SecretValue
+
+NAMESPACE = PROJECT_NAME
+Provider = Literal["digitalocean", "aws", "kubernetes"]
+Dtype = Literal["auto", "bfloat16", "float16", "float32"]
+Quantization = Literal["none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4"]
+KvCacheDtype = Literal["auto", "fp8"]
+
+# Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h).
+_DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+# A pinned image reference: registry/name:tag where the tag is a release, never a moving tag.
+_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class MonitoringConfig(_Model):
+    """Prometheus host and alert thresholds; defaults are the seeds' figures."""
+
+    enabled: bool = True
+    """Create the Prometheus host that scrapes every node and evaluates the alert rules."""
+    size: str | None = None
+    """Size of the Prometheus host (provider size slug / instance type); default: the catalog's monitoring size."""
+    scrape_interval_seconds: int = Field(10, ge=1, le=300)
+    """How often Prometheus scrapes vLLM, node_exporter and DCGM exporter."""
+    retention: str = Field("15d", pattern=_DURATION)
+    """How long Prometheus keeps samples (a Prometheus duration, e.g. 15d)."""
+    queue_depth_threshold: int = Field(20, ge=1)
+    """Alert when `vllm:num_requests_waiting` stays above this many requests."""
+    queue_depth_for: str = Field("2m", pattern=_DURATION)
+    """How long the queue must stay deep before the alert fires."""
+    kv_cache_usage_threshold: float = Field(0.9, gt=0, le=1)
+    """Alert when `vllm:kv_cache_usage_perc` (a 0-1 fraction) stays above this."""
+    kv_cache_for: str = Field("5m", pattern=_DURATION)
+    """How long KV-cache pressure must last before the alert fires."""
+    ttft_p95_seconds: float = Field(2.0, gt=0)
+    """Alert when p95 time-to-first-token over 5 minutes exceeds this many seconds."""
+    ttft_for: str = Field("3m", pattern=_DURATION)
+    """How long p95 TTFT must stay high before the alert fires."""
+    target_down_for: str = Field("1m", pattern=_DURATION)
+    """How long a scrape target may be down before the alert fires."""
+    gpu_memory_usage_threshold: float = Field(0.98, gt=0, le=1)
+    """Alert when framebuffer used / total on a GPU exceeds this fraction (vLLM preallocates ~util)."""
+    gpu_temperature_celsius: float = Field(85.0, gt=0, le=120)
+    """Alert when a GPU runs hotter than this."""
+    disk_free_ratio: float = Field(0.10, gt=0, lt=1)
+    """Alert when the model-cache filesystem has less than this fraction free."""
+
+
+class LoadBalancerConfig(_Model):
+    """The Nginx host in front of the GPU nodes."""
+
+    size: str | None = None
+    """Size of the Nginx host (provider size slug / instance type); default: the catalog's load-balancer size."""
+    read_timeout_seconds: int = Field(600, ge=30, le=3600)
+    """Upstream read timeout; long generations stream for minutes."""
+    client_max_body_size_mb: int = Field(8, ge=1, le=1024)
+    """Largest request body Nginx accepts (long prompts are text: a few MB is plenty)."""
+    max_fails: int = Field(2, ge=1, le=100)
+    """Failed attempts within fail_timeout that take a node out of rotation (passive health)."""
+    fail_timeout_seconds: int = Field(10, ge=1, le=600)
+    """Window for max_fails and how long a failed node stays out of rotation."""
+    proxy_next_upstream_tries: int = Field(2, ge=1, le=10)
+    """At most this many nodes are tried for one request before an error is returned."""
+    tls_domain: str | None = None
+    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+
+
+class KubernetesConfig(_Model):
+    """Where the GPU pool goes when provider is kubernetes (an existing DigitalOcean Kubernetes cluster)."""
+
+    cluster_id: str = Field(min_length=1)
+    """ID of the existing DOKS cluster that gets the GPU node pool."""
+    namespace: str = Field("gpu-inference", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Namespace for the vLLM Deployment, Service and monitoring objects."""
+
+
+class StackConfig(_Model):
+    """Everything a stack needs, validated before any resource exists."""
+
+    provider: Provider
+    """Where the GPUs are rented: DigitalOcean GPU droplets, AWS GPU instances, or a GPU pool on Kubernetes."""
+    region: str = Field(min_length=2)
+    """Provider region (DigitalOcean region slug like tor1, AWS region like us-east-1)."""
+    gpu: str = Field(min_length=1)
+    """Catalog offering id: a DigitalOcean GPU size slug (gpu-l40sx1-48gb) or an AWS instance type (g6e.xlarge)."""
+    node_count: int = Field(1, ge=1, le=64)
+    """How many GPU nodes serve the model behind the load balancer."""
+    model: str = Field(min_length=1)
+    """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
+    served_model_name: str | None = None
+    """Name clients use in the OpenAI API `model` field; default: the model id."""
+    dtype: Dtype = "auto"
+    """Weights/activation dtype passed to vLLM --dtype."""
+    quantization: Quantization | None = None
+    """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
+    max_model_len: int = Field(8192, ge=16, le=10_485_760)
+    """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
+    max_num_seqs: int = Field(256, ge=1, le=4096)
+    """Most requests one vLLM instance runs at once, vLLM --max-num-seqs."""
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
+    tensor_parallel_size: int | None = Field(None, ge=1, le=16)
+    """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
+    kv_cache_dtype: KvCacheDtype = "auto"
+    """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
+    vllm_image: str = VLLM_IMAGE
+    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    typical_request_tokens: int = Field(2048, ge=1)
+    """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
+    monthly_budget_usd: float = Field(gt=0)
+    """Most the stack may cost per month (730 h) in US dollars; the budget policy refuses more."""
+    allowed_cidrs: list[str] = Field(default_factory=list)
+    """Networks allowed to SSH to the machines and to reach the public endpoint; empty: SSH closed."""
+    public_endpoint: bool = True
+    """Whether the load balancer's API port is open to the internet (else only to allowed_cidrs)."""
+    api_key: SecretValue | None = None
+    """API key clients must send (Bearer); set with `pulumi config set --secret`."""
+    hf_token: SecretValue | None = None
+    """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    ssh_keys: list[str] = Field(default_factory=list)
+    """DigitalOcean SSH key IDs/fingerprints, or the AWS key pair name (first entry)."""
+    spot: bool = False
+    """Run GPU nodes on spot capacity where the provider has it (AWS); cheaper, can be reclaimed."""
+    disk_gb: int | None = Field(None, ge=20, le=16384)
+    """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
+    tags: list[str] = Field(default_factory=list)
+    """Extra tags on every resource that takes them."""
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    """Prometheus host and alert thresholds."""
+    load_balancer: LoadBalancerConfig = Field(default_factory=LoadBalancerConfig)
+    """The Nginx load balancer host."""
+    kubernetes: KubernetesConfig | None = None
+    """Cluster settings, required when provider is kubernetes."""
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs_are_networks(cls, cidrs: list[str]) -> list[str]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not a network in CIDR form like 203.0.113.0/24 ({exc})") from None
+        return cidrs
+
+    @field_validator("vllm_image")
+    @classmethod
+    def _image_is_pinned(cls, image: str) -> str:
+        if not _PINNED_IMAGE.match(image):
+            raise ValueError(
+                f"must be an image with a pinned release tag like {VLLM_IMAGE} (no `latest`, no digest-less moving tag)"
+            )
+        return image
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_simple(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not re.fullmatch(r"[A-Za-z0-9_:-]{1,255}", tag):
+                raise ValueError(f"tag {tag!r} may hold only letters, digits, '_', ':' and '-' (DigitalOcean's rule)")
+        return tags
+
+    @model_validator(mode="after")
+    def _fields_agree(self) -> StackConfig:
+        if self.provider == "kubernetes" and self.kubernetes is None:
+            raise ValueError(
+                f"{NAMESPACE}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
+            )
+        if self.spot and self.provider != "aws":
+            raise ValueError(
+                f"{NAMESPACE}:spot = true is not allowed with provider {self.provider}: "
+                "only aws has a spot tier for GPUs (set spot: false)"
+            )
+        return self
+
+    @property
+    def vllm_version(self) -> str:
+        match = _PINNED_IMAGE.match(self.vllm_image)
+        assert match is not None  # validated above
+        return match.group("version")
+
+    @property
+    def name_for_clients(self) -> str:
+        return self.served_model_name or self.model
+
+    def describe(self) -> str:
+        """One readable line, for logs and previews."""
+        quant = self.quantization or "checkpoint"
+        return (
+            f"{self.node_count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
+            f"({self.dtype}, quant={quant}, kv={self.kv_cache_dtype}, max_model_len={self.max_model_len}, "
+            f"util={self.gpu_memory_utilization}), budget ${self.monthly_budget_usd:,.0f}/month"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing raw config (from a stack file or the Pulumi engine) into StackConfig with good messages
+# ---------------------------------------------------------------------------------------------
+
+SECRET_FIELDS = ("apiKey", "hfToken")
+
+
+def field_docs(model: type[BaseModel] = StackConfig) -> dict[str, str]:
+    """camelCase key → its docstring; drives CLI help and the README table, and a test checks none is missing."""
+    return {to_camel(name): (info.description or "") for name, info in model.model_fields.items()}
+
+
+def _allowed_text(model: type[BaseModel], field_name: str) -> str:
+    info = model.model_fields.get(field_name)
+    if info is None:
+        return ""
+    parts: list[str] = []
+    for meta in info.metadata:
+        for attr, sym in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤")):
+            val = getattr(meta, attr, None)
+            if val is not None:
+                parts.append(f"{sym} {val}")
+        pattern = getattr(meta, "pattern", None)
+        if pattern:
+            parts.append(f"matching {pattern}")
+    return ", ".join(parts)
+
+
+def _nested_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    ann = info.annotation
+    for candidate in (ann, *getattr(ann, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _key_for(loc: tuple[Any, ...]) -> tuple[str, type[BaseModel] | None, str | None]:
+    """Dotted camelCase key for an error location, plus the model and field that own it."""
+    model: type[BaseModel] | None = StackConfig
+    names: list[str] = []
+    owner: type[BaseModel] | None = None
+    field: str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            names[-1] = f"{names[-1]}[{part}]"
+            continue
+        snake = _snake(str(part))
+        names.append(to_camel(snake))
+        owner, field = model, snake
+        model = _nested_model(model, snake) if model is not None else None
+    return ".".join(names), owner, field
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, SecretValue) or (isinstance(value, dict) and "secure" in value):
+        return "[secret]"
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _message_for(err: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    etype = err.get("type", "")
+    if not loc:  # model-level (cross-field) error
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        return msg
+    key, owner, field = _key_for(loc)
+    full_key = f"{NAMESPACE}:{key}"
+    if etype == "extra_forbidden":
+        known = [to_camel(n) for n in (owner or StackConfig).model_fields] if owner else list(field_docs())
+        parent = _key_for(loc[:-1])[0] if len(loc) > 1 else ""
+        if len(loc) > 1 and owner is not None:
+            nested = _nested_model(owner, field or "")
+            known = [to_camel(n) for n in nested.model_fields] if nested else known
+        last = str(loc[-1])
+        close = difflib.get_close_matches(last, known, n=3, cutoff=0.6)
+        prefix = f"{NAMESPACE}:{parent}." if parent else f"{NAMESPACE}:"
+        hint = f"; did you mean {', '.join(prefix + c for c in close)}?" if close else ""
+        return f"{full_key} is not a known key{hint} (known keys: {', '.join(sorted(known))})"
+    if etype == "missing":
+        doc = (owner.model_fields[field].description if owner and field in owner.model_fields else "") or ""
+        return f"{full_key} is required: {doc}".rstrip(": ")
+    value = err.get("input")
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    allowed = _allowed_text(owner, field) if owner and field else ""
+    expected = (err.get("ctx") or {}).get("expected")
+    if etype == "literal_error" and expected:
+        choices = re.findall(r"'([^']*)'", str(expected))
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        return f"{full_key} = {_fmt_value(value)} is not allowed: choose one of {', '.join(choices)}{hint}"
+    if allowed and etype in {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "string_pattern_mismatch"}:
+        return f"{full_key} = {_fmt_value(value)} is out of range: allowed {allowed}"
+    if etype == "string_too_short":
+        return f"{full_key} must not be empty"
+    return f"{full_key} = {_fmt_value(value)} is invalid: {msg}" + (f" (allowed {allowed})" if allowed else "")
+
+
+def _decode_engine_value(value: Any) -> Any:
+    """The engine passes structured config as JSON text; the YAML file passes native values."""
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def parse_stack_config(
+    raw: Mapping[str, Any],
+    secret_keys: set[str] | None = None,
+    source: str | None = None,
+) -> StackConfig:
+    """Validate ``{camelKey: value}`` (namespace already stripped) into a StackConfig or raise ConfigError.
+
+    ``secret_keys`` lists the camelCase keys Pulumi marked secret; a secret field given as plain
+    text outside that set is refused, so an API key never sits readable in a stack file.
+    """
+    data = {k: _decode_engine_value(v) for k, v in raw.items()}
+    problems: list[str] = []
+    for key in SECRET_FIELDS:
+        value = data.get(key)
+        if isinstance(value, str) and secret_keys is not None and key not in secret_keys:
+            problems.append(
+                f"{NAMESPACE}:{key} is stored in plain text: set it with "
+                f"`pulumi config set --secret {NAMESPACE}:{key} ...` so it is encrypted"
+            )
+    try:
+        cfg = StackConfig.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_message_for(err, data) for err in exc.errors(include_url=False))
+    if problems:
+        raise ConfigError(problems, source=source)
+    return cfg
+
+
+def split_namespaced(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``{"gpu-inference:nodeCount": 1, "aws:region": ...}`` → (ours without prefix, everyone else's)."""
+    ours: dict[str, Any] = {}
+    others: dict[str, Any] = {}
+    for key, value in config.items():
+        namespace, sep, name = str(key).partition(":")
+        if sep and namespace == NAMESPACE:
+            ours[name] = value
+        else:
+            others[key] = value
+    return ours, others
+
+
+def stack_file_path(stack: str | Path, project_dir: Path = PROJECT_DIR) -> Path:
+    """A stack name (`dev`) → `Pulumi.dev.yaml` in the project; a path is taken as it is."""
+    text = str(stack)
+    if text.endswith((".yaml", ".yml")) or "/" in text:
+        return Path(text)
+    return project_dir / f"Pulumi.{text}.yaml"
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The raw ``config:`` mapping of a Pulumi stack file (keys still namespaced)."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"stack file {path} does not exist"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path} is not valid YAML: {exc}"]) from None
+    if not isinstance(doc, dict):
+        raise ConfigError([f"{path} must be a mapping with a `config:` section"])
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigError([f"{path}: `config:` must be a mapping of namespaced keys"])
+    unnamespaced = [k for k in config if ":" not in str(k)]
+    if unnamespaced:
+        raise ConfigError(
+            [f"{path}: key {k!r} has no namespace; write it as {NAMESPACE}:{k}" for k in unnamespaced]
+        )
+    return config
+
+
+def load_stack_config(stack: str | Path, project_dir: Path = PROJECT_DIR) -> StackConfig:
+    """Read and validate a stack file offline (secure values stay opaque ciphertext)."""
+    path = stack_file_path(stack, project_dir)
+    ours, _ = split_namespaced(read_stack_file(path))
+    # In a stack file, secure values are {secure: ...}; anything else is plain text.
+    secret_keys = {k for k, v in ours.items() if isinstance(v, dict) and set(v) == {"secure"}}
+    return parse_stack_config(ours, secret_keys=secret_keys, source=str(path))
