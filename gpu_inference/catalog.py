@@ -1,0 +1,330 @@
+"""The hardware and price catalog: GPUs, GPU offerings, small infrastructure hosts and storage prices.
+
+Everything lives as human-edited YAML under ``gpu_inference/data`` (``gpus.yaml`` and
+``offerings/*.yaml``); every price row carries the date it was read and where. ``load_catalog`` parses
+and cross-checks the files once (cached) and fails with one message naming the file and row when
+something is wrong, so a bad edit never turns into a silently wrong bill.
+
+Lookups raise ``UnknownCatalogEntry`` (a ``LookupError``) with close matches, never return ``None``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import difflib
+import functools
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gpu_inference.constants import DATA_DIR, HOURS_PER_MONTH
+
+Provider = Literal["digitalocean", "aws"]
+Vendor = Literal["nvidia", "amd"]
+InfraRole = Literal["loadbalancer", "monitoring"]
+StorageKind = Literal["volume", "ebs-gp3"]
+_M = TypeVar("_M", bound=BaseModel)
+
+# A DOKS node pool buys the same Droplet slugs, so the kubernetes provider reads DigitalOcean rows.
+PROVIDER_ALIASES: dict[str, Provider] = {"digitalocean": "digitalocean", "aws": "aws", "kubernetes": "digitalocean"}
+
+OFFERINGS_DIR = "offerings"
+INFRA_FILE = "infrastructure.yaml"
+GPUS_FILE = "gpus.yaml"
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class Gpu(_Row):
+    """One GPU model, with the memory vLLM can actually budget against."""
+
+    id: str = Field(min_length=1)
+    """Catalog id, e.g. ``H100-80GB``; offerings refer to it."""
+    name: str
+    """Human-readable model name."""
+    vendor: Vendor
+    """``nvidia`` (CUDA image) or ``amd`` (ROCm image)."""
+    memory_gb_marketed: int = Field(gt=0)
+    """The size on the box, in GB."""
+    usable_memory_gib: float = Field(gt=0)
+    """Total memory as ``torch.cuda.mem_get_info()`` reports it, GiB; vLLM's budget is this x utilization."""
+    usable_memory_source: str = Field(min_length=1)
+    """Where ``usable_memory_gib`` comes from (measured log line, or how it was derived)."""
+    architecture: str
+    """``ada``, ``hopper``, ``ampere`` or ``cdna3``."""
+    compute_capability: str | None
+    """CUDA compute capability (``"9.0"``); ``None`` for AMD."""
+    fp8: bool
+    """Hardware FP8 (weights or KV cache) support."""
+    bf16: bool
+    """BF16 support."""
+
+
+class Offering(_Row):
+    """A GPU machine size one provider rents: a DigitalOcean GPU Droplet slug or an EC2 instance type."""
+
+    id: str = Field(min_length=1)
+    """The provider's own name: Droplet size slug or EC2 instance type."""
+    provider: Provider
+    gpu: str
+    """``Gpu.id`` of the GPUs in the machine."""
+    gpu_count: int = Field(ge=1)
+    vcpus: int = Field(ge=1)
+    memory_gib: float = Field(gt=0)
+    """Host RAM in GiB."""
+    disk_gb: int | None
+    """Boot disk that comes with the size; ``None`` where the root disk is bought separately (EBS)."""
+    hourly_usd: float = Field(gt=0)
+    """On-demand price for the whole machine (all its GPUs), USD per hour."""
+    spot_hourly_usd: float | None = Field(default=None, gt=0)
+    """Spot price when a dated one is known; ``None`` means unknown or no spot tier."""
+    regions: list[str] = Field(min_length=1)
+    """Regions / datacenters where the size is offered (see ``regions_source``)."""
+    price_date: datetime.date
+    price_source: str = Field(min_length=1)
+    regions_source: str = ""
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _spot_below_on_demand(self) -> Offering:
+        if self.spot_hourly_usd is not None and self.spot_hourly_usd >= self.hourly_usd:
+            raise ValueError(
+                f"spot_hourly_usd {self.spot_hourly_usd} must be below hourly_usd {self.hourly_usd}"
+            )
+        return self
+
+    @property
+    def monthly_usd(self) -> float:
+        """On-demand month at the 730 h convention."""
+        return self.hourly_usd * HOURS_PER_MONTH
+
+    @property
+    def hourly_usd_per_gpu(self) -> float:
+        return self.hourly_usd / self.gpu_count
+
+
+class InfraOffering(_Row):
+    """A small non-GPU host (Nginx load balancer, Prometheus)."""
+
+    id: str = Field(min_length=1)
+    provider: Provider
+    vcpus: int = Field(ge=1)
+    memory_gib: float = Field(gt=0)
+    hourly_usd: float = Field(gt=0)
+    monthly_cap_usd: float | None = Field(gt=0)
+    """DigitalOcean never bills a Droplet more than this per month; ``None`` where there is no cap."""
+    price_date: datetime.date
+    price_source: str = Field(min_length=1)
+    roles: list[InfraRole] = Field(default_factory=list)
+    """Roles this size is the default for (at most one size per provider and role)."""
+
+    def monthly_usd(self, hours: float = HOURS_PER_MONTH) -> float:
+        """Cost of running it ``hours`` in a month, capped where the provider caps it."""
+        uncapped = self.hourly_usd * hours
+        return uncapped if self.monthly_cap_usd is None else min(uncapped, self.monthly_cap_usd)
+
+
+class StoragePrice(_Row):
+    """Block storage price per provisioned GB-month."""
+
+    provider: Provider
+    kind: StorageKind
+    """``volume`` (DigitalOcean Volumes) or ``ebs-gp3`` (AWS EBS gp3)."""
+    usd_per_gb_month: float = Field(gt=0)
+    price_date: datetime.date
+    price_source: str = Field(min_length=1)
+
+
+class UnknownCatalogEntry(LookupError):
+    """A lookup by id that the catalog does not have; the message names close matches."""
+
+    def __init__(self, kind: str, value: str, candidates: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self.value = value
+        self.close_matches = difflib.get_close_matches(value, sorted(set(candidates)), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(m) for m in self.close_matches)}?" if self.close_matches else ""
+        super().__init__(f"unknown {kind} {value!r}{hint}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class CatalogError(ValueError):
+    """A catalog data file is malformed or inconsistent; the message names the file and the row."""
+
+
+class Catalog(BaseModel):
+    """All catalog data, keyed by id. Build it with ``load_catalog``.
+
+    Extra attributes are allowed so later data sets (e.g. model architectures) can ride along.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    gpus: dict[str, Gpu]
+    offerings: dict[str, Offering]
+    infra: dict[str, InfraOffering]
+    storage: dict[str, StoragePrice]
+    """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/ebs-gp3"``; use ``storage_price``."""
+
+    def gpu(self, gpu_id: str) -> Gpu:
+        try:
+            return self.gpus[gpu_id]
+        except KeyError:
+            raise UnknownCatalogEntry("GPU", gpu_id, self.gpus) from None
+
+    def offering(self, offering_id: str) -> Offering:
+        try:
+            return self.offerings[offering_id]
+        except KeyError:
+            raise UnknownCatalogEntry("GPU offering", offering_id, self.offerings) from None
+
+    def offerings_for(self, provider: str) -> list[Offering]:
+        """GPU offerings of one provider, cheapest first; ``kubernetes`` means DOKS (DigitalOcean slugs)."""
+        wanted = _provider(provider)
+        rows = [o for o in self.offerings.values() if o.provider == wanted]
+        return sorted(rows, key=lambda o: (o.hourly_usd, o.id))
+
+    def gpu_of(self, offering_id: str) -> Gpu:
+        return self.gpu(self.offering(offering_id).gpu)
+
+    def infra_offering(self, infra_id: str) -> InfraOffering:
+        try:
+            return self.infra[infra_id]
+        except KeyError:
+            raise UnknownCatalogEntry("infrastructure size", infra_id, self.infra) from None
+
+    def storage_price(self, provider: str, kind: str) -> StoragePrice:
+        key = f"{_provider(provider)}/{kind}"
+        try:
+            return self.storage[key]
+        except KeyError:
+            raise UnknownCatalogEntry("storage price", key, self.storage) from None
+
+    def default_infra_size(self, provider: str, role: InfraRole) -> str:
+        """The size a stack uses for its load balancer or Prometheus host on ``provider``."""
+        wanted = _provider(provider)
+        for row in self.infra.values():
+            if row.provider == wanted and role in row.roles:
+                return row.id
+        raise UnknownCatalogEntry(f"default {role} size for provider", wanted, [])
+
+
+def _provider(name: str) -> Provider:
+    try:
+        return PROVIDER_ALIASES[name]
+    except KeyError:
+        raise UnknownCatalogEntry("provider", name, PROVIDER_ALIASES) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: catalog file is missing") from None
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _rows(path: Path, data: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    rows = data.get(key)
+    if not isinstance(rows, list) or not rows:
+        raise CatalogError(f"{path}: expected a non-empty list under {key!r}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise CatalogError(f"{path}: {key}[{i}] is not a mapping")
+    return rows
+
+
+def _build(model: type[_M], path: Path, key: str, index: int, row: Mapping[str, Any]) -> _M:
+    try:
+        return model.model_validate(row)
+    except ValidationError as exc:
+        label = row.get("id") or row.get("kind") or "?"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(row)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise CatalogError(f"{path}: {key}[{index}] ({label}): {problems}") from None
+
+
+def _add_unique(target: dict[str, _M], key: str, value: _M, path: Path, seen: dict[str, Path]) -> None:
+    if key in seen:
+        raise CatalogError(f"{path}: id {key!r} is already defined in {seen[key]}")
+    seen[key] = path
+    target[key] = value
+
+
+# File-level defaults a row may override; `provider` lets an offerings file skip it on every row.
+_OFFERING_DEFAULTS = ("provider", "price_date", "price_source", "regions_source")
+
+
+def _load(data_dir: Path) -> Catalog:
+    gpus_path = data_dir / GPUS_FILE
+    gpus: dict[str, Gpu] = {}
+    seen_gpu: dict[str, Path] = {}
+    for i, row in enumerate(_rows(gpus_path, _read_yaml(gpus_path), "gpus")):
+        gpu = _build(Gpu, gpus_path, "gpus", i, row)
+        _add_unique(gpus, gpu.id, gpu, gpus_path, seen_gpu)
+
+    seen: dict[str, Path] = {}  # offering and infra ids share one namespace: both are Droplet sizes
+    offerings: dict[str, Offering] = {}
+    offering_files = sorted((data_dir / OFFERINGS_DIR).glob("*.yaml"))
+    for path in offering_files:
+        if path.name == INFRA_FILE:
+            continue
+        data = _read_yaml(path)
+        defaults = {k: data[k] for k in _OFFERING_DEFAULTS if k in data}
+        for i, row in enumerate(_rows(path, data, "offerings")):
+            offering = _build(Offering, path, "offerings", i, {**defaults, **row})
+            if offering.gpu not in gpus:
+                err = UnknownCatalogEntry("GPU", offering.gpu, gpus)
+                raise CatalogError(f"{path}: offerings[{i}] ({offering.id}): {err}")
+            _add_unique(offerings, offering.id, offering, path, seen)
+    if not offerings:
+        raise CatalogError(f"{data_dir / OFFERINGS_DIR}: no offerings files found")
+
+    infra_path = data_dir / OFFERINGS_DIR / INFRA_FILE
+    infra_data = _read_yaml(infra_path)
+    infra: dict[str, InfraOffering] = {}
+    for i, row in enumerate(_rows(infra_path, infra_data, "infra")):
+        host = _build(InfraOffering, infra_path, "infra", i, row)
+        _add_unique(infra, host.id, host, infra_path, seen)
+    storage: dict[str, StoragePrice] = {}
+    for i, row in enumerate(_rows(infra_path, infra_data, "storage")):
+        price = _build(StoragePrice, infra_path, "storage", i, row)
+        key = f"{price.provider}/{price.kind}"
+        if key in storage:
+            raise CatalogError(f"{infra_path}: storage[{i}]: a {key} price is already defined")
+        storage[key] = price
+
+    # Every provider must have exactly one default host per role, or stacks could not be priced.
+    providers: tuple[Provider, ...] = ("digitalocean", "aws")
+    roles: tuple[InfraRole, ...] = ("loadbalancer", "monitoring")
+    for provider in providers:
+        for role in roles:
+            ids = [h.id for h in infra.values() if h.provider == provider and role in h.roles]
+            if len(ids) != 1:
+                raise CatalogError(
+                    f"{infra_path}: provider {provider} needs exactly one infra row with role {role!r}, "
+                    f"found {ids or 'none'}"
+                )
+
+    return Catalog(gpus=gpus, offerings=offerings, infra=infra, storage=storage)
+
+
+@functools.cache
+def load_catalog(data_dir: Path = DATA_DIR) -> Catalog:
+    """Load and validate the catalog under ``data_dir`` (cached per directory).
+
+    Raises ``CatalogError`` naming the file and row on any malformed or inconsistent entry: a missing
+    date or source, a non-positive price, an offering whose GPU is not in ``gpus.yaml``, a duplicate id.
+    """
+    return _load(Path(data_dir))
