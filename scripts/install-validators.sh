@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the real tools that check every rendered machine file and run the data-plane tests:
+# nginx (nginx -t, and a real load balancer on loopback), prometheus (promtool + a real server),
+# cloud-init (cloud-init schema), shellcheck; systemd-analyze comes with systemd.
+# Debian/Ubuntu, as root (or via sudo). Services are NOT started: the tests run their own copies.
+set -euo pipefail
+
+packages=(nginx prometheus cloud-init shellcheck systemd)
+missing=()
+for cmd_pkg in nginx:nginx promtool:prometheus cloud-init:cloud-init shellcheck:shellcheck systemd-analyze:systemd; do
+  command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg##*:}")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "validators already installed: ${packages[*]}"
+  exit 0
+fi
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+# Keep package postinst scripts from starting nginx/prometheus daemons on this machine.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod +x "$policy"
+  created_policy=1
+fi
+cleanup() { [ "$created_policy" -eq 1 ] && $SUDO rm -f "$policy"; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"
