@@ -26,6 +26,7 @@ Provider = Literal["digitalocean", "aws"]
 Vendor = Literal["nvidia", "amd"]
 InfraRole = Literal["loadbalancer", "monitoring"]
 StorageKind = Literal["volume", "ebs-gp3"]
+AddressKind = Literal["public-ipv4"]
 _M = TypeVar("_M", bound=BaseModel)
 
 # A DOKS node pool buys the same Droplet slugs, so the kubernetes provider reads DigitalOcean rows.
@@ -140,6 +141,16 @@ class StoragePrice(_Row):
     price_source: str = Field(min_length=1)
 
 
+class AddressPrice(_Row):
+    """A per-address charge (AWS bills every public IPv4 by the hour)."""
+
+    provider: Provider
+    kind: AddressKind
+    hourly_usd: float = Field(gt=0)
+    price_date: datetime.date
+    price_source: str = Field(min_length=1)
+
+
 class UnknownCatalogEntry(LookupError):
     """A lookup by id that the catalog does not have; the message names close matches."""
 
@@ -171,6 +182,8 @@ class Catalog(BaseModel):
     infra: dict[str, InfraOffering]
     storage: dict[str, StoragePrice]
     """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/ebs-gp3"``; use ``storage_price``."""
+    addresses: dict[str, AddressPrice] = Field(default_factory=dict)
+    """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/public-ipv4"``; use ``address_price``."""
 
     def gpu(self, gpu_id: str) -> Gpu:
         try:
@@ -205,6 +218,13 @@ class Catalog(BaseModel):
             return self.storage[key]
         except KeyError:
             raise UnknownCatalogEntry("storage price", key, self.storage) from None
+
+    def address_price(self, provider: str, kind: str) -> AddressPrice:
+        key = f"{_provider(provider)}/{kind}"
+        try:
+            return self.addresses[key]
+        except KeyError:
+            raise UnknownCatalogEntry("address price", key, self.addresses) from None
 
     def default_infra_size(self, provider: str, role: InfraRole) -> str:
         """The size a stack uses for its load balancer or Prometheus host on ``provider``."""
@@ -304,6 +324,13 @@ def _load(data_dir: Path) -> Catalog:
         if key in storage:
             raise CatalogError(f"{infra_path}: storage[{i}]: a {key} price is already defined")
         storage[key] = price
+    addresses: dict[str, AddressPrice] = {}
+    for i, row in enumerate(infra_data.get("addresses") or []):
+        address = _build(AddressPrice, infra_path, "addresses", i, row)
+        key = f"{address.provider}/{address.kind}"
+        if key in addresses:
+            raise CatalogError(f"{infra_path}: addresses[{i}]: a {key} price is already defined")
+        addresses[key] = address
 
     # Every provider must have exactly one default host per role, or stacks could not be priced.
     providers: tuple[Provider, ...] = ("digitalocean", "aws")
@@ -317,7 +344,7 @@ def _load(data_dir: Path) -> Catalog:
                     f"found {ids or 'none'}"
                 )
 
-    return Catalog(gpus=gpus, offerings=offerings, infra=infra, storage=storage)
+    return Catalog(gpus=gpus, offerings=offerings, infra=infra, storage=storage, addresses=addresses)
 
 
 @functools.cache

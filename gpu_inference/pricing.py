@@ -10,6 +10,10 @@ Conventions:
   ``monthly_usd = hourly_usd * 730`` except where a provider caps the month (DigitalOcean CPU
   Droplets never bill more than their monthly price).
 - Storage is priced per provisioned GB-month, independent of hours.
+- AWS bills every public IPv4 address ($0.005/h since Feb 2024): an EC2 instance registered with
+  ``associatePublicIpAddress`` gets a ``<name>/public-ipv4`` line, an Elastic IP its own line. (An
+  address assigned only through the subnet's ``mapPublicIpOnLaunch`` is not visible in the instance's
+  inputs and is not priced.)
 - Anything that costs nothing (firewalls, VPCs, security groups, SSH keys, tags, Kubernetes objects,
   providers, component resources) prices as ``None``. A size, instance type or paid resource type the
   catalog does not know raises ``UnknownCatalogEntry``: an unknown is never priced as zero.
@@ -34,11 +38,12 @@ DOKS_NODE_POOL = "digitalocean:index/kubernetesNodePool:KubernetesNodePool"
 DOKS_CLUSTER = "digitalocean:index/kubernetesCluster:KubernetesCluster"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 EBS_VOLUME = "aws:ebs/volume:Volume"
+ELASTIC_IP = "aws:ec2/eip:Eip"
 
-PRICED_TYPES = frozenset({DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME})
+PRICED_TYPES = frozenset({DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME, ELASTIC_IP})
 
 # Cloud resources that carry no charge of their own. A cloud type in neither set raises, so a newly
-# added paid resource (a managed load balancer, an Elastic IP) cannot slip into a bill as $0.
+# added paid resource (a managed load balancer, a NAT gateway) cannot slip into a bill as $0.
 FREE_TYPES = frozenset(
     {
         "digitalocean:index/firewall:Firewall",
@@ -287,13 +292,34 @@ def _price_instance(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> l
         lines.append(
             _storage(catalog, EBS_VOLUME, f"{name}/root-volume", "aws", "ebs-gp3", size_gb, "EBS gp3 root volume")
         )
+    if _truthy(inputs.get("associatePublicIpAddress")):
+        lines.append(_public_ipv4(catalog, EC2_INSTANCE, f"{name}/public-ipv4"))
     return lines
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _public_ipv4(catalog: Catalog, resource_type: str, name: str) -> CostLine:
+    price = catalog.address_price("aws", "public-ipv4")
+    return _line(
+        resource_type,
+        name,
+        f"public IPv4 address at ${price.hourly_usd:g}/h",
+        1,
+        "address",
+        price.hourly_usd,
+        price.hourly_usd * HOURS_PER_MONTH,
+        price.price_date,
+        price.price_source,
+    )
 
 
 def price_resources(
     resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog | None = None
 ) -> list[CostLine]:
-    """All cost lines of one registered resource (an EC2 instance with a root volume gives two)."""
+    """All cost lines of one registered resource (an EC2 instance may add root-volume and IPv4 lines)."""
     cat = catalog or load_catalog()
     if resource_type == EC2_INSTANCE:
         return _price_instance(cat, name, inputs)
@@ -322,6 +348,8 @@ def price_resources(
             raise UnknownCatalogEntry("EBS volume type", volume_type, ["gp3"])
         size_gb = _positive_number(_require(inputs, "size", resource_type, name), f"{resource_type} {name!r} size")
         return [_storage(cat, resource_type, name, "aws", "ebs-gp3", size_gb, "EBS gp3 volume")]
+    if resource_type == ELASTIC_IP:
+        return [_public_ipv4(cat, resource_type, name)]
     if _is_free(resource_type):
         return []
     raise UnknownCatalogEntry("resource type (not priced and not known to be free)", resource_type, PRICED_TYPES)
@@ -342,8 +370,8 @@ def price_resource(
 ) -> CostLine | None:
     """The cost line of one registered resource, or ``None`` when it is free.
 
-    An EC2 instance with a ``rootBlockDevice.volumeSize`` also has a root-volume line; this returns
-    the instance line only. Use ``price_resources`` or ``bill_for_resources`` to get both.
+    An EC2 instance may also have root-volume and public-IPv4 lines; this returns the instance line
+    only. Use ``price_resources`` or ``bill_for_resources`` to get both.
     """
     lines = price_resources(resource_type, name, inputs, catalog)
     return lines[0] if lines else None

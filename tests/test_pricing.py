@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -178,10 +179,22 @@ def test_unknown_size_raises_with_suggestion(catalog: Catalog) -> None:
         price_resource(DROPLET, "gpu-0", {"size": "g6e.xlarge"}, catalog)
 
 
-def test_unknown_paid_resource_type_raises(catalog: Catalog) -> None:
-    # An Elastic IP costs money: an unpriced cloud type must never count as $0.
-    with pytest.raises(UnknownCatalogEntry, match="aws:ec2/eip:Eip"):
-        price_resource("aws:ec2/eip:Eip", "ip", {}, catalog)
+@pytest.mark.parametrize(
+    "resource_type", ["aws:lb/loadBalancer:LoadBalancer", "digitalocean:index/loadBalancer:LoadBalancer"]
+)
+def test_unknown_paid_resource_type_raises(catalog: Catalog, resource_type: str) -> None:
+    # Managed load balancers cost money: an unpriced cloud type must never count as $0.
+    with pytest.raises(UnknownCatalogEntry, match=re.escape(resource_type)):
+        price_resource(resource_type, "lb", {}, catalog)
+
+
+def test_public_ipv4_is_billed_on_aws(catalog: Catalog) -> None:
+    inputs = {"instanceType": "t3.small", "associatePublicIpAddress": True}
+    lines = price_resources(EC2_INSTANCE, "lb", inputs, catalog)
+    assert [line.resource_name for line in lines] == ["lb", "lb/public-ipv4"]
+    assert lines[1].monthly_usd == pytest.approx(3.65)  # 0.005 x 730
+    eip = price_resource("aws:ec2/eip:Eip", "ip", {"domain": "vpc"}, catalog)
+    assert eip is not None and eip.monthly_usd == pytest.approx(3.65)
 
 
 def test_missing_size_input_is_an_error(catalog: Catalog) -> None:
@@ -210,14 +223,14 @@ def test_bill_for_a_digitalocean_stack(catalog: Catalog) -> None:
 def test_bill_for_an_aws_stack(catalog: Catalog) -> None:
     resources: list[tuple[str, str, dict[str, Any]]] = [
         (EC2_INSTANCE, "gpu-0", {"instanceType": "g6e.xlarge", "rootBlockDevice": {"volumeSize": 200}}),
-        (EC2_INSTANCE, "lb", {"instanceType": "t3.small"}),
+        (EC2_INSTANCE, "lb", {"instanceType": "t3.small", "associatePublicIpAddress": True}),
         (EC2_INSTANCE, "prometheus", {"instanceType": "t3.medium", "rootBlockDevice": {"volumeSize": 30}}),
         ("aws:ec2/securityGroup:SecurityGroup", "sg", {}),
     ]
     bill = bill_for_resources(resources, catalog)
-    expected = 1.861 * 730 + 200 * 0.08 + 0.0208 * 730 + 0.0416 * 730 + 30 * 0.08
+    expected = 1.861 * 730 + 200 * 0.08 + 0.0208 * 730 + 0.005 * 730 + 0.0416 * 730 + 30 * 0.08
     assert bill.total_monthly_usd == pytest.approx(expected)
-    assert bill.total_monthly_usd == pytest.approx(1422.482)
+    assert bill.total_monthly_usd == pytest.approx(1426.132)
     assert "prometheus/root-volume" in bill.by_resource()
 
 
