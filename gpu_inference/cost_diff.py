@@ -1,0 +1,522 @@
+"""Compare two offline-preview reports of a stack: cost per resource, budget, policies, sizing.
+
+Pure: input is the JSON that ``python -m gpu_inference preview STACK --json`` prints (or the fact
+that a side has no stack / an invalid config), output is a diff model and its markdown (a PR
+comment) or JSON rendering. Nothing here runs git or a preview; ``gpu_inference.commands.cost_diff``
+does that. Only the documented fields of the preview contract are read, and every one of them is
+read defensively, so a base revision with an older report shape still renders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+# The workflow finds and updates its one sticky PR comment by this marker; never change it lightly,
+# or every open PR gets a second comment.
+MARKER = "<!-- gpu-inference-cost-diff -->"
+# Below half a cent a "change" is float noise from summing line items, not a change on the bill.
+CENT = 0.005
+# Sizing figures the comment always names first when they change; the rest follow alphabetically.
+HEADLINE_SIZING = ("kv_cache_tokens", "max_concurrency")
+
+SideStatus = Literal["ok", "policy_failed", "absent", "invalid", "error"]
+
+
+class Side(BaseModel):
+    """One side (base or head) of one stack: a preview report, or why there is none."""
+
+    status: SideStatus
+    report: dict[str, Any] | None = None
+    """The preview's JSON (status ok / policy_failed)."""
+    message: str | None = None
+    """Why there is no report: the preview's stderr line for an invalid config, or the failure."""
+    source: str | None = None
+    """What was previewed: a stack name at a revision, or a stack file path."""
+
+    @property
+    def has_report(self) -> bool:
+        return self.report is not None
+
+    @property
+    def total(self) -> float:
+        return _num(self.report.get("monthly_cost_usd")) if self.report else 0.0
+
+    @property
+    def budget(self) -> float | None:
+        if not self.report or self.report.get("budget_usd") is None:
+            return None
+        return _num(self.report["budget_usd"])
+
+
+class ResourceDelta(BaseModel):
+    resource_type: str
+    resource_name: str
+    description: str = ""
+    before_usd: float | None
+    """None: the resource does not exist on the base side."""
+    after_usd: float | None
+    """None: the resource does not exist on the head side."""
+
+    @property
+    def delta_usd(self) -> float:
+        return (self.after_usd or 0.0) - (self.before_usd or 0.0)
+
+    @property
+    def change(self) -> Literal["added", "removed", "changed", "unchanged"]:
+        if self.before_usd is None:
+            return "added"
+        if self.after_usd is None:
+            return "removed"
+        return "changed" if abs(self.delta_usd) >= CENT else "unchanged"
+
+
+class PolicyChange(BaseModel):
+    name: str
+    resource: str | None = None
+    level: str | None = None
+    before: bool | None
+    """passed on the base side; None: not evaluated there."""
+    after: bool | None
+    """passed on the head side; None: not evaluated there."""
+    message: str = ""
+
+
+class SizingChange(BaseModel):
+    node: str
+    metric: str
+    before: Any = None
+    after: Any = None
+
+
+class StackDiff(BaseModel):
+    name: str
+    base: Side
+    head: Side
+    resources: list[ResourceDelta] = Field(default_factory=list)
+    policies_changed: list[PolicyChange] = Field(default_factory=list)
+    head_failing_mandatory: list[PolicyChange] = Field(default_factory=list)
+    """Every mandatory policy failing on the head side, changed or not (it blocks `pulumi up`)."""
+    sizing_changed: list[SizingChange] = Field(default_factory=list)
+    resources_added: list[str] = Field(default_factory=list)
+    """Every resource (costed or free) only on the head side, as `type name`."""
+    resources_removed: list[str] = Field(default_factory=list)
+
+    @property
+    def change(self) -> Literal["added", "removed", "changed"]:
+        if self.base.status == "absent":
+            return "added"
+        if self.head.status == "absent":
+            return "removed"
+        return "changed"
+
+    @property
+    def before_usd(self) -> float:
+        return self.base.total
+
+    @property
+    def after_usd(self) -> float:
+        return self.head.total
+
+    @property
+    def delta_usd(self) -> float:
+        return self.after_usd - self.before_usd
+
+    @property
+    def head_blocked(self) -> bool:
+        """The head side cannot be deployed: a mandatory policy fails or the preview itself failed."""
+        return self.head.status in ("policy_failed", "invalid", "error") or bool(self.head_failing_mandatory)
+
+    @property
+    def newly_blocked(self) -> bool:
+        """Head is blocked by something the base did not already suffer from."""
+        if self.head.status in ("invalid", "error"):
+            return self.base.status not in ("invalid", "error")
+        return any(p.before is not False for p in self.head_failing_mandatory)
+
+
+class CostDiff(BaseModel):
+    base_label: str
+    head_label: str
+    stacks: list[StackDiff]
+
+    @property
+    def before_usd(self) -> float:
+        return sum(s.before_usd for s in self.stacks)
+
+    @property
+    def after_usd(self) -> float:
+        return sum(s.after_usd for s in self.stacks)
+
+    @property
+    def delta_usd(self) -> float:
+        return self.after_usd - self.before_usd
+
+
+# ---------------------------------------------------------------------------------------------
+# Building the diff
+# ---------------------------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return out if math.isfinite(out) else 0.0
+
+
+def _resource_costs(report: Mapping[str, Any] | None) -> dict[tuple[str, str], tuple[float, str]]:
+    """(type, name) → (monthly USD summed over its cost lines, description)."""
+    out: dict[tuple[str, str], tuple[float, str]] = {}
+    if not report:
+        return out
+    for line in report.get("cost_lines") or []:
+        key = (str(line.get("resource_type", "")), str(line.get("resource_name", "")))
+        usd, desc = out.get(key, (0.0, ""))
+        description = str(line.get("description") or "")
+        out[key] = (usd + _num(line.get("monthly_usd")), "; ".join(d for d in (desc, description) if d))
+    # Whatever the report's total holds beyond its itemised lines must still show in the table,
+    # otherwise the rows would not add up to the total the header states.
+    unitemised = _num(report.get("monthly_cost_usd")) - sum(usd for usd, _ in out.values())
+    if abs(unitemised) >= CENT:
+        out[("", "(not itemised)")] = (unitemised, "total minus the sum of the cost lines")
+    return out
+
+
+def _resource_keys(report: Mapping[str, Any] | None) -> set[tuple[str, str]]:
+    if not report:
+        return set()
+    return {(str(r.get("type", "")), str(r.get("name", ""))) for r in report.get("resources") or []}
+
+
+def _policies(report: Mapping[str, Any] | None) -> dict[tuple[str, str | None], Mapping[str, Any]]:
+    if not report:
+        return {}
+    out: dict[tuple[str, str | None], Mapping[str, Any]] = {}
+    for p in report.get("policies") or []:
+        resource = p.get("resource")
+        out[(str(p.get("name", "")), None if resource is None else str(resource))] = p
+    return out
+
+
+def _is_mandatory(level: Any) -> bool:
+    # CrossGuard levels: mandatory / remediate block an update, advisory only warns.
+    return str(level or "mandatory").lower() in ("mandatory", "remediate")
+
+
+def _sizing_entries(report: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Normalise `sizing` to node → {metric: scalar}.
+
+    The contract says "per node"; accepted shapes: {node: {...}}, [{name|node|resource: ..., ...}],
+    or one flat {...} for a stack whose nodes are all alike.
+    """
+    if not report:
+        return {}
+    sizing = report.get("sizing")
+    entries: dict[str, dict[str, Any]] = {}
+    if isinstance(sizing, Mapping):
+        if sizing and all(isinstance(v, Mapping) for v in sizing.values()):
+            for node, metrics in sizing.items():
+                entries[str(node)] = _flatten(metrics)
+        elif sizing:
+            entries["(every node)"] = _flatten(sizing)
+    elif isinstance(sizing, list):
+        for i, item in enumerate(sizing):
+            if not isinstance(item, Mapping):
+                continue
+            node = item.get("name") or item.get("node") or item.get("resource") or f"node-{i}"
+            entries[str(node)] = _flatten({k: v for k, v in item.items() if k not in ("name", "node", "resource")})
+    return entries
+
+
+def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}."))
+        elif isinstance(value, list):
+            out[name] = json.dumps(value, sort_keys=True)
+        else:
+            out[name] = value
+    return out
+
+
+def _metric_order(metric: str) -> tuple[int, str]:
+    return (HEADLINE_SIZING.index(metric) if metric in HEADLINE_SIZING else len(HEADLINE_SIZING), metric)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
+
+
+def diff_stack(name: str, base: Side, head: Side) -> StackDiff:
+    """The diff of one stack between two sides (either may be absent, invalid or failed)."""
+    result = StackDiff(name=name, base=base, head=head)
+
+    before_costs = _resource_costs(base.report)
+    after_costs = _resource_costs(head.report)
+    for key in sorted(set(before_costs) | set(after_costs), key=lambda k: (k[1] == "(not itemised)", k[1], k[0])):
+        before = before_costs.get(key)
+        after = after_costs.get(key)
+        result.resources.append(
+            ResourceDelta(
+                resource_type=key[0],
+                resource_name=key[1],
+                description=(after or before or (0.0, ""))[1],
+                before_usd=None if before is None else before[0],
+                after_usd=None if after is None else after[0],
+            )
+        )
+
+    # Free resources (firewalls, VPCs) have no cost line but their arrival still belongs in the review.
+    if base.has_report and head.has_report:
+        before_keys, after_keys = _resource_keys(base.report), _resource_keys(head.report)
+        result.resources_added = [f"{t} {n}" for t, n in sorted(after_keys - before_keys, key=lambda k: (k[1], k[0]))]
+        result.resources_removed = [f"{t} {n}" for t, n in sorted(before_keys - after_keys, key=lambda k: (k[1], k[0]))]
+
+    before_pol, after_pol = _policies(base.report), _policies(head.report)
+    for key in sorted(set(before_pol) | set(after_pol), key=lambda k: (k[0], k[1] or "")):
+        b, a = before_pol.get(key), after_pol.get(key)
+        change = PolicyChange(
+            name=key[0],
+            resource=key[1],
+            level=str((a or b or {}).get("level") or "") or None,
+            before=None if b is None else bool(b.get("passed")),
+            after=None if a is None else bool(a.get("passed")),
+            message=str((a or b or {}).get("message") or ""),
+        )
+        # A policy only reported on one side because that side has no report is not news: the stack
+        # row already says the side is absent/invalid.
+        one_sided = (b is None and not base.has_report) or (a is None and not head.has_report)
+        if change.before != change.after and not one_sided:
+            result.policies_changed.append(change)
+        if a is not None and change.after is False and _is_mandatory(change.level):
+            result.head_failing_mandatory.append(change)
+
+    before_size, after_size = _sizing_entries(base.report), _sizing_entries(head.report)
+    if base.has_report and head.has_report:
+        for node in sorted(set(before_size) | set(after_size)):
+            b_metrics, a_metrics = before_size.get(node, {}), after_size.get(node, {})
+            for metric in sorted(set(b_metrics) | set(a_metrics), key=_metric_order):
+                b_val, a_val = b_metrics.get(metric), a_metrics.get(metric)
+                if not _same(b_val, a_val):
+                    result.sizing_changed.append(SizingChange(node=node, metric=metric, before=b_val, after=a_val))
+    return result
+
+
+def build_diff(base_label: str, head_label: str, pairs: Iterable[tuple[str, Side, Side]]) -> CostDiff:
+    return CostDiff(
+        base_label=base_label,
+        head_label=head_label,
+        stacks=[diff_stack(name, base, head) for name, base, head in pairs],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "—"
+    sign = "-" if value < -CENT / 10 else ""
+    return f"{sign}${abs(value):,.2f}"
+
+
+def _signed_usd(value: float) -> str:
+    if abs(value) < CENT:
+        return "$0.00"
+    return f"{'+' if value > 0 else '-'}${abs(value):,.2f}"
+
+
+def _pct(before: float | None, after: float | None) -> str:
+    if before is None or after is None:
+        return "new" if before is None and after is not None else ("gone" if after is None and before else "")
+    if abs(after - before) < CENT:
+        return ""
+    if abs(before) < CENT:
+        return "new"
+    return f"{(after - before) / abs(before) * 100:+.1f}%"
+
+
+def _cell(text: Any) -> str:
+    """Markdown table cell: one line, pipes escaped (policy messages quote config like a|b)."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+
+
+def _verdict(passed: bool | None) -> str:
+    return {True: "✅ passed", False: "❌ failed", None: "— (not evaluated)"}[passed]
+
+
+def _fmt_metric(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value.is_integer() and abs(value) >= 1000 else f"{value:,.4g}"
+    return str(value)
+
+
+def _side_text(side: Side) -> str:
+    match side.status:
+        case "absent":
+            return "no such stack"
+        case "invalid":
+            return f"invalid config: {side.message or 'see the preview output'}"
+        case "error":
+            return f"preview failed: {side.message or 'see the job log'}"
+        case _:
+            return _usd(side.total)
+
+
+def _stack_badge(stack: StackDiff) -> str:
+    if stack.head.status == "absent":
+        return "🗑️ removed"
+    if stack.head.status == "invalid":
+        return "⛔ invalid config"
+    if stack.head.status == "error":
+        return "⛔ preview failed"
+    if stack.head_blocked:
+        return "❌ mandatory policy fails"
+    budget = stack.head.budget
+    if budget is not None and stack.after_usd > budget + CENT:
+        return "❌ over budget"
+    return "🆕 added" if stack.base.status == "absent" else "✅"
+
+
+def render_markdown(diff: CostDiff) -> str:
+    lines: list[str] = [MARKER]
+    delta = diff.delta_usd
+    pct = _pct(diff.before_usd, diff.after_usd)
+    blocked = [s.name for s in diff.stacks if s.head_blocked]
+    headline = f"{_signed_usd(delta)}/month" + (f" ({pct})" if pct and pct != "new" else "")
+    lines.append(f"## gpu-inference cost diff: {headline}")
+    lines.append("")
+    lines.append(
+        f"`{diff.base_label}` → `{diff.head_label}` · {len(diff.stacks)} stack(s) · "
+        f"{_usd(diff.before_usd)} → {_usd(diff.after_usd)} per month (730 h, catalog list prices)"
+        + (f" · **blocked: {', '.join(blocked)}**" if blocked else "")
+    )
+    if not diff.stacks:
+        lines += ["", "No `Pulumi.<stack>.yaml` in either revision."]
+
+    for stack in diff.stacks:
+        lines += ["", f"### {_stack_badge(stack)} `{stack.name}`: {_side_text(stack.base)} → {_side_text(stack.head)}"]
+        if stack.base.has_report and stack.head.has_report:
+            lines.append(
+                f"Δ **{_signed_usd(stack.delta_usd)}/month**"
+                + (f" ({_pct(stack.before_usd, stack.after_usd)})" if _pct(stack.before_usd, stack.after_usd) else "")
+            )
+        lines.append("")
+        if stack.resources:
+            lines.append("| Resource | Type | Before | After | Δ / month | Δ % |")
+            lines.append("|---|---|--:|--:|--:|--:|")
+            for r in stack.resources:
+                mark = {"added": " 🆕", "removed": " 🗑️", "changed": "", "unchanged": ""}[r.change]
+                lines.append(
+                    f"| `{_cell(r.resource_name)}`{mark} | {_cell(r.resource_type) or '—'} | {_usd(r.before_usd)} | "
+                    f"{_usd(r.after_usd)} | {_signed_usd(r.delta_usd) if r.change != 'unchanged' else '—'} | "
+                    f"{_pct(r.before_usd, r.after_usd)} |"
+                )
+            before = stack.before_usd if stack.base.has_report else None
+            after = stack.after_usd if stack.head.has_report else None
+            lines.append(
+                f"| **Total** | | **{_usd(before)}** | **{_usd(after)}** | **{_signed_usd(stack.delta_usd)}** | "
+                f"{_pct(before, after)} |"
+            )
+            lines.append(f"| Budget | | {_budget_cell(stack.base)} | {_budget_cell(stack.head)} | | |")
+        else:
+            lines.append("_No priced resources on either side._")
+
+        if stack.resources_added or stack.resources_removed:
+            lines += ["", "<details><summary>Resources added / removed (incl. free ones)</summary>", ""]
+            lines += [f"- ➕ `{_cell(r)}`" for r in stack.resources_added]
+            lines += [f"- ➖ `{_cell(r)}`" for r in stack.resources_removed]
+            lines += ["", "</details>"]
+
+        if stack.policies_changed:
+            lines += ["", "**Policy verdicts that changed**", ""]
+            lines.append("| Policy | Resource | Level | Before | After | Message |")
+            lines.append("|---|---|---|---|---|---|")
+            for p in stack.policies_changed:
+                lines.append(
+                    f"| {_cell(p.name)} | {_cell(p.resource or '—')} | {_cell(p.level or '—')} | {_verdict(p.before)} | "
+                    f"{_verdict(p.after)} | {_cell(p.message)} |"
+                )
+        unchanged_failures = [p for p in stack.head_failing_mandatory if p.before is False]
+        if unchanged_failures:
+            lines += ["", "**Still failing (mandatory, unchanged by this PR)**", ""]
+            lines += [f"- {_cell(p.name)} on `{_cell(p.resource or '—')}`: {_cell(p.message)}" for p in unchanged_failures]
+
+        if stack.sizing_changed:
+            lines += ["", "**Sizing that changed (per node)**", ""]
+            lines.append("| Node | Metric | Before | After |")
+            lines.append("|---|---|--:|--:|")
+            for s in stack.sizing_changed:
+                lines.append(
+                    f"| `{_cell(s.node)}` | {_cell(s.metric)} | {_cell(_fmt_metric(s.before))} | {_cell(_fmt_metric(s.after))} |"
+                )
+
+    lines += [
+        "",
+        "<sub>Offline preview of each stack at both revisions (`python -m gpu_inference cost-diff`); "
+        "updated on every push. See docs/ci.md.</sub>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _budget_cell(side: Side) -> str:
+    budget = side.budget
+    if budget is None:
+        return "—"
+    share = side.total / budget * 100 if budget else 0.0
+    flag = " ❌" if side.total > budget + CENT else ""
+    return f"{_usd(budget)} ({share:.0f}% used){flag}"
+
+
+def to_json(diff: CostDiff) -> dict[str, Any]:
+    """Machine-readable diff: `stacks` of {name, before_usd, after_usd, delta_usd, ...} plus totals."""
+    stacks: list[dict[str, Any]] = []
+    for s in diff.stacks:
+        stacks.append(
+            {
+                "name": s.name,
+                "change": s.change,
+                "before_usd": s.before_usd if s.base.has_report else None,
+                "after_usd": s.after_usd if s.head.has_report else None,
+                "delta_usd": s.delta_usd,
+                "budget_before_usd": s.base.budget,
+                "budget_after_usd": s.head.budget,
+                "base": {"status": s.base.status, "message": s.base.message, "source": s.base.source},
+                "head": {"status": s.head.status, "message": s.head.message, "source": s.head.source},
+                "head_blocked": s.head_blocked,
+                "resources": [
+                    {**r.model_dump(mode="json"), "delta_usd": r.delta_usd, "change": r.change} for r in s.resources
+                ],
+                "resources_added": s.resources_added,
+                "resources_removed": s.resources_removed,
+                "policies_changed": [p.model_dump(mode="json") for p in s.policies_changed],
+                "head_failing_mandatory": [p.model_dump(mode="json") for p in s.head_failing_mandatory],
+                "sizing_changed": [c.model_dump(mode="json") for c in s.sizing_changed],
+            }
+        )
+    return {
+        "base": diff.base_label,
+        "head": diff.head_label,
+        "before_usd": diff.before_usd,
+        "after_usd": diff.after_usd,
+        "delta_usd": diff.delta_usd,
+        "stacks": stacks,
+    }
