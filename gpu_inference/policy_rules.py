@@ -270,16 +270,16 @@ def _vram_fit(view: ResourceView) -> tuple[list[str], str]:
     head = f"{rs.config.model} ({precision_label(rs)}) "
     if result.fits:
         return [], f"{head}fits {_gpus_text(rs)}: {_fit_summary(rs)}"
-    problems = "; ".join(getattr(result, "problems", None) or []) or "the sizing core reports it does not fit"
-    weights = getattr(result, "weights_gib", None)
-    need = f"weights need {_gib(weights)} in total; " if weights is not None else ""
+    problems = "; ".join(p.rstrip(".") for p in result.problems) or "the sizing core reports it does not fit"
+    per_gpu = " per GPU" if rs.tensor_parallel_size > 1 else ""
+    need = f"weights alone need {_gib(result.weights_gib)}{per_gpu} ({problems})"
     from gpu_inference.fit_advice import advise_fit, format_fixes  # fit_advice imports this module
 
     fixes = advise_fit(rs)
     fix_text = f" Cheapest fix: {format_fixes(fixes)}" if fixes else (
         f" No single change within {rs.offering.provider}/{rs.config.region} makes it fit: choose a smaller model."
     )
-    return [f"{head}does not fit {_gpus_text(rs)}: {need}{problems}.{fix_text}"], ""
+    return [f"{head}does not fit {_gpus_text(rs)}: {need}.{fix_text}"], ""
 
 
 def check_vram_fit(view: ResourceView) -> list[str]:
@@ -505,9 +505,8 @@ def _plain_secrets(view: ResourceView) -> list[str]:
     return problems
 
 
-def _security_settings(views: list[ResourceView], allowed_cidrs: list[str] | None) -> list[str] | None:
-    if allowed_cidrs is not None:
-        return allowed_cidrs
+def allowed_cidrs_from_views(views: Iterable[ResourceView]) -> list[str] | None:
+    """The allowedCidrs a VllmService carries, if any does."""
     for v in views:
         if is_vllm_service(v) and isinstance(v.props.get("allowedCidrs"), list):
             return [str(c) for c in v.props["allowedCidrs"]]
@@ -517,7 +516,7 @@ def _security_settings(views: list[ResourceView], allowed_cidrs: list[str] | Non
 def check_security(views: list[ResourceView], allowed_cidrs: list[str] | None = None) -> list[tuple[str, str]]:
     """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key
     when the endpoint is public, no credential in a plain (non-secret) input. → (resource name, message)."""
-    allowed = _security_settings(views, allowed_cidrs)
+    allowed = allowed_cidrs if allowed_cidrs is not None else allowed_cidrs_from_views(views)
     problems: list[tuple[str, str]] = []
     world_open_public = False
     for view in views:
