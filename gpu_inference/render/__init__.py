@@ -1,0 +1,103 @@
+"""Renderers: every file a machine of the stack gets, as pure functions of a ResolvedStack.
+
+The Pulumi components call these inside ``Output.apply`` (where secrets are plaintext); the offline
+preview calls :func:`render_all` with placeholders. Each output is checked by its real validator in
+tests/test_validators.py and has a golden copy under tests/golden/.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.render._common import node_name
+from gpu_inference.render.cloud_init import (
+    dcgm_exporter_unit,
+    gpu_node_bootstrap,
+    gpu_node_cloud_init,
+    lb_bootstrap,
+    load_balancer_cloud_init,
+    monitoring_bootstrap,
+    monitoring_cloud_init,
+    node_exporter_unit,
+)
+from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
+from gpu_inference.render.nginx import NginxPaths, nginx_conf
+from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
+from gpu_inference.render.vllm import vllm_args, vllm_env_file, vllm_unit
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+__all__ = [
+    "NginxPaths",
+    "alert_rule_tests",
+    "alert_rules",
+    "alerts",
+    "dcgm_exporter_unit",
+    "gpu_node_cloud_init",
+    "healthcheck_script",
+    "healthcheck_units",
+    "load_balancer_cloud_init",
+    "monitoring_cloud_init",
+    "monitoring_targets",
+    "nginx_conf",
+    "node_exporter_unit",
+    "prometheus_config",
+    "render_all",
+    "vllm_args",
+    "vllm_env_file",
+    "vllm_unit",
+]
+
+
+def monitoring_targets(
+    node_addresses: list[str], lb_address: str
+) -> tuple[list[str], dict[str, str], list[str]]:
+    """(vLLM, node_exporter, DCGM) scrape targets; node_exporter runs on every host, the LB included."""
+    vllm = [f"{a}:{VLLM_PORT}" for a in node_addresses]
+    dcgm = [f"{a}:{DCGM_EXPORTER_PORT}" for a in node_addresses]
+    nodes = {node_name(i): f"{a}:{NODE_EXPORTER_PORT}" for i, a in enumerate(node_addresses)}
+    nodes["loadbalancer"] = f"{lb_address}:{NODE_EXPORTER_PORT}"
+    nodes["monitoring"] = f"localhost:{NODE_EXPORTER_PORT}"
+    return vllm, nodes, dcgm
+
+
+def render_all(
+    stack: ResolvedStack,
+    node_addresses: list[str],
+    lb_address: str,
+    monitoring_address: str,
+    api_key: str | None,
+    hf_token: str | None,
+) -> dict[str, str]:
+    """Relative path → content of every rendered file (what the offline preview writes).
+
+    ``monitoring_address`` is not part of any file today (Prometheus scrapes itself on localhost); it is
+    taken so callers need not change when a file starts to need it (e.g. firewall notes).
+    """
+    del monitoring_address
+    files: dict[str, str] = {}
+    hc_service, hc_timer = healthcheck_units(stack)
+    for i, _address in enumerate(node_addresses):
+        base = f"nodes/{node_name(i)}"
+        files[f"{base}/cloud-init.yaml"] = gpu_node_cloud_init(stack, i, api_key, hf_token)
+        files[f"{base}/vllm.service"] = vllm_unit(stack)
+        files[f"{base}/vllm-healthcheck.sh"] = healthcheck_script(stack)
+        files[f"{base}/vllm-healthcheck.service"] = hc_service
+        files[f"{base}/vllm-healthcheck.timer"] = hc_timer
+        files[f"{base}/dcgm-exporter.service"] = dcgm_exporter_unit()
+        files[f"{base}/node-exporter.service"] = node_exporter_unit()
+        files[f"{base}/bootstrap.sh"] = gpu_node_bootstrap(stack)
+    backends = [f"{a}:{VLLM_PORT}" for a in node_addresses]
+    files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
+    files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
+    files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
+    if stack.config.monitoring.enabled:
+        vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address)
+        files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
+        files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
+        files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
+        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm)
+        files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack)
+    return files

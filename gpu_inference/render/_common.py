@@ -1,0 +1,93 @@
+"""Small helpers and fixed facts the renderers share (paths on the machines, pinned exporter images)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import yaml
+
+# NVIDIA's DCGM exporter, pinned: DCGM 4.6.0 paired with exporter 4.8.3 (release 2026-07-15 per NVIDIA's
+# DCGM Exporter release notes). The distroless variant is the one NVIDIA publishes for every 4.x release.
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless"
+# node_exporter on GPU nodes runs as a container too: the GPU images (DigitalOcean's AI/ML droplet image,
+# AWS's NVIDIA-driver AMIs) differ in distro and package manager, Docker is the one thing they share.
+NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
+
+VLLM_CONTAINER = "vllm"
+VLLM_UNIT = "vllm.service"
+VLLM_ENV_FILE = "/etc/vllm/vllm.env"
+# Hugging Face's cache inside the vLLM image is /root/.cache/huggingface; keeping it on the host disk
+# means a restart (or a new container) does not download the weights again.
+MODEL_CACHE_DIR = "/opt/models"
+CONTAINER_HF_CACHE = "/root/.cache/huggingface"
+# The model cache lives on the root filesystem of every GPU node (disk_gb sizes that disk).
+MODEL_CACHE_MOUNTPOINT = "/"
+
+HEALTHCHECK_PATH = "/usr/local/bin/vllm-healthcheck"
+HEALTHCHECK_UNIT = "vllm-healthcheck.service"
+HEALTHCHECK_TIMER = "vllm-healthcheck.timer"
+BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-bootstrap"
+
+RENDERED_BY = "Rendered by gpu-inference (gpu_inference/render); do not edit on the machine."
+
+_SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+
+
+def systemd_quote(arg: str) -> str:
+    """One argument for an Exec= line: specifiers (%) and variables ($) escaped, quoted when needed."""
+    escaped = arg.replace("%", "%%").replace("$", "$$")
+    if _SYSTEMD_SAFE.match(arg):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def shell_quote(arg: str) -> str:
+    """POSIX single-quoting (shlex.quote, but always quoting odd strings the same way)."""
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", arg):
+        return arg
+    return "'" + arg.replace("'", "'\"'\"'") + "'"
+
+
+def exec_line(key: str, argv: Iterable[str], indent: str = "    ", own_line: Iterable[str] = ()) -> str:
+    """``Key=arg arg \\`` continued one flag per line, so a unit diff shows which flag changed."""
+    alone = {systemd_quote(a) for a in own_line}
+    args = [systemd_quote(a) for a in argv]
+    lines: list[str] = []
+    current = f"{key}={args[0]}"
+    for arg in args[1:]:
+        if arg.startswith("-") or arg in alone:
+            lines.append(current)
+            current = f"{indent}{arg}"
+        else:
+            current = f"{current} {arg}"
+    lines.append(current)
+    return " \\\n".join(lines)
+
+
+def node_name(index: int) -> str:
+    return f"node-{index}"
+
+
+def check_secret(name: str, value: str | None) -> None:
+    """Secrets go into KEY=value files: a newline would end the line and inject another variable."""
+    if value is not None and (not value or any(c in value for c in "\r\n\0")):
+        raise ValueError(f"{name} must be a non-empty single line")
+
+
+class _Dumper(yaml.SafeDumper):
+    """safe_dump with block-style multi-line strings: rules, units and scripts stay readable in YAML."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(doc: Any, header: str = "") -> str:
+    """YAML with keys in insertion order (deterministic, and in the order a reader expects)."""
+    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)

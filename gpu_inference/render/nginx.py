@@ -1,0 +1,232 @@
+"""nginx.conf of the load balancer: least-connections over the vLLM nodes, streaming-friendly."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, VLLM_PORT
+from gpu_inference.render._common import RENDERED_BY
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+# Idle upstream connections each worker keeps open to the nodes (saves a TCP handshake per request).
+UPSTREAM_KEEPALIVE = 32
+UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS = 60
+# A retry must start soon enough to still be useful; past this, the client gets the error.
+NEXT_UPSTREAM_TIMEOUT_SECONDS = 30
+CONNECT_TIMEOUT_SECONDS = 5
+# Streaming responses send a chunk per token; a client that stops reading for this long is gone.
+SEND_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class NginxPaths:
+    """Where nginx keeps its pid, logs and temp files; tests point these into a temporary prefix."""
+
+    pid: str = "/run/nginx.pid"
+    error_log: str = "/var/log/nginx/error.log"
+    access_log: str = "/var/log/nginx/access.log"
+    temp_dir: str = "/var/lib/nginx"
+    mime_types: str = "/etc/nginx/mime.types"
+    # Edge API-key check (a map from the Authorization header), written 0600 next to nginx.conf.
+    auth_include: str = "/etc/nginx/gpu-inference-auth.conf"
+    tls_dir: str = "/etc/nginx/tls"
+    # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
+    user: str | None = "www-data"
+
+
+def tls_paths(domain: str, paths: NginxPaths) -> tuple[str, str]:
+    """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there."""
+    return f"{paths.tls_dir}/{domain}/fullchain.pem", f"{paths.tls_dir}/{domain}/privkey.pem"
+
+
+def auth_map(api_key: str) -> str:
+    """The include file behind the edge API-key check; holds the key, so it is written root-only."""
+    if not re.fullmatch(r"[\x21-\x7e]+", api_key) or '"' in api_key or "\\" in api_key:
+        raise ValueError("the API key must be printable ASCII without spaces, quotes or backslashes")
+    return (
+        f"# {RENDERED_BY}\n"
+        "map $http_authorization $gpu_inference_authorized {\n"
+        "    default 0;\n"
+        f'    "Bearer {api_key}" 1;\n'
+        "}\n"
+    )
+
+
+def _upstream(stack: ResolvedStack, backends: list[str]) -> list[str]:
+    lb = stack.config.load_balancer
+    lines = [
+        "    upstream vllm_backend {",
+        "        # Requests run from milliseconds to minutes: send each to the node with the fewest open ones.",
+        "        least_conn;",
+    ]
+    for backend in backends:
+        target = backend if ":" in backend else f"{backend}:{VLLM_PORT}"
+        lines.append(f"        server {target} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s;")
+    lines += [
+        f"        keepalive {UPSTREAM_KEEPALIVE};",
+        f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;",
+        "    }",
+    ]
+    return lines
+
+
+def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
+    lb = stack.config.load_balancer
+    auth = (
+        [
+            "            # Checked here as well as by vLLM: a request without the key never takes an upstream slot.",
+            "            if ($gpu_inference_authorized = 0) {",
+            '                return 401 \'{"error": "Unauthorized"}\\n\';',
+            "            }",
+        ]
+        if require_key
+        else []
+    )
+    return [
+        "        # Only the OpenAI API is public. vLLM checks the API key on /v1/* only, and its other routes",
+        "        # (/metrics, /tokenize, /invocations, ...) must not be reachable from the internet.",
+        "        location /v1/ {",
+        *auth,
+        "            proxy_pass http://vllm_backend;",
+        "            proxy_http_version 1.1;",
+        '            proxy_set_header Connection "";',
+        "            proxy_set_header Host $host;",
+        "            proxy_set_header X-Real-IP $remote_addr;",
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        "            # Authorization is passed through unchanged (nginx forwards client headers by default).",
+        "",
+        "            # A node that refuses, times out or answers 502/503 (restarting, still loading) is skipped.",
+        "            # POSTs are retried too (non_idempotent): a completion has no side effect but its cost, and",
+        "            # nginx never retries once response bytes reached the client. next_upstream_timeout stops a",
+        "            # slow request from being re-sent after a long wait (which would double the load).",
+        "            proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+        f"            proxy_next_upstream_tries {lb.proxy_next_upstream_tries};",
+        f"            proxy_next_upstream_timeout {NEXT_UPSTREAM_TIMEOUT_SECONDS}s;",
+        f"            proxy_connect_timeout {CONNECT_TIMEOUT_SECONDS}s;",
+        f"            proxy_read_timeout {lb.read_timeout_seconds}s;",
+        f"            proxy_send_timeout {SEND_TIMEOUT_SECONDS}s;",
+        "",
+        "            # Stream tokens to the client as vLLM emits them (server-sent events).",
+        "            proxy_buffering off;",
+        "            proxy_cache off;",
+        "            # For any nginx or CDN in front of this one: do not buffer the stream either.",
+        "            add_header X-Accel-Buffering no always;",
+        "            # Request buffering stays ON: nginx can retry the next node only if it still holds the",
+        "            # whole body (prompts are small, client_max_body_size caps them).",
+        "            proxy_request_buffering on;",
+        "        }",
+        "",
+        "        location / {",
+        "            return 404 '{\"error\": \"not found\"}\\n';",
+        "        }",
+    ]
+
+
+def _health_location() -> list[str]:
+    return [
+        "        # The load balancer's own liveness, for the provider's checks; never touches a GPU node.",
+        "        location = /health {",
+        "            access_log off;",
+        "            default_type text/plain;",
+        "            return 200 'ok\\n';",
+        "        }",
+    ]
+
+
+def nginx_conf(
+    stack: ResolvedStack,
+    backends: list[str],
+    *,
+    listen: str = f"0.0.0.0:{NGINX_HTTP_PORT}",
+    pid_path: str | None = None,
+    prefix_paths: NginxPaths | None = None,
+    tls_listen: str | None = None,
+) -> str:
+    """A complete nginx.conf (checkable with ``nginx -t -c``) for the load balancer host."""
+    if not backends:
+        raise ValueError("the load balancer needs at least one backend")
+    paths = prefix_paths or NginxPaths()
+    pid = pid_path or paths.pid
+    lb = stack.config.load_balancer
+    require_key = stack.config.api_key is not None
+    domain = lb.tls_domain
+    tmp = paths.temp_dir
+    out: list[str] = [f"# {RENDERED_BY}", f"# Stack {stack.name}: {len(backends)} vLLM node(s) behind least_conn."]
+    if paths.user:
+        out.append(f"user {paths.user};")
+    out += [
+        "worker_processes auto;",
+        "# Each stream holds a client and an upstream socket; the default 1024 files would cap worker_connections.",
+        "worker_rlimit_nofile 16384;",
+        f"pid {pid};",
+        f"error_log {paths.error_log} warn;",
+        "",
+        "events {",
+        "    # Streams stay open for minutes: size for many concurrent connections per worker.",
+        "    worker_connections 4096;",
+        "}",
+        "",
+        "http {",
+        f"    include {paths.mime_types};",
+        "    default_type application/json;",
+        "    server_tokens off;",
+        "    sendfile on;",
+        "    tcp_nodelay on;",
+        "    keepalive_timeout 75s;",
+        f"    client_max_body_size {lb.client_max_body_size_mb}m;",
+        # Bodies up to 1 MB stay in memory; larger prompts spill to client_body_temp_path.
+        "    client_body_buffer_size 1m;",
+        "",
+        f"    client_body_temp_path {tmp}/body;",
+        f"    proxy_temp_path {tmp}/proxy;",
+        f"    fastcgi_temp_path {tmp}/fastcgi;",
+        f"    uwsgi_temp_path {tmp}/uwsgi;",
+        f"    scgi_temp_path {tmp}/scgi;",
+        "",
+        "    # Which node served a request and how long it took: the first thing to read in an incident.",
+        "    log_format upstream '$remote_addr [$time_iso8601] \"$request\" $status $body_bytes_sent '",
+        "                        'rt=$request_time upstream=$upstream_addr ustatus=$upstream_status '",
+        "                        'urt=$upstream_response_time uct=$upstream_connect_time';",
+        f"    access_log {paths.access_log} upstream;",
+        "",
+    ]
+    if require_key:
+        out += [f"    include {paths.auth_include};", ""]
+    out += _upstream(stack, backends)
+    out += ["", "    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
+    out += _health_location()
+    out.append("")
+    if domain:
+        out += [
+            "        # TLS is served on 443; plain HTTP only answers /health and redirects the rest.",
+            "        location / {",
+            "            return 308 https://$host$request_uri;",
+            "        }",
+            "    }",
+        ]
+        cert, key = tls_paths(domain, paths)
+        out += [
+            "",
+            "    server {",
+            f"        listen {tls_listen or f'0.0.0.0:{NGINX_HTTPS_PORT}'} ssl default_server;",
+            f"        server_name {domain};",
+            f"        ssl_certificate {cert};",
+            f"        ssl_certificate_key {key};",
+            "        ssl_protocols TLSv1.2 TLSv1.3;",
+            "        ssl_session_cache shared:SSL:10m;",
+            "        ssl_session_timeout 1h;",
+            "",
+            *_health_location(),
+            "",
+            *_api_locations(stack, require_key),
+            "    }",
+        ]
+    else:
+        out += [*_api_locations(stack, require_key), "    }"]
+    out += ["}", ""]
+    return "\n".join(out)

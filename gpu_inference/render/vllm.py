@@ -1,0 +1,134 @@
+"""vLLM on a GPU node: the server's flags, its systemd unit (a pinned container) and its env file."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gpu_inference.constants import VLLM_PORT
+from gpu_inference.render._common import (
+    CONTAINER_HF_CACHE,
+    MODEL_CACHE_DIR,
+    RENDERED_BY,
+    VLLM_CONTAINER,
+    VLLM_ENV_FILE,
+    check_secret,
+    exec_line,
+    systemd_quote,
+)
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+# Config quantization → vLLM --quantization. None: leave the flag out and let vLLM read the checkpoint's
+# own quantization_config. `none` means "the checkpoint is unquantized", which is vLLM's default too.
+# int8/int4 are checkpoint formats (compressed-tensors W8A8 / W4A16) that vLLM detects by itself; it has
+# no method called "int8" or "int4" and would refuse to start if given one.
+_QUANTIZATION_FLAG: dict[str, str | None] = {
+    "none": None,
+    "int8": None,
+    "int4": None,
+    "fp8": "fp8",
+    "awq": "awq",
+    "gptq": "gptq",
+    "mxfp4": "mxfp4",
+}
+
+# Pulling vllm/vllm-openai (~10 GB compressed) on a fresh node takes minutes; the pull runs in
+# ExecStartPre, which TimeoutStartSec bounds (the model download happens later, inside the running
+# container, where the health check's grace period covers it).
+START_TIMEOUT_SECONDS = 1800
+RESTART_SECONDS = 10
+# vLLM finishes in-flight requests on SIGTERM only briefly; give it time before docker kills it.
+STOP_TIMEOUT_SECONDS = 30
+
+
+def served_model(stack: ResolvedStack) -> str:
+    """What vLLM downloads: the catalog's canonical id (aliases and case resolved)."""
+    return stack.model.id
+
+
+def vllm_args(stack: ResolvedStack) -> list[str]:
+    """The vllm serve flags for this stack; never a secret (the API key and HF token come from the env file)."""
+    cfg = stack.config
+    args = [
+        "--model", served_model(stack),
+        "--served-model-name", cfg.name_for_clients,
+        "--dtype", cfg.dtype,
+    ]
+    if cfg.quantization is not None:
+        flag = _QUANTIZATION_FLAG[cfg.quantization]
+        if flag is not None:
+            args += ["--quantization", flag]
+    args += [
+        "--max-model-len", str(cfg.max_model_len),
+        "--max-num-seqs", str(cfg.max_num_seqs),
+        "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}",
+        "--tensor-parallel-size", str(stack.tensor_parallel_size),
+        "--kv-cache-dtype", cfg.kv_cache_dtype,
+        "--host", "0.0.0.0",
+        "--port", str(VLLM_PORT),
+    ]
+    return args
+
+
+def docker_run_argv(stack: ResolvedStack) -> list[str]:
+    return [
+        "/usr/bin/docker", "run",
+        "--name", VLLM_CONTAINER,
+        # NCCL and PyTorch's shared-memory tensors between TP workers need more than Docker's 64 MB /dev/shm.
+        "--ipc=host",
+        "--gpus", "all",
+        "--env-file", VLLM_ENV_FILE,
+        "-v", f"{MODEL_CACHE_DIR}:{CONTAINER_HF_CACHE}",
+        "-p", f"{VLLM_PORT}:{VLLM_PORT}",
+        stack.config.vllm_image,
+        *vllm_args(stack),
+    ]
+
+
+def vllm_unit(stack: ResolvedStack) -> str:
+    """vllm.service: the pinned vllm/vllm-openai container, restarted forever by systemd."""
+    cfg = stack.config
+    image = cfg.vllm_image
+    pull = f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
+    return f"""# {RENDERED_BY}
+[Unit]
+Description=vLLM OpenAI-compatible server ({served_model(stack)}, TP={stack.tensor_parallel_size})
+Documentation=https://docs.vllm.ai/
+After=docker.service network-online.target
+Wants=network-online.target
+Requires=docker.service
+# Never stop retrying: a GPU node that gave up restarting serves nothing and still costs money.
+StartLimitIntervalSec=0
+
+[Service]
+Type=simple
+TimeoutStartSec={START_TIMEOUT_SECONDS}
+TimeoutStopSec={STOP_TIMEOUT_SECONDS + 15}
+Restart=always
+RestartSec={RESTART_SECONDS}
+# A container left over from a crash would hold the name and the port; '-' ignores "no such container".
+ExecStartPre=-/usr/bin/docker stop {VLLM_CONTAINER}
+ExecStartPre=-/usr/bin/docker rm {VLLM_CONTAINER}
+# Pull only when missing: the tag is pinned, and a registry outage must not block a restart.
+ExecStartPre=/bin/sh -c {systemd_quote(pull)}
+{exec_line("ExecStart", docker_run_argv(stack), own_line=[image])}
+ExecStop=/usr/bin/docker stop -t {STOP_TIMEOUT_SECONDS} {VLLM_CONTAINER}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def vllm_env_file(api_key: str | None, hf_token: str | None) -> str:
+    """/etc/vllm/vllm.env (root-only 0600): the secrets vLLM reads from its environment."""
+    check_secret("api_key", api_key)
+    check_secret("hf_token", hf_token)
+    lines = [f"# {RENDERED_BY}", "# docker --env-file format: KEY=value, taken literally (no quotes, no expansion)."]
+    if api_key is not None:
+        # vLLM checks `Authorization: Bearer <key>` on /v1/* when VLLM_API_KEY is set (same as --api-key,
+        # which would put the key in `ps` output and in the unit file).
+        lines.append(f"VLLM_API_KEY={api_key}")
+    if hf_token is not None:
+        lines.append(f"HF_TOKEN={hf_token}")
+    return "\n".join(lines) + "\n"
