@@ -502,9 +502,7 @@ def to_json(diff: CostDiff) -> dict[str, Any]:
                 "base": {"status": s.base.status, "message": s.base.message, "source": s.base.source},
                 "head": {"status": s.head.status, "message": s.head.message, "source": s.head.source},
                 "head_blocked": s.head_blocked,
-                "resources": [
-                    {**r.model_dump(mode="json"), "delta_usd": r.delta_usd, "change": r.change} for r in s.resources
-                ],
+                "resources": [{**r.model_dump(mode="json"), "delta_usd": r.delta_usd, "change": r.change} for r in s.resources],
                 "resources_added": s.resources_added,
                 "resources_removed": s.resources_removed,
                 "policies_changed": [p.model_dump(mode="json") for p in s.policies_changed],

@@ -218,8 +218,7 @@ def diff_revisions(
         unknown = [s for s in stacks if s not in names]
         if unknown:
             raise UsageError(
-                f"stack(s) {', '.join(unknown)} exist in neither {base_ref} nor {head_ref} "
-                f"(found: {', '.join(names) or 'none'})"
+                f"stack(s) {', '.join(unknown)} exist in neither {base_ref} nor {head_ref} (found: {', '.join(names) or 'none'})"
             )
         names = list(dict.fromkeys(stacks))
 
