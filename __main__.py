@@ -1,0 +1,52 @@
+"""gpu-inference: vLLM on rented GPUs behind an Nginx least-connections host, with Prometheus beside it.
+
+Run by `pulumi up`, and offline by `python -m gpu_inference preview` under recording mocks.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.config_source import read_stack_config
+from components.load_balanced_pool import LoadBalancedPool, LoadBalancedPoolArgs
+from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
+from components.providers import provider_for
+from gpu_inference.errors import ConfigError
+from gpu_inference.pricing import bill_for_resources
+from gpu_inference.stack import resolve_stack
+
+try:
+    stack = resolve_stack(read_stack_config(), name=pulumi.get_stack())
+    provider = provider_for(stack)
+except ConfigError as exc:
+    # One readable message, and nothing registered: a half-created stack is worse than none.
+    pulumi.log.error(exc.render())
+    raise pulumi.RunError("stopped before creating anything: fix the stack config above") from exc
+
+cfg = stack.config
+# Secrets stay Outputs from here on: the engine encrypts them in state and masks them in logs.
+api_key = pulumi.Output.secret(cfg.api_key.reveal()) if cfg.api_key else pulumi.Output.from_input(None)
+hf_token = pulumi.Output.secret(cfg.hf_token.reveal()) if cfg.hf_token else pulumi.Output.from_input(None)
+
+pool = LoadBalancedPool(
+    "gpu-inference",
+    LoadBalancedPoolArgs(stack=stack, provider=provider, api_key=api_key, hf_token=hf_token,
+                         api_key_set=cfg.api_key is not None),
+)
+monitoring = None
+if cfg.monitoring.enabled:
+    monitoring = MonitoringStack(
+        "gpu-inference-monitoring",
+        MonitoringStackArgs(stack=stack, provider=provider, network=pool.network, node_private_ips=pool.node_private_ips,
+                            lb_private_ip=pool.lb_private_ip),
+    )
+
+sizing = stack.sizing
+pulumi.export("endpoint", pool.endpoint)
+pulumi.export("nodeAddresses", pool.node_private_ips)
+pulumi.export("prometheusUrl", monitoring.prometheus_url if monitoring else None)
+pulumi.export("monthlyCostUsd", round(bill_for_resources(pool.network.priced).total_monthly_usd, 2))
+pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
+pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)
+if cfg.api_key is not None:
+    pulumi.export("apiKey", api_key)

@@ -1,0 +1,161 @@
+"""The small interface every cloud implements: a private network, and a machine with its own firewall.
+
+Components (GpuInferenceNode, LoadBalancedPool, MonitoringStack) speak only this interface, so a third
+cloud is one new module here plus one line in ``PROVIDERS``.
+
+Firewall rules name their sources by *role* (``lb``, ``monitoring``) rather than by machine: the GPU
+nodes must admit the load balancer and Prometheus, but those two hosts are configured from the GPU
+nodes' addresses, so a rule that pointed at their ids or IPs would be a dependency cycle. Each role
+therefore gets an identity created before any machine (a DigitalOcean tag, an AWS security group)
+and every machine of that role carries it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import pulumi
+from pulumi import _types as pulumi_types
+from pydantic.alias_generators import to_camel
+
+from gpu_inference.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+Role = Literal["gpu", "lb", "monitoring"]
+ROLES: tuple[Role, ...] = ("gpu", "lb", "monitoring")
+
+WORLD_V4 = "0.0.0.0/0"
+WORLD_V6 = "::/0"
+
+
+@dataclass(frozen=True)
+class IngressRule:
+    """One inbound TCP allowance. A rule with neither CIDRs nor peer roles admits nobody and is dropped."""
+
+    port: int
+    description: str
+    cidrs: tuple[str, ...] = ()
+    peers: tuple[Role, ...] = ()
+    to_port: int | None = None
+
+    @property
+    def port_range(self) -> str:
+        return str(self.port) if self.to_port in (None, self.port) else f"{self.port}-{self.to_port}"
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.cidrs and not self.peers
+
+
+@dataclass(frozen=True)
+class MachineSpec:
+    """What a component asks of a provider; the provider picks image, disk and network details."""
+
+    role: Role
+    size: str
+    """Provider size slug / instance type (from the catalog or the stack config)."""
+    user_data: pulumi.Input[str]
+    """cloud-init user data; for GPU nodes a secret Output (it holds the API key and HF token)."""
+    ingress: tuple[IngressRule, ...]
+    gpu_count: int = 0
+    gpu_vendor: str | None = None
+    disk_gb: int | None = None
+    spot: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    """The deployment spec as key/value labels (AWS tags); policies read them from the machine itself."""
+
+
+@dataclass
+class Network:
+    """A provider's private network plus the per-role identities firewall rules refer to."""
+
+    provider: str
+    vpc_id: pulumi.Output[str]
+    identities: dict[Role, pulumi.Output[str]]
+    """Role → DigitalOcean tag name / AWS security group id."""
+    resources: dict[str, pulumi.Resource] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    priced: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    """(type token, name, the price-relevant inputs in wire names) of every paid resource created, as it is
+    registered: the program prices its own bill with ``pricing.bill_for_resources`` like the preview does."""
+
+
+@dataclass
+class Machine:
+    """A created machine and its firewall, with the addresses other hosts and the exports need."""
+
+    instance: pulumi.CustomResource
+    firewall: pulumi.CustomResource
+    id: pulumi.Output[str]
+    public_ip: pulumi.Output[str]
+    private_ip: pulumi.Output[str]
+
+
+class CloudProvider(Protocol):
+    name: str
+
+    def network(self, name: str, stack: ResolvedStack, parent: pulumi.Resource) -> Network:
+        """Create the private network and the role identities (children of ``parent``)."""
+        ...
+
+    def machine(
+        self, name: str, spec: MachineSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+    ) -> Machine:
+        """Create one machine named ``name`` and its firewall ``{name}-fw`` (children of ``parent``)."""
+        ...
+
+
+def wire_inputs(value: Any) -> Any:
+    """Resource arguments as the engine registers them: camelCase wire names, nested input types as dicts.
+
+    Outputs (ids, secrets, addresses) are left out: nothing the bill depends on is an Output, and the
+    known part is all a real `pulumi preview` would see too.
+    """
+    if isinstance(value, pulumi.Output):
+        return None
+    if pulumi_types.is_input_type(type(value)):
+        value = pulumi_types.input_type_to_dict(value)
+        return {k: wire_inputs(v) for k, v in value.items() if not isinstance(v, pulumi.Output)}
+    if isinstance(value, dict):
+        return {to_camel(k) if "_" in k else k: wire_inputs(v) for k, v in value.items() if not isinstance(v, pulumi.Output)}
+    if isinstance(value, (list, tuple)):
+        return [wire_inputs(v) for v in value]
+    return value
+
+
+def priced_args(network: Network, token: str, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Note a paid resource's registration in ``network.priced`` and hand its arguments back unchanged."""
+    network.priced.append((token, name, wire_inputs({k: v for k, v in kwargs.items() if k != "opts"})))
+    return kwargs
+
+
+def resource_prefix(stack: ResolvedStack) -> str:
+    """Prefix of shared cloud-side names (VPC, tags): project and stack, so two stacks never collide."""
+    return f"gpu-inference-{stack.name}"
+
+
+def cloud_name(name: str, stack: ResolvedStack) -> str:
+    """Cloud-side name of a resource whose Pulumi name is ``name``: logical names are per stack, cloud names
+    are per account, so the stack name is appended (``gpu-inference-node-0-dev``)."""
+    return f"{name}-{stack.name}"
+
+
+def provider_for(stack: ResolvedStack) -> CloudProvider:
+    """The provider module for a stack; imported lazily so a DigitalOcean run never loads pulumi_aws."""
+    name = stack.config.provider
+    if name == "digitalocean":
+        from components.providers.digitalocean import DigitalOceanProvider
+
+        return DigitalOceanProvider()
+    if name == "aws":
+        from components.providers.aws import AwsProvider
+
+        return AwsProvider()
+    if name == "kubernetes":
+        from components.providers.kubernetes import KubernetesProvider
+
+        return KubernetesProvider()
+    raise ConfigError([f"gpu-inference:provider = {name!r} has no provider module"])  # config validation prevents this

@@ -1,0 +1,198 @@
+"""AWS: GPU instances on the NVIDIA-driver Deep Learning Base AMI, in a small VPC of the stack's own.
+
+Why a VPC of its own rather than the default VPC: many accounts (AWS Organizations landing zones, anyone
+who followed CIS advice) have deleted the default VPC, and its subnets span every Availability Zone while
+a GPU type is offered only in some. The stack therefore creates one VPC, one public subnet in an AZ that
+actually offers the GPU instance type (asked of EC2, not guessed), an internet gateway and a route table.
+None of these cost money; they are deleted with the stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_aws as aws
+
+from components.providers import (
+    WORLD_V4,
+    WORLD_V6,
+    IngressRule,
+    Machine,
+    MachineSpec,
+    Network,
+    cloud_name,
+    priced_args,
+    resource_prefix,
+)
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+# AWS Deep Learning Base AMI with the open-source NVIDIA kernel driver, CUDA, Docker and the NVIDIA
+# container toolkit preinstalled (what vLLM's container needs), x86_64. AWS publishes a new one every
+# few weeks; most_recent picks the newest, named e.g. "... (Ubuntu 22.04) 20261006".
+GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
+GPU_AMI_OWNER = "amazon"
+# Nginx and Prometheus hosts: Canonical's Ubuntu 24.04 LTS (the renderers' cloud-init targets Ubuntu).
+BASE_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
+BASE_AMI_OWNER = "099720109477"  # Canonical
+INSTANCE = "aws:ec2/instance:Instance"
+VPC_CIDR = "10.42.0.0/16"
+SUBNET_CIDR = "10.42.1.0/24"
+# Root disk of the small hosts: OS, Nginx or Prometheus with its retention, logs.
+BASE_DISK_GB = {"lb": 20, "monitoring": 40}
+
+_EGRESS_ALL = [
+    aws.ec2.SecurityGroupEgressArgs(
+        protocol="-1", from_port=0, to_port=0, cidr_blocks=[WORLD_V4], ipv6_cidr_blocks=[WORLD_V6],
+        description="all outbound: image pulls, model weights, packages",
+    )
+]
+
+
+def _tags(stack: ResolvedStack, name: str, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    tags = {"Name": cloud_name(name, stack), "gpu-inference:stack": stack.name, "gpu-inference:role": role}
+    tags.update({t: "" for t in stack.config.tags})
+    tags.update(extra or {})
+    return tags
+
+
+class AwsProvider:
+    name = "aws"
+
+    def network(self, name: str, stack: ResolvedStack, parent: pulumi.Resource) -> Network:
+        region = stack.config.region
+        # An explicit provider pins the stack's region: `aws:region` from the environment never decides it.
+        provider = aws.Provider(f"{name}-aws", region=region, opts=pulumi.ResourceOptions(parent=parent))
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+        invoke = pulumi.InvokeOutputOptions(parent=parent, provider=provider)
+        offerings = aws.ec2.get_instance_type_offerings_output(
+            location_type="availability-zone",
+            filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(name="instance-type", values=[stack.config.gpu])],
+            opts=invoke,
+        )
+        az = offerings.locations.apply(lambda zones: _first_zone(zones, stack))
+        prefix = resource_prefix(stack)
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_hostnames=True, enable_dns_support=True,
+            tags={"Name": f"{prefix}-vpc"}, opts=opts,
+        )
+        igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{prefix}-igw"}, opts=opts)
+        subnet = aws.ec2.Subnet(
+            f"{name}-subnet", vpc_id=vpc.id, cidr_block=SUBNET_CIDR, availability_zone=az,
+            map_public_ip_on_launch=True, tags={"Name": f"{prefix}-public"}, opts=opts,
+        )
+        routes = aws.ec2.RouteTable(
+            f"{name}-rt", vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block=WORLD_V4, gateway_id=igw.id)],
+            tags={"Name": f"{prefix}-public"}, opts=opts,
+        )
+        assoc = aws.ec2.RouteTableAssociation(f"{name}-rta", subnet_id=subnet.id, route_table_id=routes.id, opts=opts)
+        # Identity groups carry no rules: a host of a role wears its group, and other hosts' rules admit the group.
+        identities = {
+            role: aws.ec2.SecurityGroup(
+                f"{name}-{role}-id", vpc_id=vpc.id, description=f"identity of the {role} hosts of {prefix}",
+                egress=_EGRESS_ALL, tags={"Name": f"{prefix}-{role}-identity"}, opts=opts,
+            )
+            for role in ("gpu", "lb", "monitoring")
+        }
+        return Network(
+            provider=self.name,
+            vpc_id=vpc.id,
+            identities={role: sg.id for role, sg in identities.items()},
+            resources={"provider": provider, "vpc": vpc, "igw": igw, "subnet": subnet, "routes": routes,
+                       "route_assoc": assoc, **{f"sg-{r}": sg for r, sg in identities.items()}},
+            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc},
+        )
+
+    def machine(
+        self, name: str, spec: MachineSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+    ) -> Machine:
+        provider: aws.Provider = network.extra["provider"]
+        opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+        if spec.role == "gpu":
+            ami = aws.ec2.get_ami_output(
+                most_recent=True, owners=[GPU_AMI_OWNER],
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[GPU_AMI_NAME]),
+                         aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
+                         aws.ec2.GetAmiFilterArgs(name="state", values=["available"])],
+                opts=pulumi.InvokeOutputOptions(parent=parent, provider=provider),
+            )
+        else:
+            ami = aws.ec2.get_ami_output(
+                most_recent=True, owners=[BASE_AMI_OWNER],
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[BASE_AMI_NAME]),
+                         aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"])],
+                opts=pulumi.InvokeOutputOptions(parent=parent, provider=provider),
+            )
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-fw",
+            vpc_id=network.vpc_id,
+            description=f"inbound rules of {cloud_name(name, stack)}",
+            ingress=[self._ingress(rule, network) for rule in spec.ingress if not rule.is_empty],
+            egress=_EGRESS_ALL,
+            tags=_tags(stack, f"{name}-fw", spec.role),
+            opts=opts,
+        )
+        market = None
+        if spec.spot:
+            # One-time spot, terminated on reclaim: the node is stateless (weights re-download), and the
+            # load balancer's passive health checks take it out of rotation.
+            market = aws.ec2.InstanceInstanceMarketOptionsArgs(
+                market_type="spot",
+                spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
+                    instance_interruption_behavior="terminate", spot_instance_type="one-time"),
+            )
+        disk_gb = spec.disk_gb or BASE_DISK_GB.get(spec.role, 20)
+        instance = aws.ec2.Instance(name, **priced_args(network, INSTANCE, name, dict(
+            ami=ami.id,
+            instance_type=spec.size,
+            subnet_id=network.extra["subnet_id"],
+            vpc_security_group_ids=[sg.id, network.identities[spec.role]],
+            associate_public_ip_address=True,
+            key_name=stack.config.ssh_keys[0] if stack.config.ssh_keys else None,
+            user_data=spec.user_data,
+            # cloud-init runs once per instance: new user data only takes effect on a new instance.
+            user_data_replace_on_change=True,
+            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                volume_type="gp3", volume_size=disk_gb,
+                encrypted=True, delete_on_termination=True,
+            ),
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
+            ),
+            instance_market_options=market,
+            tags=_tags(stack, name, spec.role, spec.labels),
+            volume_tags=_tags(stack, f"{name}-root", spec.role),
+            # The route to the internet must exist before boot, or cloud-init cannot pull anything.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[network.extra["route_assoc"]])),
+        )))
+        return Machine(
+            instance=instance, firewall=sg, id=instance.id,
+            public_ip=instance.public_ip, private_ip=instance.private_ip,
+        )
+
+    @staticmethod
+    def _ingress(rule: IngressRule, network: Network) -> aws.ec2.SecurityGroupIngressArgs:
+        v4 = [c for c in rule.cidrs if ":" not in c]
+        v6 = [c for c in rule.cidrs if ":" in c]
+        return aws.ec2.SecurityGroupIngressArgs(
+            protocol="tcp",
+            from_port=rule.port,
+            to_port=rule.to_port or rule.port,
+            cidr_blocks=v4 or None,
+            ipv6_cidr_blocks=v6 or None,
+            security_groups=[network.identities[p] for p in rule.peers] or None,
+            description=rule.description,
+        )
+
+
+def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
+    if not zones:
+        raise pulumi.RunError(
+            f"gpu-inference:gpu = {stack.config.gpu!r} is not offered in any Availability Zone of "
+            f"{stack.config.region}; choose a region that has it (aws ec2 describe-instance-type-offerings)"
+        )
+    # Sorted so repeated runs pick the same zone (a different zone would replace the subnet).
+    return sorted(zones)[0]

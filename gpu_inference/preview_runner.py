@@ -1,0 +1,428 @@
+"""Run the real Pulumi program offline under recording mocks: what it would register, cost, and the policies.
+
+The only module of ``gpu_inference`` that imports Pulumi. It reads ``Pulumi.<stack>.yaml`` with the
+shared validator (a bad value stops here, nothing registered), hands the values to the Pulumi runtime
+exactly as the engine would (strings, JSON for structures, secret keys listed), runs ``__main__.py``
+with ``runpy`` under ``pulumi.runtime.set_mocks``, and records every registration. The recording is then
+priced with ``pricing.bill_for_resources`` and checked with ``policy_rules.evaluate_policies`` — the
+same functions the CrossGuard pack and ``cost-diff`` use — and every machine file is rendered.
+
+Secrets: values Pulumi marks secret are recorded as ``[secret]``. The stack file only holds ciphertext,
+so the program sees a placeholder for each secret (never a real key), and nothing prints it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import runpy
+import subprocess
+import sys
+import threading
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gpu_inference.config import load_stack_config, read_stack_file, stack_file_path
+from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME
+from gpu_inference.errors import ConfigError
+from gpu_inference.secrets import REDACTED, SecretValue
+from gpu_inference.stack import ResolvedStack, resolve_stack
+
+# Deterministic fake addresses: documentation ranges (RFC 5737) for public IPs, the VPC ranges the
+# providers would hand out for private ones, so rendered files look real and never point anywhere.
+PUBLIC_NET = ipaddress.ip_network("203.0.113.0/24")
+PRIVATE_NET = {"digitalocean": ipaddress.ip_network("10.10.0.0/24"), "aws": ipaddress.ip_network("10.42.1.0/24")}
+FAKE_AMI = "ami-0abc1234def567890"
+PREVIEW_TIMEOUT_SECONDS = 300
+
+
+class RecordedResource(BaseModel):
+    """One registration as the engine would see it (inputs with wire names, secrets redacted)."""
+
+    type: str
+    name: str
+    urn: str
+    parent: str | None = None
+    custom: bool = True
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    secret_inputs: list[str] = Field(default_factory=list)
+    id: str | None = None
+    addresses: dict[str, str] = Field(default_factory=dict)
+    """Machines only: the mocked ``public`` and ``private`` IPv4 addresses."""
+
+
+class PreviewReport(BaseModel):
+    """Everything `preview` prints; `cost`, `cost-diff` and the tests read it."""
+
+    stack: str
+    stack_file: str
+    description: str
+    provider: str
+    resources: list[RecordedResource]
+    cost_lines: list[dict[str, Any]]
+    monthly_cost_usd: float
+    budget_usd: float
+    within_budget: bool
+    policies: list[dict[str, Any]]
+    sizing: list[dict[str, Any]]
+    outputs: dict[str, Any]
+    files: list[str]
+    exit_code: int
+    """0 when every mandatory policy passes, 1 when one fails."""
+
+
+class PreviewError(RuntimeError):
+    """The program itself failed under the mocks (a bug, not a config problem)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Config as the engine hands it over
+# ---------------------------------------------------------------------------------------------
+
+
+def engine_value(value: Any) -> str:
+    """A config value the way the Pulumi engine passes it to a program: text, with JSON for structures."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def engine_config(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """The stack file's ``config:`` as the engine's config map and secret-key list.
+
+    A ``{secure: ...}`` value cannot be decrypted offline; the program gets the same placeholder
+    ``SecretValue.reveal`` gives for ciphertext, and the key is listed as secret like the engine does.
+    """
+    config: dict[str, str] = {}
+    secret_keys: list[str] = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            config[key] = SecretValue(ciphertext=str(value["secure"])).reveal()
+            secret_keys.append(key)
+        else:
+            config[key] = engine_value(value)
+    return config, secret_keys
+
+
+def stack_name_of(stack: str) -> str:
+    """`dev` → dev; `path/Pulumi.dev.yaml` → dev; `tests/stacks/bad.yaml` → bad."""
+    path = Path(stack)
+    if path.suffix not in (".yaml", ".yml") and "/" not in stack:
+        return stack
+    return path.stem.removeprefix("Pulumi.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording mocks
+# ---------------------------------------------------------------------------------------------
+
+
+def _imports() -> Any:
+    import pulumi
+    from pulumi.runtime import mocks, rpc
+
+    return pulumi, mocks, rpc
+
+
+def redact(value: Any) -> tuple[Any, bool]:
+    """(value with Pulumi secrets replaced by ``[secret]``, whether any was found); unknowns become None."""
+    _, _, rpc = _imports()
+    if rpc.is_rpc_secret(value):
+        return REDACTED, True
+    if value is rpc.UNKNOWN or (isinstance(value, str) and value == rpc.UNKNOWN):
+        return None, False
+    if isinstance(value, SecretValue):
+        return REDACTED, True
+    if isinstance(value, dict):
+        found = False
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out[k], secret = redact(v)
+            found |= secret
+        return out, found
+    if isinstance(value, list):
+        pairs = [redact(v) for v in value]
+        return [p[0] for p in pairs], any(p[1] for p in pairs)
+    return value, False
+
+
+class _Addresses:
+    """Deterministic ids and host numbers: from a hash of the resource name, not registration order
+    (registrations arrive from several threads), so rendered files are identical run after run."""
+
+    def __init__(self, provider: str) -> None:
+        self.private_net = PRIVATE_NET.get(provider, PRIVATE_NET["digitalocean"])
+        self.lock = threading.Lock()
+        self.taken: dict[int, str] = {}
+
+    def index(self, name: str) -> int:
+        with self.lock:
+            for n, owner in self.taken.items():
+                if owner == name:
+                    return n
+            n = zlib.crc32(name.encode()) % 200
+            while n in self.taken:  # a collision: probe on (rare; only the colliding pair depends on order)
+                n = (n + 1) % 200
+            self.taken[n] = name
+            return n
+
+
+def _build_mocks(provider: str, region: str) -> Any:
+    _, mocks, rpc = _imports()
+
+    class RecordingMocks(mocks.Mocks):
+        """Plausible outputs per resource type; records nothing itself (the monitor does)."""
+
+        def __init__(self) -> None:
+            self.addresses = _Addresses(provider)
+
+        def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+            n = self.addresses.index(f"{args.typ}::{args.name}")
+            state = dict(args.inputs)
+            private = str(self.addresses.private_net.network_address + 10 + n)
+            public = str(PUBLIC_NET.network_address + 10 + n)
+            typ = args.typ
+            if typ == "digitalocean:index/droplet:Droplet":
+                rid = str(500_000_000 + n)
+                state.update(ipv4Address=public, ipv4AddressPrivate=private, status="active",
+                             urn=f"do:droplet:{rid}")
+            elif typ == "aws:ec2/instance:Instance":
+                rid = f"i-0{n:016x}"
+                state.update(publicIp=public, privateIp=private, arn=f"arn:aws:ec2:{region}:000000000000:instance/{rid}")
+            elif typ == "digitalocean:index/vpc:Vpc":
+                rid = f"00000000-0000-4000-8000-{n:012d}"
+                state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
+            elif typ == "digitalocean:index/tag:Tag":
+                rid = str(args.inputs.get("name") or args.name)
+            elif typ.startswith("aws:ec2/"):
+                kind = typ.rsplit(":", 1)[-1]
+                prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
+                          "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc"}.get(kind, kind.lower())
+                rid = f"{prefix}-0{n:016x}"
+            else:
+                rid = f"{args.name}-id"
+            return rid, state
+
+        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+            if args.token == "aws:ec2/getAmi:getAmi":
+                return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
+                        "name": "preview-ami", "ownerId": "000000000000"}, None
+            if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+                return {"id": region, "locations": [f"{region}a", f"{region}b"],
+                        "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}, None
+            return {}, None
+
+    class RecordingMonitor(mocks.MockMonitor):
+        """The mock monitor, plus a record of every registration with its parent."""
+
+        def __init__(self, m: Any) -> None:
+            super().__init__(m)
+            self.recorded: list[RecordedResource] = []
+            self.lock = threading.Lock()
+
+        def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                inputs = rpc.deserialize_properties(request.object)
+                clean: dict[str, Any] = {}
+                secret: list[str] = []
+                for key, value in inputs.items():
+                    clean[key], is_secret = redact(value)
+                    if is_secret:
+                        secret.append(key)
+                state = self.resources[response.urn].state
+                addresses = {
+                    role: str(state[key]) for role, keys in (("public", ("ipv4Address", "publicIp")),
+                                                             ("private", ("ipv4AddressPrivate", "privateIp")))
+                    for key in keys if state.get(key)
+                }
+                parent = request.parent or None
+                if parent and "::pulumi:pulumi:Stack::" in parent:
+                    parent = None
+                with self.lock:
+                    self.recorded.append(RecordedResource(
+                        type=request.type, name=request.name, urn=response.urn, parent=parent,
+                        custom=bool(request.custom), inputs=clean, secret_inputs=sorted(secret),
+                        id=response.id or None, addresses=addresses,
+                    ))
+            return response
+
+    m = RecordingMocks()
+    return m, RecordingMonitor(m)
+
+
+def _outputs_of(root: Any) -> Any:
+    """Await every stack export; secrets come back as ``[secret]``."""
+    pulumi, _, _ = _imports()
+    results: dict[str, Any] = {}
+
+    async def collect() -> None:
+        for key, value in dict(getattr(root, "outputs", {})).items():
+            out = pulumi.Output.from_input(value)
+            resolved = await out.future()
+            results[key] = REDACTED if await out.is_secret() else resolved
+
+    return collect, results
+
+
+def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
+                provider: str, region: str) -> tuple[list[RecordedResource], dict[str, Any]]:
+    """Run ``project_dir/__main__.py`` under recording mocks; (registrations, stack outputs)."""
+    pulumi, mocks, _ = _imports()
+    from pulumi.runtime import settings
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.stack import run_pulumi_func
+    from pulumi.runtime.sync_await import _sync_await
+
+    # A second run in one process must not inherit the first one's stack, outputs or config.
+    settings.ROOT.set(None)
+    settings.SETTINGS.outputs.clear()
+    mock, monitor = _build_mocks(provider, region)
+    mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor)
+    set_all_config(config, secret_keys=secret_keys)
+    main = project_dir / "__main__.py"
+    error: BaseException | None = None
+
+    def program() -> None:
+        nonlocal error
+        try:
+            runpy.run_path(str(main), run_name="__main__")
+        except BaseException as exc:  # re-raised once the runtime has drained
+            error = exc
+
+    program()
+    collect, results = _outputs_of(settings.get_root_resource())
+    try:
+        _sync_await(run_pulumi_func(collect))
+    except Exception as exc:
+        error = error or exc
+    if error is not None:
+        cause = error.__cause__ if isinstance(error, pulumi.RunError) else error
+        if isinstance(cause, ConfigError):
+            raise cause
+        raise PreviewError(f"the Pulumi program failed under the preview mocks: {error}") from error
+    return sorted(monitor.recorded, key=lambda r: r.urn), results
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------
+
+
+def _policy_views(recorded: list[RecordedResource]) -> list[Any]:
+    from gpu_inference.policy_rules import ResourceView
+
+    return [
+        ResourceView(type=r.type, name=r.name, urn=r.urn, props=r.inputs, parent=r.parent, secret_props=r.secret_inputs)
+        for r in recorded
+    ]
+
+
+def _sizing(stack: ResolvedStack) -> list[dict[str, Any]]:
+    s = stack.sizing
+    per_node = {
+        "fits": s.fits,
+        "gpu": stack.gpu.name,
+        "gpus_per_node": stack.gpus_per_node,
+        "tensor_parallel_size": stack.tensor_parallel_size,
+        "weights_gib": round(s.weights_gib, 2),
+        "kv_cache_gib": round(s.kv_cache_gib, 2),
+        "kv_cache_tokens": s.kv_cache_tokens,
+        "max_concurrency": round(s.max_concurrency, 2),
+        "max_model_len": s.max_model_len,
+        "max_num_seqs": s.max_num_seqs,
+        "problems": list(s.problems),
+        "warnings": list(s.warnings),
+    }
+    return [{"node": i, **per_node} for i in range(stack.config.node_count)]
+
+
+def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> tuple[list[str], str, str]:
+    """Node, load-balancer and Prometheus private addresses as the mocks handed them out."""
+    nodes = [str(a) for a in outputs.get("nodeAddresses") or []]
+    lb = next((r.addresses.get("private", "") for r in recorded if r.name.endswith("-lb") and r.addresses), "")
+    mon = next((r.addresses.get("private", "") for r in recorded if r.name.endswith("-prometheus") and r.addresses), "")
+    return nodes, lb, mon
+
+
+def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str) -> list[str]:
+    from gpu_inference.render import render_all
+
+    cfg = stack.config
+    files = render_all(
+        stack, nodes, lb, mon,
+        cfg.api_key.reveal() if cfg.api_key else None,
+        cfg.hf_token.reveal() if cfg.hf_token else None,
+    )
+    written: list[str] = []
+    for rel, content in sorted(files.items()):
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(str(path))
+    return written
+
+
+def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DIR) -> PreviewReport:
+    """Preview ``stack`` (a name or a stack file path) of the checkout at ``project_dir``.
+
+    ``out_dir`` None writes no files. Another checkout (a git worktree) runs in a subprocess with that
+    checkout's own code, so two revisions never share imported modules.
+    """
+    project_dir = project_dir.resolve()
+    if project_dir != PROJECT_DIR.resolve():
+        return _run_in_subprocess(stack, out_dir, project_dir)
+    from gpu_inference.policy_rules import PolicySettings, evaluate_policies
+    from gpu_inference.pricing import bill_for_resources
+
+    path = stack_file_path(stack, project_dir)
+    cfg = load_stack_config(path, project_dir)
+    name = stack_name_of(stack)
+    resolved = resolve_stack(cfg, name=name)
+    config, secret_keys = engine_config(read_stack_file(path))
+    recorded, outputs = run_program(project_dir, name, config, secret_keys, cfg.provider, cfg.region)
+    bill = bill_for_resources((r.type, r.name, r.inputs) for r in recorded if r.custom)
+    verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
+    files: list[str] = []
+    if out_dir is not None:
+        files = write_files(resolved, out_dir, *_addresses(recorded, outputs))
+    return PreviewReport(
+        stack=name,
+        stack_file=str(path),
+        description=cfg.describe(),
+        provider=cfg.provider,
+        resources=recorded,
+        cost_lines=[line.model_dump(mode="json") for line in bill.lines],
+        monthly_cost_usd=round(bill.total_monthly_usd, 2),
+        budget_usd=cfg.monthly_budget_usd,
+        within_budget=bill.total_monthly_usd <= cfg.monthly_budget_usd,
+        policies=[v.model_dump(mode="json") for v in verdicts],
+        sizing=_sizing(resolved),
+        outputs=outputs,
+        files=files,
+        exit_code=1 if any(v.blocks for v in verdicts) else 0,
+    )
+
+
+def _run_in_subprocess(stack: str, out_dir: Path | None, project_dir: Path) -> PreviewReport:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
+    env["PYTHONPATH"] = str(project_dir)
+    cmd = [sys.executable, "-m", "gpu_inference", "preview", stack, "--json"]
+    cmd += ["--out", str(out_dir)] if out_dir is not None else ["--no-files"]
+    proc = subprocess.run(cmd, cwd=project_dir, env=env, capture_output=True, text=True,
+                          timeout=PREVIEW_TIMEOUT_SECONDS, check=False)
+    if proc.returncode == 2:
+        raise ConfigError([proc.stderr.strip().removeprefix("error: ")], source=str(project_dir))
+    if proc.returncode not in (0, 1):
+        raise PreviewError(f"preview in {project_dir} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return PreviewReport.model_validate_json(proc.stdout)
+
+
+__all__ = ["PreviewError", "PreviewReport", "RecordedResource", "run_preview"]
