@@ -5,7 +5,8 @@ of the stack costs the same whichever fix is chosen):
 
 1. quantize the weights: fp8 where the GPU has FP8 tensor cores, else awq (4-bit, needs an AWQ checkpoint);
 2. lower max-model-len to the largest that fits (the sizing core computes it);
-3. a larger GPU offering of the same provider in the same region (same GPU count, TP unchanged);
+3. a larger GPU offering of the same provider in the same region (same GPU count, TP unchanged), or
+   one no larger but with FP8 (an L4 serves fp8 where an A10G of the same size cannot);
 4. a multi-GPU offering with tensor parallelism across all its GPUs (TP = N);
 
 and 3/4 combined with 1, because "fp8 on one H100" is often far cheaper than "bf16 on eight". The
@@ -23,8 +24,8 @@ from gpu_inference.catalog import Offering
 from gpu_inference.config import NAMESPACE
 from gpu_inference.stack import OFFERING_PROVIDER, ResolvedStack
 
-FixKind = Literal["quantize", "max-model-len", "larger-gpu", "more-gpus"]
-_ORDER: dict[FixKind, int] = {"quantize": 0, "max-model-len": 1, "larger-gpu": 2, "more-gpus": 3}
+FixKind = Literal["quantize", "max-model-len", "larger-gpu", "other-gpu", "more-gpus"]
+_ORDER: dict[FixKind, int] = {"quantize": 0, "max-model-len": 1, "larger-gpu": 2, "other-gpu": 3, "more-gpus": 4}
 
 # Below this context a chat/completions deployment is not useful, so a shorter max-model-len is
 # not offered as a fix (a 300-token context "fits" but serves nothing).
@@ -131,18 +132,23 @@ def _fix(rs: ResolvedStack, variant: ResolvedStack, kinds: tuple[FixKind, ...]) 
 
 
 def candidate_offerings(rs: ResolvedStack) -> list[Offering]:
-    """Same provider, same region, same GPU vendor (the image differs: CUDA vs ROCm), bigger than now."""
+    """Every other offering of the same provider, region and GPU vendor (the image differs: CUDA vs ROCm).
+
+    Not filtered by memory: a same-size GPU with FP8 can be the cheapest fix, and the sizing core,
+    not a memory comparison here, decides what fits.
+    """
     provider = OFFERING_PROVIDER[rs.config.provider]
-    current_total = rs.gpu.usable_memory_gib * rs.offering.gpu_count
-    out = []
-    for o in rs.catalog.offerings_for(provider):
-        gpu = rs.catalog.gpu(o.gpu)
-        if o.id == rs.offering.id or rs.config.region not in o.regions or gpu.vendor != rs.gpu.vendor:
-            continue
-        if gpu.usable_memory_gib * o.gpu_count <= current_total:
-            continue  # no more memory than now: cannot help a model that does not fit
-        out.append(o)
-    return out
+    return [
+        o for o in rs.catalog.offerings_for(provider)
+        if o.id != rs.offering.id and rs.config.region in o.regions and rs.catalog.gpu(o.gpu).vendor == rs.gpu.vendor
+    ]
+
+
+def _offering_kind(rs: ResolvedStack, offering: Offering) -> FixKind:
+    if offering.gpu_count > rs.offering.gpu_count:
+        return "more-gpus"
+    larger = rs.catalog.gpu(offering.gpu).usable_memory_gib > rs.gpu.usable_memory_gib
+    return "larger-gpu" if larger else "other-gpu"
 
 
 def advise_fit(rs: ResolvedStack, limit: int = 3) -> list[FitFix]:
@@ -165,7 +171,7 @@ def advise_fit(rs: ResolvedStack, limit: int = 3) -> list[FitFix]:
             fixes.append(fix)
 
     for offering in candidate_offerings(rs):
-        kind: FixKind = "more-gpus" if offering.gpu_count > rs.offering.gpu_count else "larger-gpu"
+        kind = _offering_kind(rs, offering)
         fix = _fix(rs, _variant(rs, offering), (kind,))
         if fix:
             fixes.append(fix)
