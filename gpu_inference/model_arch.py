@@ -79,6 +79,8 @@ class Quantization(BaseModel):
     model_config = ConfigDict(extra="forbid")
     method: QuantMethod = "none"
     bits: int = 16
+    group_size: int = 128
+    """Elements sharing one scale (AWQ/GPTQ); 32 for checkpoints converted from Q4_0 QAT weights."""
     experts_only: bool = False
     """True when only MoE experts are quantized (gpt-oss: mxfp4 experts, bf16 attention)."""
 
