@@ -290,15 +290,17 @@ def check_vram_fit(view: ResourceView) -> list[str]:
 
 
 def _kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) -> tuple[list[str], str]:
+    # When the service cannot be sized or does not fit, vram-fit already says so: say it once.
+    skipped = "not checked: the service does not fit its GPUs (see vram-fit)"
     rs = resolve_service(view)
     if isinstance(rs, list):
-        return [], ""  # vram-fit reports why the service cannot be sized; say it once
+        return [], skipped
     try:
         result = rs.sizing
     except (ValueError, LookupError):
-        return [], ""
+        return [], skipped
     if not result.fits:
-        return [], ""  # no KV cache at all: vram-fit already refuses it
+        return [], skipped
     typical = typical_request_tokens or rs.config.typical_request_tokens
     seqs = rs.config.max_num_seqs
     capacity = int(getattr(result, "kv_cache_tokens", 0) or 0)
