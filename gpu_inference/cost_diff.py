@@ -229,7 +229,9 @@ def _sizing_entries(report: Mapping[str, Any] | None) -> dict[str, dict[str, Any
         for i, item in enumerate(sizing):
             if not isinstance(item, Mapping):
                 continue
-            node = item.get("name") or item.get("node") or item.get("resource") or f"node-{i}"
+            # The first of these keys that is present names the node; `node: 0` is a name, not a miss.
+            key = next((k for k in ("name", "node", "resource") if item.get(k) is not None), None)
+            node = f"node {item[key]}" if key == "node" and isinstance(item[key], int) else item[key] if key else f"node {i}"
             entries[str(node)] = _flatten({k: v for k, v in item.items() if k not in ("name", "node", "resource")})
     return entries
 
@@ -296,7 +298,9 @@ def diff_stack(name: str, base: Side, head: Side) -> StackDiff:
         # A policy only reported on one side because that side has no report is not news: the stack
         # row already says the side is absent/invalid.
         one_sided = (b is None and not base.has_report) or (a is None and not head.has_report)
-        if change.before != change.after and not one_sided:
+        # A passing verdict on a resource that was added (or removed) is not news; a failing one is.
+        unremarkable = {change.before, change.after} == {None, True}
+        if change.before != change.after and not one_sided and not unremarkable:
             result.policies_changed.append(change)
         if a is not None and change.after is False and _is_mandatory(change.level):
             result.head_failing_mandatory.append(change)
@@ -305,7 +309,11 @@ def diff_stack(name: str, base: Side, head: Side) -> StackDiff:
     if base.has_report and head.has_report:
         for node in sorted(set(before_size) | set(after_size)):
             b_metrics, a_metrics = before_size.get(node, {}), after_size.get(node, {})
-            for metric in sorted(set(b_metrics) | set(a_metrics), key=_metric_order):
+            metrics = set(b_metrics) | set(a_metrics)
+            if node not in before_size or node not in after_size:
+                # An added/removed node: its headline figures say enough; every field would be noise.
+                metrics = {m for m in metrics if m in HEADLINE_SIZING} or metrics
+            for metric in sorted(metrics, key=_metric_order):
                 b_val, a_val = b_metrics.get(metric), a_metrics.get(metric)
                 if not _same(b_val, a_val):
                     result.sizing_changed.append(SizingChange(node=node, metric=metric, before=b_val, after=a_val))
@@ -348,9 +356,12 @@ def _pct(before: float | None, after: float | None) -> str:
     return f"{(after - before) / abs(before) * 100:+.1f}%"
 
 
-def _cell(text: Any) -> str:
-    """Markdown table cell: one line, pipes escaped (policy messages quote config like a|b)."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
+def _cell(text: Any, limit: int = 1000) -> str:
+    """Markdown table cell: one line, pipes escaped (policy messages quote config like a|b), bounded length."""
+    text = str(text).replace("\r", " ").replace("\n", " ").strip()
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def _verdict(passed: bool | None) -> str:
