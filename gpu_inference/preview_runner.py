@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import runpy
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import threading
 import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,8 @@ def redact(value: Any) -> tuple[Any, bool]:
     if isinstance(value, list):
         pairs = [redact(v) for v in value]
         return [p[0] for p in pairs], any(p[1] for p in pairs)
+    if isinstance(value, float) and value.is_integer():
+        return int(value), False  # protobuf carries every number as a double: ports read 8000, not 8000.0
     return value, False
 
 
@@ -182,6 +186,7 @@ def _build_mocks(provider: str, region: str) -> Any:
 
         def __init__(self) -> None:
             self.addresses = _Addresses(provider)
+            self.calls: list[tuple[str, dict[str, Any]]] = []
 
         def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
             n = self.addresses.index(f"{args.typ}::{args.name}")
@@ -210,14 +215,15 @@ def _build_mocks(provider: str, region: str) -> Any:
                 rid = f"{args.name}-id"
             return rid, state
 
-        def call(self, args: Any) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        def call(self, args: Any) -> dict[str, Any]:
+            self.calls.append((args.token, redact(dict(args.args))[0]))
             if args.token == "aws:ec2/getAmi:getAmi":
                 return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
-                        "name": "preview-ami", "ownerId": "000000000000"}, None
+                        "name": "preview-ami", "ownerId": "000000000000"}
             if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
                 return {"id": region, "locations": [f"{region}a", f"{region}b"],
-                        "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}, None
-            return {}, None
+                        "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}
+            return {}
 
     class RecordingMonitor(mocks.MockMonitor):
         """The mock monitor, plus a record of every registration with its parent."""
@@ -272,9 +278,41 @@ def _outputs_of(root: Any) -> Any:
     return collect, results
 
 
+@dataclass
+class ProgramRun:
+    """One run of the program under the mocks."""
+
+    recorded: list[RecordedResource]
+    """Every registration, sorted by URN."""
+    outputs: dict[str, Any]
+    """Stack exports, awaited; secret ones as ``[secret]``."""
+    namespace: dict[str, Any]
+    """The program module's globals (its components), for tests that inspect Outputs."""
+    calls: list[tuple[str, dict[str, Any]]]
+    """Every invoke (token, args), e.g. the AMI lookup."""
+    log: list[str]
+    """What the program logged through ``pulumi.log`` (level: message)."""
+
+
+class _ProgramLog(logging.Handler):
+    """Collects the program's ``pulumi.log`` lines instead of printing them: a config error the program
+    logs is reported once, by the CLI, not twice."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+        self.logger = logging.getLogger("gpu_inference.preview.program")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.INFO)
+        self.logger.handlers = [self]  # one run at a time: the previous run's collector goes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
 def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
-                provider: str, region: str) -> tuple[list[RecordedResource], dict[str, Any]]:
-    """Run ``project_dir/__main__.py`` under recording mocks; (registrations, stack outputs)."""
+                provider: str, region: str) -> ProgramRun:
+    """Run ``project_dir/__main__.py`` under recording mocks until every Output has settled."""
     pulumi, mocks, _ = _imports()
     from pulumi.runtime import settings
     from pulumi.runtime.config import set_all_config
@@ -285,19 +323,16 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()
     mock, monitor = _build_mocks(provider, region)
-    mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor)
+    log = _ProgramLog()
+    mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor, logger=log.logger)
     set_all_config(config, secret_keys=secret_keys)
     main = project_dir / "__main__.py"
     error: BaseException | None = None
-
-    def program() -> None:
-        nonlocal error
-        try:
-            runpy.run_path(str(main), run_name="__main__")
-        except BaseException as exc:  # re-raised once the runtime has drained
-            error = exc
-
-    program()
+    namespace: dict[str, Any] = {}
+    try:
+        namespace = runpy.run_path(str(main), run_name="__main__")
+    except BaseException as exc:  # re-raised once the runtime has drained
+        error = exc
     collect, results = _outputs_of(settings.get_root_resource())
     try:
         _sync_await(run_pulumi_func(collect))
@@ -306,9 +341,13 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
     if error is not None:
         cause = error.__cause__ if isinstance(error, pulumi.RunError) else error
         if isinstance(cause, ConfigError):
+            if monitor.recorded:
+                # The program must validate before it creates anything; a config error after the
+                # first registration would leave a half-built stack in a real run.
+                raise PreviewError(f"config error after {len(monitor.recorded)} registrations: {cause}") from cause
             raise cause
         raise PreviewError(f"the Pulumi program failed under the preview mocks: {error}") from error
-    return sorted(monitor.recorded, key=lambda r: r.urn), results
+    return ProgramRun(sorted(monitor.recorded, key=lambda r: r.urn), results, namespace, list(mock.calls), log.messages)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,7 +426,8 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
     name = stack_name_of(stack)
     resolved = resolve_stack(cfg, name=name)
     config, secret_keys = engine_config(read_stack_file(path))
-    recorded, outputs = run_program(project_dir, name, config, secret_keys, cfg.provider, cfg.region)
+    program = run_program(project_dir, name, config, secret_keys, cfg.provider, cfg.region)
+    recorded, outputs = program.recorded, program.outputs
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in recorded if r.custom)
     verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
     files: list[str] = []
