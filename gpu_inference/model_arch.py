@@ -355,7 +355,9 @@ def _quantization_from_hf(qc: dict[str, Any] | None) -> Quantization:
     if method in _QUANT_METHODS:
         q: QuantMethod = _QUANT_METHODS[method]
         bits = {"fp8": 8, "mxfp4": 4}.get(method, int(qc.get("bits", 4)))
-        return Quantization(method=q, bits=bits, experts_only=method == "mxfp4")
+        group = int(qc.get("group_size") or 128)
+        return Quantization(method=q, bits=bits, group_size=group if group > 0 else 128,
+                            experts_only=method == "mxfp4")
     if method == "compressed-tensors":
         # config_groups.*.weights.{num_bits,type} says what the linear layers hold.
         groups = qc.get("config_groups") or {}
@@ -374,6 +376,8 @@ def model_from_hf_config(config: dict[str, Any], model_id: str) -> ModelArchitec
     top = config
     text = {**config, **config.get("text_config", {})} if "text_config" in config else config
     arch = (top.get("architectures") or ["unknown"])[0]
+    # transformers omits fields left at their class default; Gemma's default ties the embeddings
+    tie_default = str(text.get("model_type", top.get("model_type", ""))).startswith("gemma")
     hidden = int(text["hidden_size"])
     heads = int(text["num_attention_heads"])
     kv_heads = int(text.get("num_key_value_heads") or heads)
@@ -389,7 +393,7 @@ def model_from_hf_config(config: dict[str, Any], model_id: str) -> ModelArchitec
         "hidden_size": hidden,
         "intermediate_size": int(text.get("intermediate_size") or 4 * hidden),
         "vocab_size": int(text["vocab_size"]),
-        "tie_word_embeddings": bool(top.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+        "tie_word_embeddings": bool(top.get("tie_word_embeddings", text.get("tie_word_embeddings", tie_default))),
         "max_position_embeddings": int(text.get("max_position_embeddings") or 2048),
         "quantization": _quantization_from_hf(top.get("quantization_config") or text.get("quantization_config")),
         "source": f"config.json at {model_id}",
