@@ -232,6 +232,7 @@ class Backend:
 def start_backend(log_dir: Path, **options: Any) -> Backend:
     """A fake vLLM in its own process on a kernel-chosen port; options map to its CLI flags."""
     argv = [sys.executable, "-m", "tests.dataplane.fake_vllm", "--host", LOOPBACK, "--port", "0", "--lifetime", "900"]
+    options.setdefault("model", MODEL)  # the name the rendered stack serves (clients send it in `model`)
     for key, value in options.items():
         if value is None:
             continue
@@ -278,6 +279,12 @@ class Nginx:
         """Every *.log under the prefix whose name says error (the rendered config decides the name)."""
         texts = [p.read_text(errors="replace") for p in sorted(self.prefix.rglob("*error*.log"))]
         return "\n".join(texts)
+
+    def access_log(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.prefix.rglob("*access*.log")))
+
+    def workers(self) -> int:
+        return len(child_pids(self.proc.pid))
 
     def stop(self) -> None:
         self.proc.stop()
@@ -738,3 +745,14 @@ def metric_value(metrics: dict[str, list[tuple[dict[str, str], float]]], name: s
     if len(hits) != 1:
         raise KeyError(f"{name}{labels}: {len(hits)} samples")
     return hits[0]
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of `pid` (nginx workers of a master), read from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.dataplane
 
 KEY = "server-test-key"
 AUTH = {"authorization": f"Bearer {KEY}"}
-MODEL = "fake/model"
+MODEL = "Qwen/Qwen3-8B"  # harness default: the test stack's model
 
 
 def test_models_chat_and_completions_json(backends: Callable[..., Backend]) -> None:
