@@ -235,7 +235,7 @@ budget_policy = StackValidationPolicy(
         properties={
             "monthlyBudgetUsd": {
                 "type": "number",
-                "exclusiveMinimum": 0,
+                "minimum": 0,
                 "description": "Monthly budget in USD; default: the stack's gpu-inference:monthlyBudgetUsd.",
             },
             "slackUsd": {

@@ -333,3 +333,20 @@ def test_acceptance_llama_70b_unquantized_on_one_l40s_is_refused_twice() -> None
     fit = blocking["vram-fit"].message
     assert "70B" in fit and "L40S" in fit and "Cheapest fix:" in fit
     assert "over the $500.00 budget" in blocking["budget"].message
+
+
+def test_the_rendered_cloud_init_with_keys_is_caught_unless_marked_secret() -> None:
+    """The security rule recognises what the real renderers write (vLLM env file, nginx auth map)."""
+    from gpu_inference.config import load_stack_config
+    from gpu_inference.render.cloud_init import gpu_node_cloud_init, load_balancer_cloud_init
+    from gpu_inference.stack import resolve_stack
+
+    rs = resolve_stack(load_stack_config("dev"), "dev")
+    node = gpu_node_cloud_init(rs, 0, FAKE_KEY, "hf_" + "a1" * 20)
+    lb = load_balancer_cloud_init(rs, ["10.0.0.2"], FAKE_KEY)
+    assert any("VLLM_API_KEY" in k for k in find_credentials(node))
+    assert any("HF_TOKEN" in k for k in find_credentials(node))
+    assert any("Bearer" in k for k in find_credentials(lb))
+    views = [droplet("node", "gpu-l40sx1-48gb", userData=node), droplet("lb", "s-1vcpu-2gb", userData=lb)]
+    assert [n for n, _ in check_security(views)] == ["node", "lb"]
+    assert check_security([v.model_copy(update={"secret_props": ["userData"]}) for v in views]) == []
