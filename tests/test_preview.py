@@ -1,0 +1,146 @@
+"""`python -m gpu_inference preview`: exit codes, the JSON report, files written, bad configs refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpu_inference.constants import PROJECT_DIR
+from gpu_inference.preview_runner import PreviewReport, run_preview
+
+STACKS = Path(__file__).parent / "stacks"
+REPORT_KEYS = {"stack", "resources", "monthly_cost_usd", "budget_usd", "policies", "files", "cost_lines", "sizing",
+               "outputs"}  # fmt: skip
+
+
+def preview(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
+    return subprocess.run(
+        [sys.executable, "-m", "gpu_inference", "preview", *args],
+        cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp(request.param)
+    proc = preview(request.param, "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return request.param, out, json.loads(proc.stdout)
+
+
+def test_json_report_has_the_contract_keys(report: tuple[str, Path, dict[str, Any]]) -> None:
+    stack, _out, data = report
+    assert set(data) >= REPORT_KEYS
+    assert data["stack"] == stack
+    types = {r["type"] for r in data["resources"]}
+    assert "digitalocean:index/droplet:Droplet" in types and "digitalocean:index/firewall:Firewall" in types
+    assert all({"type", "name"} <= set(r) for r in data["resources"])
+    assert all({"name", "passed", "level", "message"} <= set(p) for p in data["policies"])
+    assert data["monthly_cost_usd"] <= data["budget_usd"]
+    assert data["monthly_cost_usd"] == pytest.approx(sum(line["monthly_usd"] for line in data["cost_lines"]), abs=0.01)
+    assert data["outputs"]["monthlyCostUsd"] == pytest.approx(data["monthly_cost_usd"])
+    assert all(p["passed"] or p["level"] != "mandatory" for p in data["policies"])
+    assert {p["name"] for p in data["policies"]} >= {"vram-fit", "budget", "security", "gpu-availability"}
+    assert len(data["sizing"]) == sum(r["type"] == "gpu-inference:index:VllmService" for r in data["resources"])
+    assert all(s["fits"] and s["kv_cache_tokens"] > 0 and s["max_concurrency"] > 0 for s in data["sizing"])
+
+
+def test_costs_of_dev_and_prod(report: tuple[str, Path, dict[str, Any]]) -> None:
+    stack, _out, data = report
+    # dev: 1 x L40S $1.57/h x 730 + $12 Nginx + $24 Prometheus; prod: 3 x H100 $3.39/h x 730 + the same two.
+    expected = {"dev": 1.57 * 730 + 36, "prod": 3 * 3.39 * 730 + 36}[stack]
+    assert data["monthly_cost_usd"] == pytest.approx(expected, abs=0.01)
+
+
+def test_secrets_never_in_the_report(report: tuple[str, Path, dict[str, Any]]) -> None:
+    _stack, _out, data = report
+    text = json.dumps(data)
+    assert "PLACEHOLDER-encrypted" not in text
+    assert data["outputs"]["apiKey"] == "[secret]"
+    gpu = [r for r in data["resources"] if r["name"].endswith("-node") and r["type"].endswith("droplet:Droplet")]
+    assert gpu and all(r["inputs"]["userData"] == "[secret]" and "userData" in r["secret_inputs"] for r in gpu)
+
+
+def test_files_are_written_and_listed(report: tuple[str, Path, dict[str, Any]]) -> None:
+    _stack, out, data = report
+    files = [Path(f) for f in data["files"]]
+    assert files and all(f.is_file() and out in f.parents for f in files)
+    names = {f.relative_to(out).as_posix() for f in files}
+    assert {"loadbalancer/nginx.conf", "monitoring/prometheus.yml", "nodes/node-0/cloud-init.yaml"} <= names
+    nginx = (out / "loadbalancer/nginx.conf").read_text()
+    for address in data["outputs"]["nodeAddresses"]:
+        assert f"{address}:8000" in nginx
+
+
+def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:
+    proc = preview("dev", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    for needle in ("digitalocean:index/droplet:Droplet", "gpu-inference:index:VllmService", "Monthly cost",
+                   "budget", "vram-fit", "KV cache", "max concurrency", "Files written",
+                   "userData=[secret]"):  # fmt: skip
+        assert needle in text, needle
+    assert "PLACEHOLDER" not in text
+
+
+@pytest.mark.parametrize(
+    ("stack_file", "key"),
+    [
+        ("bad-node-count.yaml", "gpu-inference:nodeCount"),
+        ("bad-gpu-slug.yaml", "gpu-inference:gpu"),
+        ("bad-gpu-memory-utilization.yaml", "gpu-inference:gpuMemoryUtilization"),
+        ("bad-provider.yaml", "gpu-inference:provider"),
+        ("bad-misspelt-key.yaml", "gpu-inference:maxModelLength"),
+        ("kubernetes.yaml", "gpu-inference:provider"),
+    ],
+)
+def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, key: str, tmp_path: Path) -> None:
+    proc = preview(str(STACKS / stack_file), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: invalid stack config") and key in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_over_budget_exits_1(tmp_path: Path) -> None:
+    text = (PROJECT_DIR / "Pulumi.dev.yaml").read_text().replace("monthlyBudgetUsd: 1250", "monthlyBudgetUsd: 900")
+    stack = tmp_path / "Pulumi.tight.yaml"
+    stack.write_text(text)
+    proc = preview(str(stack), "--json", "--no-files")
+    assert proc.returncode == 1, proc.stderr
+    budget = [p for p in json.loads(proc.stdout)["policies"] if p["name"] == "budget"]
+    assert budget and not budget[0]["passed"] and budget[0]["level"] == "mandatory"
+
+
+def test_run_preview_twice_in_one_process() -> None:
+    first = run_preview("dev", None)
+    second = run_preview("prod", None)
+    third = run_preview("dev", None)
+    assert isinstance(first, PreviewReport) and first.files == []
+    assert len(second.resources) > len(first.resources)
+    assert first.model_dump() == third.model_dump()
+
+
+def test_run_preview_of_another_checkout_runs_that_checkout(tmp_path: Path) -> None:
+    """A git worktree at HEAD: previewed in a subprocess with its own code, same answer as here."""
+    if subprocess.run(["git", "-C", str(PROJECT_DIR), "cat-file", "-e", "HEAD:__main__.py"], check=False).returncode:
+        pytest.skip("the program is not committed yet")
+    tree = tmp_path / "wt"
+    subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "add", "--detach", str(tree), "HEAD"],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        other = run_preview("dev", None, project_dir=tree)
+        assert other.stack_file == str(tree.resolve() / "Pulumi.dev.yaml")
+        assert other.monthly_cost_usd > 0 and other.resources
+    finally:
+        subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)],
+                       check=False, capture_output=True)  # fmt: skip

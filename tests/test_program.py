@@ -1,0 +1,373 @@
+"""The Pulumi program under `pulumi.runtime.set_mocks`: what it registers, which ports it opens, what stays secret.
+
+Runs the real `__main__.py` through `preview_runner.run_program` (set_mocks + set_all_config with the
+values the engine would pass), then asserts on the recorded registrations and on the Outputs of the
+program's components.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi import Output
+from pulumi.runtime.sync_await import _sync_await
+
+from gpu_inference.config import load_stack_config, read_stack_file
+from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROJECT_DIR, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.errors import ConfigError
+from gpu_inference.preview_runner import ProgramRun, RecordedResource, engine_config, run_program
+from gpu_inference.secrets import REDACTED, SecretValue
+
+STACKS = Path(__file__).parent / "stacks"
+DROPLET = "digitalocean:index/droplet:Droplet"
+DO_FIREWALL = "digitalocean:index/firewall:Firewall"
+INSTANCE = "aws:ec2/instance:Instance"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+WORLD = {"0.0.0.0/0", "::/0"}
+INTERNAL_PORTS = {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, PROMETHEUS_PORT}
+PLACEHOLDER = SecretValue(ciphertext="x").reveal()
+
+
+def stack_path(stack: str) -> Path:
+    return PROJECT_DIR / f"Pulumi.{stack}.yaml" if "/" not in stack and not stack.endswith(".yaml") else Path(stack)
+
+
+def run(stack: str, overrides: dict[str, Any] | None = None) -> ProgramRun:
+    """Run the program for a stack file, optionally with some `gpu-inference:*` values replaced."""
+    path = stack_path(stack)
+    raw = dict(read_stack_file(path))
+    raw.update({f"gpu-inference:{k}": v for k, v in (overrides or {}).items()})
+    cfg = load_stack_config(path)
+    config, secret_keys = engine_config(raw)
+    return run_program(PROJECT_DIR, path.stem.removeprefix("Pulumi."), config, secret_keys, cfg.provider, cfg.region)
+
+
+def value(output: Output[Any]) -> Any:
+    return _sync_await(output.future())
+
+
+def is_secret(output: Output[Any]) -> bool:
+    return bool(_sync_await(output.is_secret()))
+
+
+@pytest.fixture(scope="module")
+def dev() -> ProgramRun:
+    return run("dev")
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramRun:
+    return run("prod")
+
+
+@pytest.fixture(scope="module")
+def aws() -> ProgramRun:
+    return run(str(STACKS / "aws-spot.yaml"))
+
+
+def of_type(program: ProgramRun, token: str) -> list[RecordedResource]:
+    return [r for r in program.recorded if r.type == token]
+
+
+def ingress(r: RecordedResource) -> list[tuple[int, int, set[str], list[str]]]:
+    """(from port, to port, CIDR sources, peer sources) of every inbound rule of a firewall / security group."""
+    rules = []
+    for rule in r.inputs.get("inboundRules") or r.inputs.get("ingress") or []:
+        if "portRange" in rule:
+            low, _, high = str(rule["portRange"]).partition("-")
+            ports = (int(low), int(high or low))
+        else:
+            ports = (int(rule["fromPort"]), int(rule["toPort"]))
+        cidrs = set(rule.get("sourceAddresses") or []) | set(rule.get("cidrBlocks") or []) | set(
+            rule.get("ipv6CidrBlocks") or []
+        )
+        peers = list(rule.get("sourceTags") or []) + list(rule.get("securityGroups") or [])
+        rules.append((*ports, cidrs, peers))
+    return rules
+
+
+def firewalls(program: ProgramRun) -> list[RecordedResource]:
+    return of_type(program, DO_FIREWALL) + [r for r in of_type(program, SECURITY_GROUP) if r.name.endswith("-fw")]
+
+
+# ---------------------------------------------------------------------------------------------
+# What is registered
+# ---------------------------------------------------------------------------------------------
+
+
+def test_dev_registers_one_gpu_droplet_lb_and_prometheus(dev: ProgramRun) -> None:
+    counts = Counter(r.type for r in dev.recorded)
+    assert counts == {
+        DROPLET: 3,
+        DO_FIREWALL: 3,
+        "digitalocean:index/vpc:Vpc": 1,
+        "digitalocean:index/tag:Tag": 3,
+        "gpu-inference:index:LoadBalancedPool": 1,
+        "gpu-inference:index:VllmService": 1,
+        "gpu-inference:index:GpuInferenceNode": 1,
+        "gpu-inference:index:MonitoringStack": 1,
+    }
+    sizes = sorted(r.inputs["size"] for r in of_type(dev, DROPLET))
+    assert sizes == ["gpu-l40sx1-48gb", "s-1vcpu-2gb", "s-2vcpu-4gb"]
+    gpu = next(r for r in of_type(dev, DROPLET) if r.inputs["size"] == "gpu-l40sx1-48gb")
+    assert gpu.inputs["image"] == "gpu-h100x1-base"
+    assert gpu.inputs["region"] == "tor1"
+    assert gpu.inputs["vpcUuid"]  # in the stack's VPC
+    # Every firewall is attached to exactly its own droplet.
+    droplet_ids = {r.id for r in of_type(dev, DROPLET)}
+    attached = [str(i) for fw in of_type(dev, DO_FIREWALL) for i in fw.inputs["dropletIds"]]
+    assert sorted(attached) == sorted(droplet_ids)
+
+
+def test_prod_registers_a_droplet_and_firewall_per_node(prod: ProgramRun) -> None:
+    gpu = [r for r in of_type(prod, DROPLET) if r.inputs["size"] == "gpu-h100x1-80gb"]
+    assert len(gpu) == 3
+    assert len(of_type(prod, DO_FIREWALL)) == 5
+    assert len(of_type(prod, "gpu-inference:index:VllmService")) == 3
+    assert all(r.inputs["sshKeys"] == ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"] for r in gpu)
+    assert all("env:prod" in r.inputs["tags"] for r in gpu)
+    assert len(prod.outputs["nodeAddresses"]) == 3
+
+
+def test_aws_instances_on_the_nvidia_ami_with_imdsv2_gp3_and_spot(aws: ProgramRun) -> None:
+    instances = of_type(aws, INSTANCE)
+    gpu = [r for r in instances if r.inputs["instanceType"] == "g6e.xlarge"]
+    assert len(gpu) == 2 and len(instances) == 4
+    for r in instances:
+        assert r.inputs["metadataOptions"]["httpTokens"] == "required"
+        assert r.inputs["rootBlockDevice"]["volumeType"] == "gp3"
+        assert r.inputs["rootBlockDevice"]["encrypted"] is True
+        assert r.inputs["keyName"] == "ops-2026"
+        assert len(r.inputs["vpcSecurityGroupIds"]) == 2  # its own rules + its role's identity group
+    for r in gpu:
+        assert r.inputs["instanceMarketOptions"]["marketType"] == "spot"
+        assert r.inputs["userDataReplaceOnChange"] is True
+        # weights (~16 GB) x 2.5 + 20 GB image
+        assert 50 <= r.inputs["rootBlockDevice"]["volumeSize"] <= 70
+        assert r.inputs["tags"]["gpu-inference:model"] == "Qwen/Qwen3-8B"
+        assert r.inputs["tags"]["gpu-inference:maxModelLen"] == "8192"
+    ami_lookups = [args for token, args in aws.calls if token == "aws:ec2/getAmi:getAmi"]
+    gpu_lookup = next(a for a in ami_lookups if "Nvidia Driver" in json.dumps(a))
+    assert gpu_lookup["mostRecent"] is True and gpu_lookup["owners"] == ["amazon"]
+    names = next(f["values"] for f in gpu_lookup["filters"] if f["name"] == "name")
+    assert names == ["Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"]
+    # Its own VPC, with a subnet in an AZ EC2 says offers the GPU type.
+    assert len(of_type(aws, "aws:ec2/vpc:Vpc")) == 1
+    assert of_type(aws, "aws:ec2/subnet:Subnet")[0].inputs["availabilityZone"] == "us-east-1a"
+    assert of_type(aws, "pulumi:providers:aws")[0].inputs["region"] == "us-east-1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Network exposure
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_internal_ports_never_face_the_world(fixture: str, request: pytest.FixtureRequest) -> None:
+    program: ProgramRun = request.getfixturevalue(fixture)
+    assert firewalls(program)
+    for fw in firewalls(program):
+        for low, high, cidrs, _peers in ingress(fw):
+            if any(low <= port <= high for port in INTERNAL_PORTS):
+                assert not cidrs & WORLD, f"{fw.name} opens {low}-{high} to {cidrs}"
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_gpu_ports_only_from_lb_and_monitoring(fixture: str, request: pytest.FixtureRequest) -> None:
+    program: ProgramRun = request.getfixturevalue(fixture)
+    node_fws = [fw for fw in firewalls(program) if "-vllm-" in fw.name]
+    assert node_fws
+    for fw in node_fws:
+        rules = {low: (cidrs, peers) for low, _high, cidrs, peers in ingress(fw)}
+        assert rules[VLLM_PORT][0] == set() and len(rules[VLLM_PORT][1]) == 2  # LB and Prometheus
+        for port in (NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT):
+            assert rules[port][0] == set() and len(rules[port][1]) == 1  # Prometheus only
+        assert set(rules) == {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, 22}
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_ssh_only_from_allowed_cidrs(fixture: str, request: pytest.FixtureRequest) -> None:
+    program: ProgramRun = request.getfixturevalue(fixture)
+    allowed = set(program.namespace["cfg"].allowed_cidrs)
+    for fw in firewalls(program):
+        ssh = [cidrs for low, high, cidrs, _ in ingress(fw) if low <= 22 <= high]
+        assert ssh == [allowed], fw.name
+
+
+def test_no_ssh_rule_at_all_without_allowed_cidrs() -> None:
+    program = run("dev", {"allowedCidrs": []})
+    for fw in firewalls(program):
+        assert all(not (low <= 22 <= high) for low, high, _, _ in ingress(fw)), fw.name
+    prom = next(fw for fw in firewalls(program) if "prometheus" in fw.name)
+    assert ingress(prom) == []  # Prometheus then only reachable through an SSH tunnel... which is closed too
+
+
+def test_public_endpoint_false_limits_http_to_allowed_cidrs(aws: ProgramRun) -> None:
+    lb = next(fw for fw in firewalls(aws) if fw.name.endswith("-lb-fw"))
+    http = [cidrs for low, _, cidrs, _ in ingress(lb) if low == 80]
+    assert http == [{"198.51.100.0/24", "2001:db8::/32"}]
+
+
+def test_public_endpoint_opens_http_to_everyone_but_not_443_without_tls(dev: ProgramRun) -> None:
+    lb = next(fw for fw in firewalls(dev) if fw.name.endswith("-lb-fw"))
+    ports = {low: cidrs for low, _, cidrs, _ in ingress(lb)}
+    assert ports[80] == WORLD and 443 not in ports
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_user_data_and_api_key_are_secret(fixture: str, request: pytest.FixtureRequest) -> None:
+    program: ProgramRun = request.getfixturevalue(fixture)
+    ns = program.namespace
+    for svc in ns["pool"].services:
+        assert is_secret(svc.user_data)
+        assert PLACEHOLDER in value(svc.user_data)  # the key is in there, inside the secret
+    assert is_secret(ns["api_key"])
+    assert program.outputs["apiKey"] == REDACTED
+    for r in program.recorded:
+        if r.type in (DROPLET, INSTANCE) and "-prometheus" not in r.name:
+            assert "userData" in r.secret_inputs and r.inputs["userData"] == REDACTED, r.name
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_no_plaintext_secret_in_plain_outputs_or_inputs(fixture: str, request: pytest.FixtureRequest) -> None:
+    program: ProgramRun = request.getfixturevalue(fixture)
+    assert PLACEHOLDER not in json.dumps(program.outputs)
+    assert PLACEHOLDER not in json.dumps([r.model_dump() for r in program.recorded])
+
+
+# ---------------------------------------------------------------------------------------------
+# Config reaches vLLM
+# ---------------------------------------------------------------------------------------------
+
+
+def flag(text: str, name: str, expected: str) -> bool:
+    # The unit wraps long ExecStart lines with " \\\n"; a flag and its value may straddle one.
+    return re.search(rf"{re.escape(name)}[\s\\]+{re.escape(expected)}(\s|$)", text) is not None
+
+
+def test_every_config_flag_reaches_the_vllm_command_line(prod: ProgramRun) -> None:
+    cfg = prod.namespace["cfg"]
+    for svc in prod.namespace["pool"].services:
+        text = value(svc.user_data)
+        assert flag(text, "--model", "Qwen/Qwen2.5-32B-Instruct")
+        assert flag(text, "--served-model-name", cfg.served_model_name)
+        assert flag(text, "--quantization", "fp8")
+        assert flag(text, "--kv-cache-dtype", "fp8")
+        assert flag(text, "--max-model-len", str(cfg.max_model_len))
+        assert flag(text, "--max-num-seqs", str(cfg.max_num_seqs))
+        assert flag(text, "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}")
+        assert flag(text, "--tensor-parallel-size", "1")
+        assert flag(text, "--dtype", cfg.dtype)
+        assert cfg.vllm_image in text
+
+
+def test_changed_config_changes_the_rendered_command() -> None:
+    program = run("dev", {"maxModelLen": 4096, "maxNumSeqs": 32, "gpuMemoryUtilization": 0.85, "kvCacheDtype": "fp8"})
+    text = value(program.namespace["pool"].services[0].user_data)
+    assert flag(text, "--max-model-len", "4096")
+    assert flag(text, "--max-num-seqs", "32")
+    assert flag(text, "--gpu-memory-utilization", "0.85")
+    assert flag(text, "--kv-cache-dtype", "fp8")
+
+
+def test_lb_and_prometheus_are_configured_from_the_node_addresses(prod: ProgramRun) -> None:
+    ns = prod.namespace
+    nodes = prod.outputs["nodeAddresses"]
+    assert all(ipaddress.ip_address(a).is_private for a in nodes)
+    lb_text = value(ns["pool"].lb.instance.user_data)
+    prom_text = value(ns["monitoring"].host.instance.user_data)
+    for address in nodes:
+        assert f"{address}:{VLLM_PORT}" in lb_text
+        assert f"{address}:{VLLM_PORT}" in prom_text and f"{address}:{DCGM_EXPORTER_PORT}" in prom_text
+
+
+# ---------------------------------------------------------------------------------------------
+# Component props (what the policies read) and exports
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vllm_service_props_carry_the_spec(prod: ProgramRun) -> None:
+    svc = of_type(prod, "gpu-inference:index:VllmService")[0]
+    expected = {
+        "model": "Qwen/Qwen2.5-32B-Instruct", "gpu": "gpu-h100x1-80gb", "gpuCount": 1, "nodeCount": 3,
+        "tensorParallelSize": 1, "maxModelLen": 16384, "maxNumSeqs": 64, "dtype": "auto", "quantization": "fp8",
+        "kvCacheDtype": "fp8", "gpuMemoryUtilization": 0.92, "vllmVersion": "0.19.0", "typicalRequestTokens": 4096,
+        "provider": "digitalocean", "region": "tor1", "apiKeySet": True, "monthlyBudgetUsd": 7600,
+    }  # fmt: skip
+    assert {k: svc.inputs[k] for k in expected} == expected
+    assert svc.inputs["gpuName"].startswith("NVIDIA H100")
+    node = of_type(prod, "gpu-inference:index:GpuInferenceNode")[0]
+    assert node.parent == svc.urn
+    assert of_type(prod, DROPLET)[0].parent is not None
+
+
+def test_exports(dev: ProgramRun) -> None:
+    out = dev.outputs
+    assert out["endpoint"].startswith("http://") and out["endpoint"].endswith("/v1")
+    assert out["prometheusUrl"].endswith(f":{PROMETHEUS_PORT}")
+    assert out["monthlyCostUsd"] == pytest.approx(1182.10)
+    assert out["kvCacheTokensPerNode"] > 100_000
+    assert out["maxConcurrencyPerNode"] > 1
+
+
+def test_program_bill_matches_the_recorded_registrations(aws: ProgramRun) -> None:
+    from gpu_inference.pricing import bill_for_resources
+
+    bill = bill_for_resources((r.type, r.name, r.inputs) for r in aws.recorded if r.custom)
+    assert aws.outputs["monthlyCostUsd"] == pytest.approx(round(bill.total_monthly_usd, 2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad config: one message, nothing registered
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"nodeCount": 0}, "gpu-inference:nodeCount"),
+        ({"gpu": "gpu-l40sx9-48gb"}, "gpu-inference:gpu"),
+        ({"gpuMemoryUtilization": 1.7}, "gpu-inference:gpuMemoryUtilization"),
+        ({"provider": "azure"}, "gpu-inference:provider"),
+        ({"maxModelLength": 8192}, "gpu-inference:maxModelLength"),
+    ],
+)
+def test_bad_config_stops_the_program_before_any_registration(overrides: dict[str, Any], key: str) -> None:
+    path = PROJECT_DIR / "Pulumi.dev.yaml"
+    raw = {**read_stack_file(path), **{f"gpu-inference:{k}": v for k, v in overrides.items()}}
+    config, secret_keys = engine_config(raw)
+    # run_program raises PreviewError instead if anything was registered before the error.
+    with pytest.raises(ConfigError) as info:
+        run_program(PROJECT_DIR, "dev", config, secret_keys, "digitalocean", "tor1")
+    assert len(info.value.messages) == 1 and key in info.value.messages[0]
+
+
+def test_kubernetes_provider_is_one_clear_message() -> None:
+    path = STACKS / "kubernetes.yaml"
+    config, secret_keys = engine_config(read_stack_file(path))
+    with pytest.raises(ConfigError, match="kubernetes' is not supported yet"):
+        run_program(PROJECT_DIR, "kubernetes", config, secret_keys, "kubernetes", "tor1")
+
+
+def test_plaintext_api_key_in_engine_config_is_refused() -> None:
+    raw = {**read_stack_file(PROJECT_DIR / "Pulumi.dev.yaml"), "gpu-inference:apiKey": "sk-plain"}
+    config, _ = engine_config(raw)
+    with pytest.raises(ConfigError, match="apiKey is stored in plain text"):
+        run_program(PROJECT_DIR, "dev", config, [], "digitalocean", "tor1")
+
+
+def test_two_runs_in_one_process_do_not_leak_into_each_other(dev: ProgramRun) -> None:
+    again = run("dev")
+    assert [(r.type, r.name) for r in again.recorded] == [(r.type, r.name) for r in dev.recorded]
+    assert again.outputs == dev.outputs
