@@ -313,18 +313,45 @@ def test_acceptance_crossguard_refuses_llama_70b_on_one_l40s_and_the_overrun() -
     assert "over the $500.00 budget" in budget
 
 
-def test_acceptance_offline_preview_refuses_llama_70b_on_one_l40s(tmp_path: Path) -> None:
-    preview_runner = pytest.importorskip("gpu_inference.preview_runner")
+def acceptance_stack(tmp_path: Path) -> Path:
+    """Pulumi.dev.yaml with Llama-3.3-70B-Instruct (bf16) on the same single L40S, budget $500."""
     text = (REPO / "Pulumi.dev.yaml").read_text()
     assert "gpu-inference:model: Qwen/Qwen3-8B" in text and "gpu-inference:gpu: gpu-l40sx1-48gb" in text
     text = text.replace("gpu-inference:model: Qwen/Qwen3-8B", "gpu-inference:model: meta-llama/Llama-3.3-70B-Instruct")
     text = text.replace("gpu-inference:monthlyBudgetUsd: 1250", "gpu-inference:monthlyBudgetUsd: 500")
     stack_file = tmp_path / "Pulumi.acceptance.yaml"
     stack_file.write_text(text)
-    report = preview_runner.run_preview(str(stack_file), None)
+    return stack_file
+
+
+def test_acceptance_offline_preview_refuses_llama_70b_on_one_l40s(tmp_path: Path) -> None:
+    preview_runner = pytest.importorskip("gpu_inference.preview_runner")
+    report = preview_runner.run_preview(str(acceptance_stack(tmp_path)), None)
     failed = {p["name"]: p for p in report.policies if not p["passed"] and p["level"] == "mandatory"}
     assert set(failed) == {"vram-fit", "budget"}
     assert "70B" in failed["vram-fit"]["message"] and "L40S" in failed["vram-fit"]["message"]
     assert "Cheapest fix:" in failed["vram-fit"]["message"]
     assert "over the $500.00 budget" in failed["budget"]["message"]
     assert report.exit_code == 1
+
+
+def crossguard_on_recorded(report: Any, budget_config: dict[str, Any]) -> dict[str, list[str]]:
+    """Every CrossGuard policy over the registrations the real program made under the preview mocks."""
+    found: dict[str, list[str]] = {}
+    for policy in gp.POLICIES[:4]:
+        for r in report.resources:
+            args = resource_args(r.type, r.name, r.inputs, secret_outputs=tuple(r.secret_inputs))
+            found.setdefault(policy.name, []).extend(violations(policy, args))
+    stack = stack_args([(r.type, r.name, r.inputs) for r in report.resources], config=budget_config)
+    found["budget"] = violations(gp.budget_policy, stack)
+    return found
+
+
+@pytest.mark.parametrize("which", ["dev", "acceptance"])
+def test_crossguard_and_the_offline_preview_agree_on_the_real_program(tmp_path: Path, which: str) -> None:
+    preview_runner = pytest.importorskip("gpu_inference.preview_runner")
+    stack = "dev" if which == "dev" else str(acceptance_stack(tmp_path))
+    report = preview_runner.run_preview(stack, None)
+    found = crossguard_on_recorded(report, {"monthlyBudgetUsd": report.budget_usd})
+    preview_failed = {p["name"] for p in report.policies if not p["passed"]}
+    assert {name for name, messages in found.items() if messages} == preview_failed
