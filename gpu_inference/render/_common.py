@@ -90,4 +90,4 @@ _Dumper.add_representer(str, _str_representer)
 
 def dump_yaml(doc: Any, header: str = "") -> str:
     """YAML with keys in insertion order (deterministic, and in the order a reader expects)."""
-    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120, allow_unicode=True)
+    return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=2**20, allow_unicode=True)

@@ -1,0 +1,437 @@
+"""Unit tests of the renderers: what each file must say, and what it must never say (secrets)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, dev, prod
+
+from gpu_inference.config import StackConfig
+from gpu_inference.render import (
+    alert_rule_tests,
+    alert_rules,
+    gpu_node_cloud_init,
+    healthcheck_script,
+    healthcheck_units,
+    load_balancer_cloud_init,
+    monitoring_cloud_init,
+    nginx_conf,
+    prometheus_config,
+    render_all,
+    vllm_args,
+    vllm_env_file,
+    vllm_unit,
+)
+from gpu_inference.render._common import systemd_quote
+from gpu_inference.render.healthcheck import BASE_GRACE_SECONDS, MAX_CONSECUTIVE_FAILURES, grace_seconds
+from gpu_inference.render.nginx import auth_map
+from gpu_inference.render.prometheus import alerts, duration_seconds
+from gpu_inference.secrets import SecretValue
+from gpu_inference.stack import ResolvedStack, resolve_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def restack(base: ResolvedStack, **changes: object) -> ResolvedStack:
+    """The same stack with some config fields changed (validated again)."""
+    data = base.config.model_dump(by_alias=False)
+    data.update({"api_key": base.config.api_key, "hf_token": base.config.hf_token}, **changes)
+    return resolve_stack(StackConfig.model_validate(data), name=base.name)
+
+
+def flag(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM
+# ---------------------------------------------------------------------------------------------
+
+
+def test_vllm_args_carry_every_config_value() -> None:
+    s = prod().stack
+    args = vllm_args(s)
+    cfg = s.config
+    assert flag(args, "--model") == "meta-llama/Llama-3.3-70B-Instruct"
+    assert flag(args, "--served-model-name") == "llama-3.3-70b"
+    assert flag(args, "--dtype") == "auto"
+    assert flag(args, "--quantization") == "fp8"
+    assert flag(args, "--max-model-len") == str(cfg.max_model_len)
+    assert flag(args, "--max-num-seqs") == str(cfg.max_num_seqs)
+    assert flag(args, "--gpu-memory-utilization") == "0.92"
+    assert flag(args, "--tensor-parallel-size") == "4" == str(s.tensor_parallel_size)
+    assert flag(args, "--kv-cache-dtype") == "fp8"
+    assert flag(args, "--host") == "0.0.0.0"
+    assert flag(args, "--port") == "8000"
+
+
+def test_vllm_args_default_served_name_is_the_model() -> None:
+    args = vllm_args(dev().stack)
+    assert flag(args, "--served-model-name") == "Qwen/Qwen3-8B"
+    assert flag(args, "--tensor-parallel-size") == "1"
+
+
+@pytest.mark.parametrize(("quantization", "expected"), [
+    (None, None), ("none", None), ("int8", None), ("int4", None),
+    ("fp8", "fp8"), ("awq", "awq"), ("gptq", "gptq"), ("mxfp4", "mxfp4"),
+])  # fmt: skip
+def test_quantization_flag(quantization: str | None, expected: str | None) -> None:
+    args = vllm_args(restack(dev().stack, quantization=quantization))
+    assert flag(args, "--quantization") == expected
+
+
+def test_no_secret_in_args_or_unit() -> None:
+    s = prod()
+    text = " ".join(vllm_args(s.stack)) + vllm_unit(s.stack)
+    assert "--api-key" not in text
+    assert API_KEY not in text and HF_TOKEN not in text
+
+
+def test_vllm_unit_runs_the_pinned_container() -> None:
+    unit = vllm_unit(dev().stack)
+    for needle in [
+        "Restart=always", "RestartSec=10", "Requires=docker.service", "After=docker.service",
+        "ExecStartPre=-/usr/bin/docker stop vllm", "ExecStartPre=-/usr/bin/docker rm vllm",
+        "--ipc=host", "--gpus all", "--env-file /etc/vllm/vllm.env",
+        "-v /opt/models:/root/.cache/huggingface", "-p 8000:8000", "vllm/vllm-openai:v0.19.0",
+        "WantedBy=multi-user.target",
+    ]:  # fmt: skip
+        assert needle in unit, needle
+    timeout = int(re.search(r"TimeoutStartSec=(\d+)", unit).group(1))  # type: ignore[union-attr]
+    assert timeout >= 900, "the image pull of ~10 GB needs minutes"
+
+
+def test_vllm_unit_uses_a_pinned_override_image() -> None:
+    unit = vllm_unit(restack(dev().stack, vllm_image="vllm/vllm-openai:v0.11.0"))
+    assert "vllm/vllm-openai:v0.11.0" in unit and "v0.19.0" not in unit
+
+
+def test_env_file() -> None:
+    text = vllm_env_file("k-1", "hf_2")
+    assert "VLLM_API_KEY=k-1\n" in text and "HF_TOKEN=hf_2\n" in text
+    assert "VLLM_API_KEY" not in vllm_env_file(None, None)
+    with pytest.raises(ValueError):
+        vllm_env_file("a\nEVIL=1", None)
+    with pytest.raises(ValueError):
+        vllm_env_file("", None)
+
+
+def test_systemd_quote_escapes_specifiers() -> None:
+    assert systemd_quote("a%b") == "a%%b"
+    assert systemd_quote("my model") == '"my model"'
+    assert systemd_quote("$HOME") == '"$$HOME"'
+
+
+# ---------------------------------------------------------------------------------------------
+# Health check: the script's behaviour, with systemctl and curl stubbed
+# ---------------------------------------------------------------------------------------------
+
+
+def test_grace_period_grows_with_the_weights() -> None:
+    small, big = grace_seconds(dev().stack), grace_seconds(prod().stack)
+    assert BASE_GRACE_SECONDS <= small < big
+    assert small % 60 == 0 and big % 60 == 0
+
+
+def test_healthcheck_units() -> None:
+    service, timer = healthcheck_units(dev().stack)
+    assert "Type=oneshot" in service and "ExecStart=/usr/local/bin/vllm-healthcheck" in service
+    assert "OnUnitActiveSec=1min" in timer and "Unit=vllm-healthcheck.service" in timer
+    assert "WantedBy=timers.target" in timer
+
+
+@pytest.fixture
+def healthcheck(tmp_path: Path):
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    script = tmp_path / "vllm-healthcheck"
+    script.write_text(healthcheck_script(dev().stack))
+    script.chmod(0o755)
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "systemctl.log"
+    (stubs / "systemctl").write_text(f"""#!/usr/bin/env bash
+echo "$*" >> {log}
+case "$1" in
+  is-active) echo "$FAKE_STATE"; [[ "$FAKE_STATE" == active ]] ;;
+  show) echo "$FAKE_ACTIVE_SINCE_US" ;;
+  restart) exit 0 ;;
+esac
+""")
+    (stubs / "curl").write_text('#!/usr/bin/env bash\nprintf "%s" "$FAKE_HTTP_CODE"\n[[ "$FAKE_HTTP_CODE" != 000 ]]\n')
+    for stub in stubs.iterdir():
+        stub.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def run(*, state_name: str = "active", up_seconds: int, code: str) -> tuple[int, str, list[str]]:
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        # Negative on a freshly booted machine; the script only subtracts, so that still fakes the age.
+        since_us = int((uptime - up_seconds) * 1_000_000)
+        env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "STATE_DIRECTORY": str(state),
+               "FAKE_STATE": state_name, "FAKE_ACTIVE_SINCE_US": str(since_us), "FAKE_HTTP_CODE": code}  # fmt: skip
+        log.write_text("")
+        done = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=30, check=False)
+        return done.returncode, done.stdout, [line for line in log.read_text().splitlines() if line.startswith("restart")]
+
+    return run
+
+
+def test_healthcheck_restarts_only_after_consecutive_failures_past_the_grace_period(healthcheck) -> None:
+    run = healthcheck
+    grace = grace_seconds(dev().stack)
+    # Within the grace period a dead /health is expected (the model is loading).
+    assert run(up_seconds=60, code="000")[0] == 0
+    assert run(up_seconds=60, code="000")[2] == []
+    # Still activating: skipped.
+    assert run(state_name="activating", up_seconds=grace + 60, code="000")[0] == 0
+    # Healthy.
+    assert run(up_seconds=grace + 60, code="200") == (0, "", [])
+    # Failures count up; the Nth restarts vllm.service and resets the count.
+    for _ in range(MAX_CONSECUTIVE_FAILURES - 1):
+        rc, out, restarts = run(up_seconds=grace + 60, code="503")
+        assert rc == 1 and restarts == [], out
+    rc, out, restarts = run(up_seconds=grace + 60, code="503")
+    assert rc == 1 and restarts == ["restart --no-block vllm.service"], out
+    # A success in between resets the count.
+    run(up_seconds=grace + 60, code="000")
+    run(up_seconds=grace + 60, code="200")
+    for _ in range(MAX_CONSECUTIVE_FAILURES - 1):
+        assert run(up_seconds=grace + 60, code="000")[2] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# nginx
+# ---------------------------------------------------------------------------------------------
+
+
+def test_nginx_upstream_and_proxy_settings_follow_config() -> None:
+    s = prod()
+    lb = s.stack.config.load_balancer
+    conf = nginx_conf(s.stack, ["10.0.1.2:8000", "10.0.1.3"])
+    assert "least_conn;" in conf
+    assert f"server 10.0.1.2:8000 max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s;" in conf
+    assert f"server 10.0.1.3:8000 max_fails={lb.max_fails}" in conf  # default port added
+    for needle in [
+        "keepalive 32;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";',
+        "proxy_next_upstream error timeout http_502 http_503", f"proxy_next_upstream_tries {lb.proxy_next_upstream_tries};",
+        "proxy_next_upstream_timeout", "proxy_buffering off;", "proxy_cache off;", "proxy_request_buffering on;",
+        f"proxy_read_timeout {lb.read_timeout_seconds}s;", "proxy_send_timeout",
+        f"client_max_body_size {lb.client_max_body_size_mb}m;",
+        "location = /health", "X-Accel-Buffering no", "$upstream_addr", "$upstream_response_time",
+    ]:  # fmt: skip
+        assert needle in conf, needle
+
+
+def test_nginx_exposes_only_the_api() -> None:
+    conf = nginx_conf(dev().stack, ["10.0.0.2:8000"])
+    assert conf.count("proxy_pass") == 1
+    assert re.search(r"location /v1/ \{[^}]*proxy_pass http://vllm_backend;", conf)
+    assert "/metrics" not in conf.replace("(/metrics,", "")  # only the comment names it
+
+
+def test_nginx_tls_and_auth_only_when_configured() -> None:
+    plain = nginx_conf(dev().stack, ["10.0.0.2:8000"])
+    assert "ssl" not in plain and "gpu_inference_authorized" not in plain
+    tls = nginx_conf(prod().stack, ["10.0.1.2:8000"])
+    assert "listen 0.0.0.0:443 ssl" in tls and "server_name llm.example.com;" in tls
+    assert "ssl_certificate /etc/nginx/tls/llm.example.com/fullchain.pem;" in tls
+    assert "return 308 https://" in tls
+    assert "include /etc/nginx/gpu-inference-auth.conf;" in tls and "return 401" in tls
+    assert API_KEY not in tls  # the key lives in the 0600 include, never in nginx.conf
+
+
+def test_auth_map_refuses_keys_that_would_break_the_config() -> None:
+    assert '"Bearer abc-123" 1;' in auth_map("abc-123")
+    for bad in ['a"b', "a b", "a\\b", "a\nb", ""]:
+        with pytest.raises(ValueError):
+            auth_map(bad)
+
+
+def test_nginx_needs_a_backend() -> None:
+    with pytest.raises(ValueError):
+        nginx_conf(dev().stack, [])
+
+
+# ---------------------------------------------------------------------------------------------
+# Prometheus
+# ---------------------------------------------------------------------------------------------
+
+# The metric names of vLLM v0.19 (vllm/v1/metrics/loggers.py) the rules may use, and the removed ones.
+V019_METRICS = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                "vllm:time_to_first_token_seconds_bucket"}  # fmt: skip
+REMOVED_METRICS = {"vllm:gpu_cache_usage_perc", "vllm:time_per_output_token_seconds", "vllm:num_requests_swapped"}
+
+
+@pytest.mark.parametrize("make", [dev, prod])
+def test_alert_rules_shape(make) -> None:
+    s: Scenario = make()
+    doc = yaml.safe_load(alert_rules(s.stack))
+    rules = doc["groups"][0]["rules"]
+    names = [r["alert"] for r in rules]
+    assert names == [
+        "VllmQueueDepthHigh", "VllmKvCachePressure", "VllmTtftP95High", "TargetDown", "VllmMetricsAbsent",
+        "GpuMemoryNearlyFull", "GpuTemperatureHigh", "GpuXidErrors", "DiskFillingUp", "DiskFillingUpPredicted",
+    ]  # fmt: skip
+    runbooks = (ROOT / "docs" / "runbooks.md").read_text()
+    anchors = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbooks, flags=re.MULTILINE)}
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"warning", "critical"}
+        ann = rule["annotations"]
+        assert ann["summary"] and ann["description"]
+        assert ann["runbook_url"] == f"docs/runbooks.md#{rule['alert'].lower()}"
+        assert rule["alert"].lower() in anchors, f"docs/runbooks.md has no section for {rule['alert']}"
+        duration_seconds(rule["for"])
+    used = set(re.findall(r"vllm:[a-z_]+", alert_rules(s.stack)))
+    assert used <= V019_METRICS, used - V019_METRICS
+    assert not used & REMOVED_METRICS
+
+
+def test_alert_thresholds_follow_config() -> None:
+    s = prod().stack
+    mon = s.config.monitoring
+    rules = {r["alert"]: r for r in yaml.safe_load(alert_rules(s))["groups"][0]["rules"]}
+    assert rules["VllmQueueDepthHigh"]["expr"].endswith(f"> {mon.queue_depth_threshold}")
+    assert rules["VllmQueueDepthHigh"]["for"] == mon.queue_depth_for
+    assert rules["VllmKvCachePressure"]["expr"].endswith("> 0.95") and rules["VllmKvCachePressure"]["for"] == "10m"
+    assert "histogram_quantile(0.95" in rules["VllmTtftP95High"]["expr"]
+    assert rules["VllmTtftP95High"]["expr"].endswith("> 1.5") and rules["VllmTtftP95High"]["for"] == "5m"
+    assert rules["TargetDown"]["expr"] == "up == 0" and rules["TargetDown"]["for"] == "2m"
+    assert rules["GpuMemoryNearlyFull"]["expr"].endswith("> 0.97")
+    assert rules["GpuTemperatureHigh"]["expr"].endswith("> 83")
+    assert rules["DiskFillingUp"]["expr"].endswith("< 0.15")
+    assert 'mountpoint="/"' in rules["DiskFillingUp"]["expr"]
+    assert rules["DiskFillingUpPredicted"]["expr"].startswith("predict_linear(")
+
+
+@pytest.mark.parametrize("make", [dev, prod])
+def test_every_alert_has_a_quiet_then_firing_case(make) -> None:
+    s: Scenario = make()
+    doc = yaml.safe_load(alert_rule_tests(s.stack))
+    assert doc["rule_files"] == ["gpu-inference.yml"]
+    tested: set[str] = set()
+    for case in doc["tests"]:
+        assert case["name"]
+        steps = case["alert_rule_test"]
+        if case["name"] == "Nothing fires under normal load":
+            assert all(step["exp_alerts"] == [] for step in steps)
+            assert {step["alertname"] for step in steps} == {a.name for a in alerts(s.stack)}
+            continue
+        first, last = steps[0], steps[-1]
+        assert first["exp_alerts"] == [] and first["alertname"] == last["alertname"]
+        assert duration_seconds(first["eval_time"]) < duration_seconds(last["eval_time"])
+        (fired,) = last["exp_alerts"]
+        assert fired["exp_labels"]["severity"] and set(fired["exp_annotations"]) == {"summary", "description", "runbook_url"}
+        tested.add(last["alertname"])
+    assert tested == {a.name for a in alerts(s.stack)}
+
+
+def test_prometheus_config() -> None:
+    s = prod()
+    text = prometheus_config(s.stack, ["10.0.1.2:8000"], {"node-0": "10.0.1.2:9100", "loadbalancer": "10.0.1.10:9100"},
+                             ["10.0.1.2:9400"])  # fmt: skip
+    doc = yaml.safe_load(text)
+    assert doc["global"]["scrape_interval"] == "15s"
+    jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
+    assert set(jobs) == {"vllm", "node", "dcgm", "prometheus"}
+    assert jobs["vllm"]["metrics_path"] == "/metrics"
+    assert jobs["vllm"]["static_configs"] == [{"targets": ["10.0.1.2:8000"], "labels": {"node": "node-0"}}]
+    assert {sc["labels"]["node"] for sc in jobs["node"]["static_configs"]} == {"node-0", "loadbalancer"}
+    # vLLM's /metrics is outside --api-key's /v1 scope: no credentials in the scrape config.
+    assert "authorization" not in text and "bearer" not in text.lower() and API_KEY not in text
+    assert doc["rule_files"] == ["/etc/prometheus/rules/gpu-inference.yml"]
+
+
+# ---------------------------------------------------------------------------------------------
+# cloud-init and render_all
+# ---------------------------------------------------------------------------------------------
+
+
+def write_files(text: str) -> dict[str, dict]:
+    assert text.startswith("#cloud-config\n")
+    return {f["path"]: f for f in yaml.safe_load(text)["write_files"]}
+
+
+def test_gpu_node_cloud_init_files() -> None:
+    s = prod()
+    text = gpu_node_cloud_init(s.stack, 1, API_KEY, HF_TOKEN)
+    files = write_files(text)
+    env = files["/etc/vllm/vllm.env"]
+    assert env["permissions"] == "0600" and env["owner"] == "root:root"
+    assert f"VLLM_API_KEY={API_KEY}" in env["content"]
+    assert files["/etc/systemd/system/vllm.service"]["content"] == vllm_unit(s.stack)
+    assert files["/usr/local/bin/vllm-healthcheck"]["permissions"] == "0755"
+    assert {"/etc/systemd/system/dcgm-exporter.service", "/etc/systemd/system/node-exporter.service",
+            "/etc/systemd/system/vllm-healthcheck.timer"} <= set(files)  # fmt: skip
+    doc = yaml.safe_load(text)
+    assert doc["hostname"] == "prod-node-1"
+    bootstrap = files[doc["runcmd"][0][0]]["content"]
+    # Install only when missing: every install is behind a check.
+    assert "command -v docker" in bootstrap and "nvidia-ctk" in bootstrap
+    assert re.search(r"docker info .*nvidia", bootstrap)
+    assert "dcgm-exporter" in files["/etc/systemd/system/dcgm-exporter.service"]["content"]
+    assert "--gpus all" in files["/etc/systemd/system/dcgm-exporter.service"]["content"]
+    assert "systemctl enable --now" in bootstrap and "vllm.service" in bootstrap
+
+
+def test_secrets_appear_only_in_their_root_only_files() -> None:
+    s = prod()
+    key, token = "sk-UNIQUE-key-7f3a", "hf_UNIQUE_token_91b2"
+    stack = restack(s.stack, api_key=SecretValue(plaintext=key))
+    files = render_all(stack, s.node_addresses, s.lb_address, s.monitoring_address, key, token)
+    for rel, text in files.items():
+        if rel.endswith("cloud-init.yaml"):
+            for path, entry in write_files(text).items():
+                if key in entry["content"] or token in entry["content"]:
+                    assert path in {"/etc/vllm/vllm.env", "/etc/nginx/gpu-inference-auth.conf"}, (rel, path)
+                    assert entry["permissions"] == "0600"
+        else:
+            assert key not in text and token not in text, rel
+    lb = write_files(files["loadbalancer/cloud-init.yaml"])
+    assert key in lb["/etc/nginx/gpu-inference-auth.conf"]["content"]
+    assert token not in files["loadbalancer/cloud-init.yaml"]
+
+
+def test_lb_cloud_init_requires_the_key_when_the_stack_has_one() -> None:
+    with pytest.raises(ValueError):
+        load_balancer_cloud_init(prod().stack, ["10.0.1.2:8000"], None)
+
+
+def test_lb_and_monitoring_cloud_init() -> None:
+    s = prod()
+    lb = yaml.safe_load(load_balancer_cloud_init(s.stack, ["10.0.1.2:8000"], API_KEY))
+    assert {"nginx", "prometheus-node-exporter"} <= set(lb["packages"])
+    assert all(f.get("defer") for f in lb["write_files"])  # after the nginx package, not before
+    mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"]))
+    assert {"prometheus", "prometheus-node-exporter"} <= set(mon["packages"])
+    paths = {f["path"]: f for f in mon["write_files"]}
+    assert "--storage.tsdb.retention.time=30d" in paths["/etc/default/prometheus"]["content"]
+    bootstrap = paths[mon["runcmd"][0][0]]["content"]
+    assert "promtool check config" in bootstrap and "promtool test rules" in bootstrap
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_render_all_is_deterministic_and_complete(name: str) -> None:
+    s = SCENARIOS[name]()
+    first, second = s.render(), s.render()
+    assert first == second
+    for i in range(len(s.node_addresses)):
+        for leaf in ("cloud-init.yaml", "vllm.service", "vllm-healthcheck.sh"):
+            assert f"nodes/node-{i}/{leaf}" in first
+    assert {"loadbalancer/nginx.conf", "loadbalancer/cloud-init.yaml", "monitoring/prometheus.yml",
+            "monitoring/rules/gpu-inference.yml", "monitoring/rules/gpu-inference.test.yml",
+            "monitoring/cloud-init.yaml"} <= set(first)  # fmt: skip
+    assert not any(re.search(r"20\d\d-\d\d-\d\dT", t) for t in first.values()), "timestamps break golden files"
+
+
+def test_render_all_without_monitoring() -> None:
+    s = dev()
+    stack = restack(s.stack, monitoring=s.stack.config.monitoring.model_copy(update={"enabled": False}))
+    files = render_all(stack, s.node_addresses, s.lb_address, s.monitoring_address, None, None)
+    assert not any(p.startswith("monitoring/") for p in files)
