@@ -42,6 +42,7 @@ DO_FIREWALL = "digitalocean:index/firewall:Firewall"
 AWS_SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 AWS_SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 AWS_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+K8S_SERVICE = "kubernetes:core/v1:Service"
 
 PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability"]
 Level = Literal["mandatory", "advisory", "disabled"]
@@ -459,6 +460,14 @@ def _ingress_rules(view: ResourceView) -> Iterator[tuple[tuple[int, int], list[s
         if ports:
             sources = list(p.get("cidrBlocks") or []) + list(p.get("ipv6CidrBlocks") or [])
             yield ports, sources, f"ingress {p.get('fromPort')}-{p.get('toPort')}"
+    elif view.type == K8S_SERVICE and (p.get("spec") or {}).get("type") == "LoadBalancer":
+        spec = p.get("spec") or {}
+        # A cloud load balancer with no loadBalancerSourceRanges accepts the whole internet.
+        sources = list(spec.get("loadBalancerSourceRanges") or ["0.0.0.0/0"])
+        for port in spec.get("ports") or []:
+            for number in {port.get("port"), port.get("targetPort")}:
+                if isinstance(number, int | float):
+                    yield (int(number), int(number)), sources, f"LoadBalancer port {port.get('port')}"
     elif view.type == AWS_INGRESS_RULE:
         ports = _aws_range(p.get("ipProtocol"), p.get("fromPort"), p.get("toPort"))
         if ports:

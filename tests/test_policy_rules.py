@@ -350,3 +350,16 @@ def test_the_rendered_cloud_init_with_keys_is_caught_unless_marked_secret() -> N
     views = [droplet("node", "gpu-l40sx1-48gb", userData=node), droplet("lb", "s-1vcpu-2gb", userData=lb)]
     assert [n for n, _ in check_security(views)] == ["node", "lb"]
     assert check_security([v.model_copy(update={"secret_props": ["userData"]}) for v in views]) == []
+
+
+def test_security_kubernetes_load_balancer_service() -> None:
+    def svc(**spec: Any) -> ResourceView:
+        return ResourceView(type="kubernetes:core/v1:Service", name="vllm", props={"spec": {
+            "type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 8000}], **spec}})
+
+    [(name, message)] = check_security([svc()])
+    assert name == "vllm" and "port 8000 (vLLM API)" in message
+    assert check_security([svc(loadBalancerSourceRanges=["203.0.113.0/24"])]) == []
+    cluster_ip = ResourceView(type="kubernetes:core/v1:Service", name="vllm", props={"spec": {
+        "type": "ClusterIP", "ports": [{"port": 8000}]}})
+    assert check_security([cluster_ip]) == []
