@@ -7,6 +7,8 @@ program's components.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import ipaddress
 import json
 import re
@@ -236,7 +238,8 @@ def test_user_data_and_api_key_are_secret(fixture: str, request: pytest.FixtureR
     assert program.outputs["apiKey"] == REDACTED
     for r in program.recorded:
         if r.type in (DROPLET, INSTANCE) and "-prometheus" not in r.name:
-            assert "userData" in r.secret_inputs and r.inputs["userData"] == REDACTED, r.name
+            key = "userData" if r.type == DROPLET else "userDataBase64"
+            assert key in r.secret_inputs and r.inputs[key] == REDACTED, r.name
 
 
 @pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
@@ -279,6 +282,15 @@ def test_changed_config_changes_the_rendered_command() -> None:
     assert flag(text, "--max-num-seqs", "32")
     assert flag(text, "--gpu-memory-utilization", "0.85")
     assert flag(text, "--kv-cache-dtype", "fp8")
+
+
+def test_aws_user_data_is_gzipped_under_the_16_kb_limit(aws: ProgramRun) -> None:
+    for host in [*(s.node for s in aws.namespace["pool"].services), aws.namespace["pool"].lb, aws.namespace["monitoring"].host]:
+        instance = getattr(host, "instance", None)
+        encoded = value(instance.user_data_base64)
+        assert len(base64.b64decode(encoded)) < 16 * 1024
+        assert gzip.decompress(base64.b64decode(encoded)).decode().startswith("#cloud-config")
+        assert encoded == value(instance.user_data_base64)  # deterministic: no replacement on every `up`
 
 
 def test_lb_and_prometheus_are_configured_from_the_node_addresses(prod: ProgramRun) -> None:

@@ -9,6 +9,8 @@ None of these cost money; they are deleted with the stack.
 
 from __future__ import annotations
 
+import base64
+import gzip
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -152,7 +154,9 @@ class AwsProvider:
             vpc_security_group_ids=[sg.id, network.identities[spec.role]],
             associate_public_ip_address=True,
             key_name=stack.config.ssh_keys[0] if stack.config.ssh_keys else None,
-            user_data=spec.user_data,
+            # EC2 caps user data at 16 KB before base64 and the Prometheus host's cloud-init is larger;
+            # cloud-init reads gzip natively. Secretness carries through the apply.
+            user_data_base64=pulumi.Output.from_input(spec.user_data).apply(gzip_base64),
             # cloud-init runs once per instance: new user data only takes effect on a new instance.
             user_data_replace_on_change=True,
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
@@ -186,6 +190,11 @@ class AwsProvider:
             security_groups=[network.identities[p] for p in rule.peers] or None,
             description=rule.description,
         )
+
+
+def gzip_base64(text: str) -> str:
+    """gzip (mtime 0, so the same text always gives the same bytes and no spurious replacement) + base64."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
 
 
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
