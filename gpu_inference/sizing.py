@@ -346,7 +346,7 @@ def _kv_layout(
     counts = {k: all_kinds.count(k) for k in dict.fromkeys(all_kinds)}
     if len(counts) == 1:
         kind = next(iter(counts))
-        return _KvLayout(page_bytes=page, layers_per_block=len(stage_kinds), group_kinds=[kind],
+        return _KvLayout(page_bytes=page, layers_per_block=max(len(stage_kinds), 1), group_kinds=[kind],
                          stage_layer_kinds=stage_kinds)
     min_layers, max_layers = min(counts.values()), max(counts.values())
     group_size = max_layers if max_layers < min_layers * 1.5 else min_layers
