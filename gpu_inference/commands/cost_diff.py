@@ -245,7 +245,12 @@ def diff_revisions(
         )
         for name in names
     ]
-    return build_diff(f"{base_ref} ({base_commit[:7]})", f"{head_ref} ({head_commit[:7]})", pairs)
+    return build_diff(_label(base_ref, base_commit), _label(head_ref, head_commit), pairs)
+
+
+def _label(ref: str, commit: str) -> str:
+    # A ref that is already a commit needs no second spelling of itself.
+    return commit[:7] if commit.startswith(ref) else f"{ref} ({commit[:7]})"
 
 
 def _stack_name_of(path: Path) -> str:
