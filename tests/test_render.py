@@ -413,7 +413,7 @@ def test_lb_and_monitoring_cloud_init() -> None:
     paths = {f["path"]: f for f in mon["write_files"]}
     assert "--storage.tsdb.retention.time=30d" in paths["/etc/default/prometheus"]["content"]
     bootstrap = paths[mon["runcmd"][0][0]]["content"]
-    assert "promtool check config" in bootstrap and "promtool test rules" in bootstrap
+    assert "promtool check config" in bootstrap and "promtool check rules" in bootstrap
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -435,3 +435,23 @@ def test_render_all_without_monitoring() -> None:
     stack = restack(s.stack, monitoring=s.stack.config.monitoring.model_copy(update={"enabled": False}))
     files = render_all(stack, s.node_addresses, s.lb_address, s.monitoring_address, None, None)
     assert not any(p.startswith("monitoring/") for p in files)
+
+
+def test_user_data_fits_ec2_limits() -> None:
+    """EC2 caps user data at 16 KB: GPU node and LB fit as text; a 64-node Prometheus host fits gzipped."""
+    import base64
+    import gzip
+
+    from gpu_inference.render.cloud_init import AWS_USER_DATA_LIMIT_BYTES, fits_aws_user_data, user_data_base64_gzip
+
+    s = prod()
+    files = s.render()
+    assert fits_aws_user_data(files["nodes/node-0/cloud-init.yaml"])
+    assert fits_aws_user_data(files["loadbalancer/cloud-init.yaml"])
+    assert fits_aws_user_data(files["monitoring/cloud-init.yaml"])
+    addresses = [f"10.0.{i // 200}.{i % 200 + 2}" for i in range(64)]
+    big = render_all(s.stack, addresses, "10.0.9.10", "10.0.9.20", API_KEY, HF_TOKEN)["monitoring/cloud-init.yaml"]
+    packed = user_data_base64_gzip(big)
+    assert len(base64.b64decode(packed)) <= AWS_USER_DATA_LIMIT_BYTES
+    assert gzip.decompress(base64.b64decode(packed)).decode() == big
+    assert packed == user_data_base64_gzip(big)  # deterministic: no mtime in the gzip header

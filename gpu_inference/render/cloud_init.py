@@ -7,6 +7,8 @@ deterministic (no timestamps, no random names), so golden files are stable.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +32,7 @@ from gpu_inference.render._common import (
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
-from gpu_inference.render.prometheus import RULES_PATH, alert_rule_tests, alert_rules, prometheus_config
+from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.vllm import vllm_env_file, vllm_unit
 
 if TYPE_CHECKING:
@@ -42,6 +44,19 @@ MONITORING_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-monitoring-bootstrap"
 # Self-signed certificate the LB starts with when TLS is configured and no certificate is there yet, so
 # nginx can start; the operator replaces it (e.g. certbot) — see docs/runbooks.md#tls.
 SELF_SIGNED_DAYS = 30
+# EC2 refuses user data over 16 KB (raw, before base64). cloud-init reads gzip-compressed user data
+# transparently, so a large document (Prometheus host of a big pool) is sent compressed.
+AWS_USER_DATA_LIMIT_BYTES = 16 * 1024
+
+
+def user_data_base64_gzip(text: str) -> str:
+    """Deterministic gzip (mtime 0) + base64 of a cloud-config, for EC2's ``user_data_base64``."""
+    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
+
+
+def fits_aws_user_data(text: str) -> bool:
+    """Whether the plain text fits EC2's limit (if not, send :func:`user_data_base64_gzip`)."""
+    return len(text.encode("utf-8")) <= AWS_USER_DATA_LIMIT_BYTES
 
 
 def _file(path: str, content: str, permissions: str = "0644", defer: bool = False) -> dict[str, Any]:
@@ -283,7 +298,6 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
 
 
 def monitoring_bootstrap(stack: ResolvedStack) -> str:
-    rules_dir = RULES_PATH.rsplit("/", 1)[0]
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # First boot of the Prometheus host: validate everything with promtool before (re)starting Prometheus.
@@ -293,7 +307,6 @@ log() {{ echo "gpu-inference-monitoring-bootstrap: $*"; }}
 
 promtool check config /etc/prometheus/prometheus.yml
 promtool check rules {RULES_PATH}
-promtool test rules {rules_dir}/gpu-inference.test.yml
 systemctl enable prometheus.service prometheus-node-exporter.service
 systemctl restart prometheus.service
 systemctl restart prometheus-node-exporter.service
@@ -304,14 +317,15 @@ log "Prometheus is scraping; alerts: http://localhost:9090/alerts"
 def monitoring_cloud_init(
     stack: ResolvedStack, vllm_targets: list[str], node_targets: list[str] | dict[str, str], dcgm_targets: list[str]
 ) -> str:
-    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package)."""
-    rules_dir = RULES_PATH.rsplit("/", 1)[0]
+    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package).
+
+    The promtool tests of the rules are not shipped: CI runs them, and AWS caps user data at 16 KB.
+    """
     retention = stack.config.monitoring.retention
     files = [
         _file("/etc/prometheus/prometheus.yml", prometheus_config(stack, vllm_targets, node_targets, dcgm_targets),
               defer=True),
         _file(RULES_PATH, alert_rules(stack), defer=True),
-        _file(f"{rules_dir}/gpu-inference.test.yml", alert_rule_tests(stack), defer=True),
         # Debian's prometheus.service passes $ARGS from this file to the server.
         _file("/etc/default/prometheus",
               f'# {RENDERED_BY}\nARGS="--storage.tsdb.retention.time={retention}"\n', defer=True),

@@ -7,7 +7,6 @@ log() { echo "gpu-inference-monitoring-bootstrap: $*"; }
 
 promtool check config /etc/prometheus/prometheus.yml
 promtool check rules /etc/prometheus/rules/gpu-inference.yml
-promtool test rules /etc/prometheus/rules/gpu-inference.test.yml
 systemctl enable prometheus.service prometheus-node-exporter.service
 systemctl restart prometheus.service
 systemctl restart prometheus-node-exporter.service
