@@ -31,6 +31,7 @@ from gpu_inference.sizing import (  # noqa: E402
     ActivationTerms,
     SizingRequest,
     SizingResult,
+    VersionCalibration,
     calibration_for,
     load_calibration,
     size_deployment,
@@ -207,9 +208,9 @@ class Outcome:
     metric: str
 
 
-def evaluate(row: Row) -> Outcome:
+def evaluate(row: Row, calibration: VersionCalibration | None = None) -> Outcome:
     assert row.request is not None
-    result = size_deployment(row.request)
+    result = size_deployment(row.request, calibration=calibration)
     if row.logged_tokens:
         predicted = result.kv_cache_tokens
         error = (predicted - row.logged_tokens) / row.logged_tokens
@@ -227,9 +228,10 @@ def _fmt(value: float | int | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int) -> bool:
+def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int, in_fit: set[str],
+           loo: list[tuple[Row, float]]) -> bool:
     print(f"{'id':>4} {'model':44} {'vLLM':8} {'GPU':12} {'TP/PP':5} {'metric':7} {'logged':>11} "
-          f"{'predicted':>11} {'err%':>7} {'conc log':>8} {'conc pred':>9}  outcome")
+          f"{'predicted':>11} {'err%':>7} {'conc log':>8} {'conc pred':>9} fit  outcome")
     for o in outcomes:
         r, res = o.row, o.result
         req = r.request
@@ -248,7 +250,8 @@ def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int) -> bool
             outcome = f"log ok; REFUSED (false refusal): {res.problems[0][:60]}"
         print(f"{r.id:>4} {req.model.id[:44]:44} {req.vllm_version:8} {r.raw['gpu'][:12]:12} "
               f"{req.tensor_parallel_size}/{req.pipeline_parallel_size:<3} {o.metric:7} {logged:>11} {predicted:>11} "
-              f"{err:>7} {_fmt(r.logged_concurrency, '.2f'):>8} {res.max_concurrency:>9.2f}  {outcome}")
+              f"{err:>7} {_fmt(r.logged_concurrency, '.2f'):>8} {res.max_concurrency:>9.2f} "
+              f"{'fit' if r.id in in_fit else '   '}  {outcome}")
     print()
     print("Skipped rows (inputs insufficient):")
     for r in skipped:
@@ -268,6 +271,14 @@ def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int) -> bool
     if v19:
         v19_within = sum(abs(o.error or 0) <= TOLERANCE for o in v19)
         print(f"  of which pinned v0.19: {v19_within} / {len(v19)}")
+    outside = [o for o in measured if o.row.id not in in_fit]
+    outside_within = sum(abs(o.error or 0) <= TOLERANCE for o in outside)
+    print(f"  out-of-sample rows (no logged term of theirs entered the calibration; no 'fit' mark): "
+          f"{outside_within} / {len(outside)} within ±{TOLERANCE:.0%}")
+    if loo:
+        loo_within = sum(abs(err) <= TOLERANCE for _, err in loo)
+        print(f"  held-out (leave-one-configuration-out refit of the activation terms): {loo_within} / {len(loo)} "
+              f"within ±{TOLERANCE:.0%} on KV")
     print(f"refusals caught: {len(caught)} / {len(refusals)} logged refusals (target all)")
     print(f"fits: true for rows vLLM refused: {false_fits} (target 0)")
     print(f"false refusals (vLLM started, sizing refused): {len(false_refusals)}")
@@ -312,12 +323,8 @@ def _features(row: Row, names: list[str]) -> list[float]:
     return values
 
 
-def refit(rows: list[Row]) -> None:
-    """Least-squares activation coefficients per calibration range, with leave-one-out (held-out) errors.
-
-    Rows with identical inputs count once (the v0.19 sweep repeats one configuration at several lengths);
-    rows the calibration file excludes, with its reason, are left out.
-    """
+def _fit_sets(rows: list[Row]) -> dict[str, list[tuple[Row, list[float]]]]:
+    """Rows that enter the activation fit, per calibration range, identical inputs counted once."""
     by_range: dict[str, list[tuple[Row, list[float]]]] = {}
     for r in rows:
         if r.request is None or r.logged_activation is None or r.request.pipeline_parallel_size > 1:
@@ -329,7 +336,61 @@ def refit(rows: list[Row]) -> None:
         members = by_range.setdefault(cal.name, [])
         if not any(x == other and r.logged_activation == o.logged_activation for o, other in members):
             members.append((r, x))
-    for name, members in by_range.items():
+    return by_range
+
+
+def _with_coefficients(cal: VersionCalibration, coef: list[float]) -> VersionCalibration:
+    terms = cal.activation.model_copy(update=dict(zip(cal.fit_features, coef, strict=True)))
+    return cal.model_copy(update={"activation": terms})
+
+
+def fitted_rows(rows: list[Row]) -> set[str]:
+    """Rows whose own logged terms (activation, non-torch) informed the calibration: in-sample rows.
+
+    Rows the calibration excludes, and rows that log only KV figures, are out of sample.
+    """
+    ids: set[str] = set()
+    for r in rows:
+        if r.request is None:
+            continue
+        cal = calibration_for(r.request.vllm_version, r.request.engine)
+        logged_terms = r.logged_activation is not None or _first_number(r.raw["non_torch_gib"]) is not None
+        if logged_terms and int(r.id) not in cal.excluded_from_fit:
+            ids.add(r.id)
+    return ids
+
+
+def _key(r: Row) -> tuple[object, ...]:
+    req = r.request
+    assert req is not None
+    return (req.model.id, req.vllm_version, req.dtype, req.quantization, req.tensor_parallel_size,
+            req.gpu_memory_gib)
+
+
+def held_out(rows: list[Row]) -> list[tuple[Row, float]]:
+    """Leave-one-configuration-out: each fit row's KV predicted with coefficients fitted without it."""
+    results: list[tuple[Row, float]] = []
+    for name, members in _fit_sets(rows).items():
+        cal = next(c for c in load_calibration() if c.name == name)
+        if len(members) <= len(cal.fit_features):
+            continue  # too few rows to leave one out
+        xs = [x for _, x in members]
+        ys = [r.logged_activation or 0.0 for r, _ in members]
+        for i, (left_out, _) in enumerate(members):
+            coef = _solve(xs[:i] + xs[i + 1:], ys[:i] + ys[i + 1:])
+            probe = _with_coefficients(cal, coef)
+            for r in rows:
+                if r.request is None or _key(r) != _key(left_out):
+                    continue
+                outcome = evaluate(r, probe)
+                if outcome.error is not None:
+                    results.append((r, outcome.error))
+    return results
+
+
+def refit(rows: list[Row]) -> None:
+    """Print least-squares activation coefficients per calibration range, with leave-one-out activation."""
+    for name, members in _fit_sets(rows).items():
         cal = next(c for c in load_calibration() if c.name == name)
         xs = [x for _, x in members]
         ys = [r.logged_activation or 0.0 for r, _ in members]
@@ -364,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     answered = [r for r in rows if r.request is not None]
     skipped = [r for r in rows if r.request is None]
     outcomes = [evaluate(r) for r in answered]
-    ok = report(outcomes, skipped, len(rows))
+    ok = report(outcomes, skipped, len(rows), fitted_rows(rows), held_out(rows))
     return 0 if ok else 1
 
 

@@ -636,10 +636,13 @@ def _rule_of_thumb(req: SizingRequest, quant: str) -> tuple[float, str]:
     return round(gib, 2), note
 
 
-def size_deployment(req: SizingRequest) -> SizingResult:
-    """Size one deployment the way vLLM will at startup, and say whether vLLM would refuse it."""
+def size_deployment(req: SizingRequest, *, calibration: VersionCalibration | None = None) -> SizingResult:
+    """Size one deployment the way vLLM will at startup, and say whether vLLM would refuse it.
+
+    ``calibration`` overrides the version's empirical terms (the accuracy bench uses it for held-out fits).
+    """
     model = req.model
-    cal = calibration_for(req.vllm_version, req.engine)
+    cal = calibration or calibration_for(req.vllm_version, req.engine)
     max_model_len = req.max_model_len or model.max_position_embeddings
     quant = _resolve_quant(req)
     dtype = _resolve_dtype(req)
