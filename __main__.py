@@ -11,6 +11,7 @@ from components.config_source import read_stack_config
 from components.load_balanced_pool import LoadBalancedPool, LoadBalancedPoolArgs
 from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
 from components.providers import provider_for
+from gpu_inference.catalog import UnknownCatalogEntry
 from gpu_inference.errors import ConfigError
 from gpu_inference.pricing import bill_for_resources
 from gpu_inference.stack import resolve_stack
@@ -45,7 +46,14 @@ sizing = stack.sizing
 pulumi.export("endpoint", pool.endpoint)
 pulumi.export("nodeAddresses", pool.node_private_ips)
 pulumi.export("prometheusUrl", monitoring.prometheus_url if monitoring else None)
-pulumi.export("monthlyCostUsd", round(bill_for_resources(pool.network.priced).total_monthly_usd, 2))
+try:
+    # Priced from the paid resources as registered, with the same function the preview and policies use.
+    monthly_cost: float | None = round(bill_for_resources(pool.network.priced).total_monthly_usd, 2)
+except UnknownCatalogEntry as exc:
+    # A size the catalog has no price for must not block a deploy; the preview and budget policy refuse it.
+    pulumi.log.warn(f"monthlyCostUsd unknown: {exc}")
+    monthly_cost = None
+pulumi.export("monthlyCostUsd", monthly_cost)
 pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
 pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)
 if cfg.api_key is not None:

@@ -46,14 +46,7 @@ class LoadBalancedPool(pulumi.ComponentResource):
         stack = args.stack
         cfg = stack.config
         ingress = lb_ingress(stack)
-        props = {
-            **service_spec(stack, args.api_key_set),
-            "monthlyBudgetUsd": cfg.monthly_budget_usd,
-            "publicEndpoint": cfg.public_endpoint,
-            "allowedCidrs": list(cfg.allowed_cidrs),
-            "lbSize": lb_size(stack),
-        }
-        super().__init__(TOKEN, name, props, opts)
+        super().__init__(TOKEN, name, {**service_spec(stack, args.api_key_set), "lbSize": lb_size(stack)}, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.network: Network = args.provider.network(name, stack, self)
         self.services = [
@@ -80,9 +73,11 @@ class LoadBalancedPool(pulumi.ComponentResource):
         )
         self.lb_public_ip = self.lb.public_ip
         self.lb_private_ip = self.lb.private_ip
-        scheme, host = ("https", pulumi.Output.from_input(cfg.load_balancer.tls_domain)) if cfg.load_balancer.tls_domain \
-            else ("http", self.lb.public_ip)
-        self.endpoint: pulumi.Output[str] = pulumi.Output.concat(scheme, "://", host, "/v1")
+        tls_domain = cfg.load_balancer.tls_domain
+        self.endpoint: pulumi.Output[str] = (
+            pulumi.Output.from_input(f"https://{tls_domain}/v1") if tls_domain
+            else pulumi.Output.concat("http://", self.lb.public_ip, "/v1")
+        )
         self.register_outputs(
             {"endpoint": self.endpoint, "lbPublicIp": self.lb_public_ip, "nodePrivateIps": self.node_private_ips}
         )

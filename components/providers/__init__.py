@@ -76,8 +76,8 @@ class Network:
     vpc_id: pulumi.Output[str]
     identities: dict[Role, pulumi.Output[str]]
     """Role → DigitalOcean tag name / AWS security group id."""
-    resources: dict[str, pulumi.Resource] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    """Provider-specific handles (the AWS provider, subnet id, route association)."""
     priced: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     """(type token, name, the price-relevant inputs in wire names) of every paid resource created, as it is
     registered: the program prices its own bill with ``pricing.bill_for_resources`` like the preview does."""

@@ -103,8 +103,6 @@ class AwsProvider:
             provider=self.name,
             vpc_id=vpc.id,
             identities={role: sg.id for role, sg in identities.items()},
-            resources={"provider": provider, "vpc": vpc, "igw": igw, "subnet": subnet, "routes": routes,
-                       "route_assoc": assoc, **{f"sg-{r}": sg for r, sg in identities.items()}},
             extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc},
         )
 

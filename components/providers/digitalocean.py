@@ -73,7 +73,6 @@ class DigitalOceanProvider:
             provider=self.name,
             vpc_id=vpc.id,
             identities={role: tag.name for role, tag in tags.items()},
-            resources={"vpc": vpc, **{f"tag-{role}": tag for role, tag in tags.items()}},
         )
 
     def machine(
