@@ -9,8 +9,6 @@ None of these cost money; they are deleted with the stack.
 
 from __future__ import annotations
 
-import base64
-import gzip
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -27,6 +25,7 @@ from components.providers import (
     priced_args,
     resource_prefix,
 )
+from gpu_inference.render.cloud_init import user_data_base64_gzip
 
 if TYPE_CHECKING:
     from gpu_inference.stack import ResolvedStack
@@ -152,9 +151,10 @@ class AwsProvider:
             vpc_security_group_ids=[sg.id, network.identities[spec.role]],
             associate_public_ip_address=True,
             key_name=stack.config.ssh_keys[0] if stack.config.ssh_keys else None,
-            # EC2 caps user data at 16 KB before base64 and the Prometheus host's cloud-init is larger;
-            # cloud-init reads gzip natively. Secretness carries through the apply.
-            user_data_base64=pulumi.Output.from_input(spec.user_data).apply(gzip_base64),
+            # EC2 caps user data at 16 KB before base64 and a big pool's Prometheus config can pass it;
+            # always gzip (the text is only known inside the apply, the argument must be chosen now).
+            # cloud-init reads gzip natively; secretness carries through the apply.
+            user_data_base64=pulumi.Output.from_input(spec.user_data).apply(user_data_base64_gzip),
             # cloud-init runs once per instance: new user data only takes effect on a new instance.
             user_data_replace_on_change=True,
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
@@ -188,11 +188,6 @@ class AwsProvider:
             security_groups=[network.identities[p] for p in rule.peers] or None,
             description=rule.description,
         )
-
-
-def gzip_base64(text: str) -> str:
-    """gzip (mtime 0, so the same text always gives the same bytes and no spurious replacement) + base64."""
-    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
 
 
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
