@@ -115,6 +115,18 @@ class StackDiff(BaseModel):
         return "changed"
 
     @property
+    def unchanged(self) -> bool:
+        """Both sides previewed and nothing a reviewer would act on differs."""
+        return (
+            self.base.has_report
+            and self.head.has_report
+            and abs(self.delta_usd) < CENT
+            and all(r.change == "unchanged" for r in self.resources)
+            and not (self.policies_changed or self.sizing_changed or self.resources_added or self.resources_removed)
+            and self.base.budget == self.head.budget
+        )
+
+    @property
     def before_usd(self) -> float:
         return self.base.total
 
@@ -425,7 +437,11 @@ def render_markdown(diff: CostDiff) -> str:
 
     for stack in diff.stacks:
         lines += ["", f"### {_stack_badge(stack)} `{stack.name}`: {_side_text(stack.base)} → {_side_text(stack.head)}"]
-        if stack.base.has_report and stack.head.has_report:
+        quiet = stack.unchanged
+        if quiet:
+            # Nothing moved: one line, the table folded away, so the comment's eye goes to what changed.
+            lines += ["No change to cost, policy verdicts or sizing.", "", "<details><summary>Resources</summary>"]
+        elif stack.base.has_report and stack.head.has_report:
             lines.append(
                 f"Δ **{_signed_usd(stack.delta_usd)}/month**"
                 + (f" ({_pct(stack.before_usd, stack.after_usd)})" if _pct(stack.before_usd, stack.after_usd) else "")
@@ -450,6 +466,8 @@ def render_markdown(diff: CostDiff) -> str:
             lines.append(f"| Budget | | {_budget_cell(stack.base)} | {_budget_cell(stack.head)} | | |")
         else:
             lines.append("_No priced resources on either side._")
+        if quiet:
+            lines += ["", "</details>"]
 
         if stack.resources_added or stack.resources_removed:
             lines += ["", "<details><summary>Resources added / removed (incl. free ones)</summary>", ""]

@@ -589,3 +589,12 @@ def test_e2e_fresh_clone_commit_changing_node_count(tmp_path: Path) -> None:
     added = [r for r in entry["resources"] if r["change"] == "added"]
     assert sum(r["after_usd"] for r in added) == pytest.approx(entry["delta_usd"], abs=0.005)
     assert _fingerprint(clone) == before
+
+
+def test_unchanged_stack_is_folded() -> None:
+    same = recorded_report(2, stack="prod")
+    diff = build_diff("b", "h", [("prod", ok(same), ok(copy.deepcopy(same)))])
+    assert diff.stacks[0].unchanged
+    md = render_markdown(diff)
+    assert "No change to cost, policy verdicts or sizing." in md
+    assert md.index("<details><summary>Resources</summary>") < md.index("| **Total** |") < md.index("</details>")
