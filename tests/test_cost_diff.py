@@ -550,11 +550,18 @@ def test_e2e_files_one_to_three_delta_is_two_node_months(tmp_path: Path) -> None
     assert added, "nodeCount 1 → 3 must add resources"
     assert sum(r["after_usd"] for r in added) == pytest.approx(expected, abs=0.005)
     assert all(r["change"] in ("added", "unchanged") for r in entry["resources"])
-    one_node = sum(r["after_usd"] for r in added) / 2
-    base_costs = sorted(round(r["before_usd"], 2) for r in entry["resources"] if r["before_usd"] is not None)
-    for r in added:  # each added resource costs what a resource of node 0 costs
-        assert round(r["after_usd"], 2) in base_costs
-    assert expected == pytest.approx(2 * one_node)
+    # A node-month = what node 0's priced resources (GPU droplet/instance, plus its disk if any) cost
+    # on the base side; every added resource is the node-1/node-2 copy of one of them, at the same price.
+    base_rows = {r["resource_name"]: r for r in entry["resources"] if r["before_usd"] is not None}
+    node0: dict[str, float] = {}
+    for r in added:
+        twin = re.sub(r"-[12](?=-|/|$)", "-0", r["resource_name"], count=1)
+        assert twin in base_rows, f"{r['resource_name']} has no node-0 counterpart in {sorted(base_rows)}"
+        assert r["after_usd"] == pytest.approx(base_rows[twin]["before_usd"])
+        node0[twin] = base_rows[twin]["before_usd"]
+    node_month = sum(node0.values())
+    assert len(added) == 2 * len(node0)
+    assert expected == pytest.approx(2 * node_month, abs=0.005)
 
     md = _gpu_inference(PROJECT_DIR, "cost-diff", "--base-file", str(one), "--head-file", str(three),
                         "--fail-on-policy", "never")  # fmt: skip
