@@ -394,10 +394,46 @@ def _resolve_dtype(req: SizingRequest) -> str:
     return "bfloat16"  # vLLM "auto" keeps the checkpoint's bf16/fp16; both are 2 bytes
 
 
+# Runtime --quantization values that name the same storage as a checkpoint's quantization_config.
+_SAME_METHOD = {"fp8": {"fp8", "compressed-tensors-fp8"}, "int8": {"compressed-tensors-w8a8"},
+                "int4": {"awq", "gptq", "compressed-tensors-w4a16"}}
+
+
 def _resolve_quant(req: SizingRequest) -> str:
-    if req.quantization is not None:
-        return req.quantization
-    return req.model.quantization.method
+    """The storage the weights will have: the checkpoint's own unless a runtime quantization applies."""
+    ckpt = req.model.quantization.method
+    wanted = req.quantization
+    if wanted is None or wanted == "none" or ckpt != "none":
+        return ckpt  # a pre-quantized checkpoint is served as stored (mismatches are refused)
+    return wanted
+
+
+def _quantization_problems(req: SizingRequest) -> tuple[list[str], list[str]]:
+    """vLLM's quantization checks: (refusals, warnings)."""
+    ckpt = req.model.quantization.method
+    wanted = req.quantization
+    problems: list[str] = []
+    warnings: list[str] = []
+    if wanted is None or wanted == ckpt or ckpt in _SAME_METHOD.get(wanted, set()):
+        return problems, warnings
+    if ckpt != "none" and wanted == "none":
+        warnings.append(f"{req.model.id} is a {ckpt} checkpoint; vLLM serves it as stored, sized as {ckpt}.")
+    elif ckpt != "none":
+        problems.append(
+            f"Quantization method in the model config ({ckpt}) does not match the requested quantization "
+            f"({wanted}); leave quantization unset for {req.model.id} or pick an unquantized checkpoint."
+        )
+    elif wanted in ("awq", "gptq", "mxfp4"):
+        problems.append(
+            f"quantization {wanted} needs a checkpoint already quantized with {wanted}; {req.model.id} is "
+            "unquantized. Point the model at its quantized release, or use quantization fp8 (runtime)."
+        )
+    elif wanted in ("int4", "int8"):
+        warnings.append(
+            f"{wanted} is a planning estimate, not a vLLM --quantization method: serve a "
+            f"{'AWQ/GPTQ' if wanted == 'int4' else 'W8A8'} checkpoint of {req.model.id} to get these figures."
+        )
+    return problems, warnings
 
 
 def _is_large_gpu(req: SizingRequest) -> bool:
@@ -647,7 +683,8 @@ def size_deployment(req: SizingRequest, *, calibration: VersionCalibration | Non
     quant = _resolve_quant(req)
     dtype = _resolve_dtype(req)
     problems = _config_problems(req, max_model_len, quant)
-    warnings: list[str] = []
+    quant_problems, warnings = _quantization_problems(req)
+    problems += quant_problems
     ev = _evaluate(req, cal, max_model_len)
     binding = ev.gpus[ev.binding]
 

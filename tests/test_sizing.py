@@ -105,6 +105,27 @@ def test_gemma3_hybrid_groups_and_concurrency() -> None:
     assert long.max_concurrency == pytest.approx(long.kv_cache_blocks / (8192 + 6 * 577), abs=0.01)
 
 
+@pytest.mark.parametrize(
+    ("model_id", "logged_blocks", "logged_concurrency"),
+    [("google/gemma-3-4b-it", 204_817, 57.05), ("google/gemma-3-12b-it", 48_867, 15.88),
+     ("google/gemma-3-27b-it", 15_997, 4.46)],
+)
+def test_gemma3_v019_runs(model_id: str, logged_blocks: int, logged_concurrency: float) -> None:
+    """llm-d-planner v0.19 H100 runs at util 0.95 (model-architectures.csv); vision term fitted on them."""
+    result = size(model_id, gpu_memory_utilization=0.95, max_model_len=8192)
+    assert result.kv_cache_blocks == pytest.approx(logged_blocks, rel=0.02)
+    assert result.max_concurrency == pytest.approx(logged_concurrency, rel=0.02)
+
+
+def test_gemma7b_and_kimi_vl_v019_runs() -> None:
+    gemma = size("google/gemma-7b", gpu_memory_utilization=0.95, max_model_len=8192)
+    assert gemma.kv_cache_bytes_per_token == 448 * 1024
+    assert gemma.kv_cache_tokens == pytest.approx(129_760, rel=0.02)
+    kimi = size("moonshotai/Kimi-VL-A3B-Instruct", gpu_memory_utilization=0.95, max_model_len=8192)
+    assert kimi.kv_cache_bytes_per_token == 31104  # MLA, not 16 heads × 128 MHA
+    assert kimi.kv_cache_tokens == pytest.approx(1_426_368, rel=0.02)
+
+
 def test_v0_sizes_sliding_layers_as_full_attention() -> None:
     v0 = size("google/gemma-3-4b-it", max_model_len=8192, vllm_version="0.8.3", engine="v0")
     assert v0.kv_cache_tokens == v0.kv_cache_blocks * 16
@@ -316,3 +337,25 @@ def test_fits_implies_room_for_one_max_length_request(req: SizingRequest) -> Non
         assert result.kv_cache_tokens >= result.max_model_len
     assert result.max_model_len_that_fits is None or result.max_model_len_that_fits >= result.max_model_len
     assert not math.isnan(result.max_concurrency)
+
+
+def test_quantization_must_match_the_checkpoint() -> None:
+    awq_on_bf16 = size("Qwen/Qwen2.5-7B-Instruct", quantization="awq", max_model_len=8192)
+    assert not awq_on_bf16.fits and any("needs a checkpoint already quantized" in p for p in awq_on_bf16.problems)
+    fp8_on_awq = size("Qwen/Qwen2.5-7B-Instruct-AWQ", quantization="fp8", max_model_len=8192)
+    assert not fp8_on_awq.fits and any("does not match" in p for p in fp8_on_awq.problems)
+    same = size("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", quantization="fp8", tensor_parallel_size=2,
+                max_model_len=8192)
+    assert same.fits and same.quantization == "compressed-tensors-fp8"
+    planning = size("Qwen/Qwen2.5-7B-Instruct", quantization="int4", max_model_len=8192)
+    assert planning.fits and any("planning estimate" in w for w in planning.warnings)
+    assert planning.weights_gib < 6  # 4-bit layers, 16-bit embeddings and lm_head
+
+
+def test_quantized_checkpoint_keeps_16bit_embeddings() -> None:
+    awq = size("Qwen/Qwen2.5-7B-Instruct-AWQ", gpu_memory_gib=15.99, max_model_len=32768)
+    assert awq.weights_gib == pytest.approx(5.29, rel=0.03)  # logged on a 16 GB card; 3.8 GiB if all 4-bit
+    oss = size("openai/gpt-oss-20b", gpu_memory_gib=79.18, max_model_len=16000, vllm_version="0.11.0",
+               gpu_memory_utilization=0.9)
+    assert oss.weights_gib == pytest.approx(13.47, rel=0.02)  # mxfp4 experts, bf16 attention/embeddings
+    assert oss.kv_cache_gib == pytest.approx(50.28, rel=0.02)
