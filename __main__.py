@@ -18,7 +18,7 @@ from gpu_inference.stack import resolve_stack
 
 try:
     stack = resolve_stack(read_stack_config(), name=pulumi.get_stack())
-    provider = provider_for(stack)
+    provider = provider_for(stack) if stack.config.provider != "kubernetes" else None
 except ConfigError as exc:
     # One readable message, and nothing registered: a half-created stack is worse than none.
     pulumi.log.error(exc.render())
@@ -29,30 +29,41 @@ cfg = stack.config
 api_key = pulumi.Output.secret(cfg.api_key.reveal()) if cfg.api_key else pulumi.Output.from_input(None)
 hf_token = pulumi.Output.secret(cfg.hf_token.reveal()) if cfg.hf_token else pulumi.Output.from_input(None)
 
-pool = LoadBalancedPool(
-    "gpu-inference",
-    LoadBalancedPoolArgs(stack=stack, provider=provider, api_key=api_key, hf_token=hf_token,
-                         api_key_set=cfg.api_key is not None),
-)
 monitoring = None
-if cfg.monitoring.enabled:
-    monitoring = MonitoringStack(
-        "gpu-inference-monitoring",
-        MonitoringStackArgs(stack=stack, provider=provider, network=pool.network, node_private_ips=pool.node_private_ips,
-                            lb_private_ip=pool.lb_private_ip),
-    )
+if provider is None:
+    from components.providers.kubernetes import KubernetesGpuPool, KubernetesGpuPoolArgs
 
-sizing = stack.sizing
-pulumi.export("endpoint", pool.endpoint)
-pulumi.export("nodeAddresses", pool.node_private_ips)
-pulumi.export("prometheusUrl", monitoring.prometheus_url if monitoring else None)
+    pool = KubernetesGpuPool(
+        "gpu-inference",
+        KubernetesGpuPoolArgs(stack=stack, api_key=api_key, hf_token=hf_token, api_key_set=cfg.api_key is not None),
+    )
+    node_addresses: pulumi.Input[list[str]] = []  # pods, not hosts: the Service is the address
+else:
+    pool = LoadBalancedPool(
+        "gpu-inference",
+        LoadBalancedPoolArgs(stack=stack, provider=provider, api_key=api_key, hf_token=hf_token,
+                             api_key_set=cfg.api_key is not None),
+    )
+    node_addresses = pool.node_private_ips
+    if cfg.monitoring.enabled:
+        monitoring = MonitoringStack(
+            "gpu-inference-monitoring",
+            MonitoringStackArgs(stack=stack, provider=provider, network=pool.network,
+                                node_private_ips=pool.node_private_ips, lb_private_ip=pool.lb_private_ip),
+        )
+
 try:
     # Priced from the paid resources as registered, with the same function the preview and policies use.
-    monthly_cost: float | None = round(bill_for_resources(pool.network.priced).total_monthly_usd, 2)
+    monthly_cost: float | None = round(bill_for_resources(pool.priced).total_monthly_usd, 2)
 except UnknownCatalogEntry as exc:
     # A size the catalog has no price for must not block a deploy; the preview and budget policy refuse it.
     pulumi.log.warn(f"monthlyCostUsd unknown: {exc}")
     monthly_cost = None
+
+sizing = stack.sizing
+pulumi.export("endpoint", pool.endpoint)
+pulumi.export("nodeAddresses", node_addresses)
+pulumi.export("prometheusUrl", monitoring.prometheus_url if monitoring else None)
 pulumi.export("monthlyCostUsd", monthly_cost)
 pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
 pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)

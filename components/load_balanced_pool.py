@@ -71,6 +71,7 @@ class LoadBalancedPool(pulumi.ComponentResource):
             stack,
             self,
         )
+        self.priced = self.network.priced
         self.lb_public_ip = self.lb.public_ip
         self.lb_private_ip = self.lb.private_ip
         tls_domain = cfg.load_balancer.tls_domain

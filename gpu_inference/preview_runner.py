@@ -204,6 +204,13 @@ def _build_mocks(provider: str, region: str) -> Any:
             elif typ == "digitalocean:index/vpc:Vpc":
                 rid = f"00000000-0000-4000-8000-{n:012d}"
                 state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
+            elif typ == "kubernetes:core/v1:Service":
+                rid = f"{args.name}-id"
+                if (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
+                    state["status"] = {"loadBalancer": {"ingress": [{"ip": public}]}}
+            elif typ == "digitalocean:index/kubernetesCluster:KubernetesCluster":
+                rid = str(args.resource_id or args.name)
+                state["kubeConfigs"] = [{"rawConfig": "apiVersion: v1\nkind: Config\n# preview placeholder\n"}]
             elif typ == "digitalocean:index/tag:Tag":
                 rid = str(args.inputs.get("name") or args.name)
             elif typ.startswith("aws:ec2/"):
@@ -431,7 +438,8 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in recorded if r.custom)
     verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
     files: list[str] = []
-    if out_dir is not None:
+    # Kubernetes runs pods, not machines: there are no cloud-init, unit or Nginx files to write.
+    if out_dir is not None and cfg.provider != "kubernetes":
         files = write_files(resolved, out_dir, *_addresses(recorded, outputs))
     return PreviewReport(
         stack=name,

@@ -98,7 +98,6 @@ def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:
         ("bad-gpu-memory-utilization.yaml", "gpu-inference:gpuMemoryUtilization"),
         ("bad-provider.yaml", "gpu-inference:provider"),
         ("bad-misspelt-key.yaml", "gpu-inference:maxModelLength"),
-        ("kubernetes.yaml", "gpu-inference:provider"),
     ],
 )
 def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, key: str, tmp_path: Path) -> None:
@@ -109,6 +108,17 @@ def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, 
     assert len(lines) == 1 and lines[0].startswith("error: invalid stack config") and key in lines[0]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_kubernetes_stack_previews_without_machine_files(tmp_path: Path) -> None:
+    proc = preview(str(STACKS / "kubernetes.yaml"), "--json", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["files"] == [] and not (tmp_path / "out").exists()
+    assert {r["type"] for r in data["resources"]} >= {
+        "digitalocean:index/kubernetesNodePool:KubernetesNodePool", "kubernetes:apps/v1:Deployment",
+    }  # fmt: skip
+    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730, abs=0.01)
 
 
 def test_over_budget_exits_1(tmp_path: Path) -> None:

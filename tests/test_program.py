@@ -365,11 +365,44 @@ def test_bad_config_stops_the_program_before_any_registration(overrides: dict[st
     assert len(info.value.messages) == 1 and key in info.value.messages[0]
 
 
-def test_kubernetes_provider_is_one_clear_message() -> None:
-    path = STACKS / "kubernetes.yaml"
-    config, secret_keys = engine_config(read_stack_file(path))
-    with pytest.raises(ConfigError, match="kubernetes' is not supported yet"):
-        run_program(PROJECT_DIR, "kubernetes", config, secret_keys, "kubernetes", "tor1")
+def test_kubernetes_gpu_pool_on_an_existing_doks_cluster() -> None:
+    program = run(str(STACKS / "kubernetes.yaml"))
+    pool = of_type(program, "digitalocean:index/kubernetesNodePool:KubernetesNodePool")
+    assert len(pool) == 1
+    assert pool[0].inputs["clusterId"] == "8d3b5f0e-2c4a-4f5e-9b1d-3a6c7e8f9a0b"
+    assert pool[0].inputs["size"] == "gpu-l40sx1-48gb" and pool[0].inputs["nodeCount"] == 2
+    assert not of_type(program, "digitalocean:index/kubernetesCluster:KubernetesCluster")  # read, never managed
+
+    deployment = of_type(program, "kubernetes:apps/v1:Deployment")[0]
+    spec = deployment.inputs["spec"]
+    assert spec["replicas"] == 2
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "vllm/vllm-openai:v0.19.0"
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert pod["nodeSelector"] == {"doks.digitalocean.com/node-pool": pool[0].inputs["name"]}
+    text = " ".join(container["args"])
+    assert flag(text, "--max-model-len", "8192") and flag(text, "--max-num-seqs", "64")
+    assert container["envFrom"][0]["secretRef"]["name"] == "vllm-secrets"
+    assert deployment.inputs["metadata"]["namespace"] == "llm"
+
+    secret = of_type(program, "kubernetes:core/v1:Secret")[0]
+    assert secret.inputs["stringData"] == REDACTED and "stringData" in secret.secret_inputs
+    provider = of_type(program, "pulumi:providers:kubernetes")[0]
+    assert "kubeconfig" in provider.secret_inputs
+    service = of_type(program, "kubernetes:core/v1:Service")[0]
+    assert service.inputs["spec"]["type"] == "LoadBalancer"
+    assert service.inputs["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+    assert service.inputs["spec"]["ports"][0]["targetPort"] == VLLM_PORT
+
+    svc = of_type(program, "gpu-inference:index:VllmService")
+    assert len(svc) == 1 and svc[0].inputs["provider"] == "kubernetes" and svc[0].inputs["nodeCount"] == 2
+    assert deployment.parent == svc[0].urn
+    assert program.outputs["endpoint"].startswith("http://") and program.outputs["monthlyCostUsd"] == pytest.approx(
+        2 * 1.57 * 730
+    )
+    assert PLACEHOLDER not in json.dumps([r.model_dump() for r in program.recorded])
 
 
 def test_plaintext_api_key_in_engine_config_is_refused() -> None:

@@ -126,9 +126,11 @@ def wire_inputs(value: Any) -> Any:
     return value
 
 
-def priced_args(network: Network, token: str, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Note a paid resource's registration in ``network.priced`` and hand its arguments back unchanged."""
-    network.priced.append((token, name, wire_inputs({k: v for k, v in kwargs.items() if k != "opts"})))
+def priced_args(
+    priced: list[tuple[str, str, dict[str, Any]]], token: str, name: str, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Note a paid resource's registration in ``priced`` and hand its arguments back unchanged."""
+    priced.append((token, name, wire_inputs({k: v for k, v in kwargs.items() if k != "opts"})))
     return kwargs
 
 
@@ -144,7 +146,10 @@ def cloud_name(name: str, stack: ResolvedStack) -> str:
 
 
 def provider_for(stack: ResolvedStack) -> CloudProvider:
-    """The provider module for a stack; imported lazily so a DigitalOcean run never loads pulumi_aws."""
+    """The machine provider of a stack; imported lazily so a DigitalOcean run never loads pulumi_aws.
+
+    ``kubernetes`` has no machines (see ``components.providers.kubernetes.KubernetesGpuPool``).
+    """
     name = stack.config.provider
     if name == "digitalocean":
         from components.providers.digitalocean import DigitalOceanProvider
@@ -154,8 +159,4 @@ def provider_for(stack: ResolvedStack) -> CloudProvider:
         from components.providers.aws import AwsProvider
 
         return AwsProvider()
-    if name == "kubernetes":
-        from components.providers.kubernetes import KubernetesProvider
-
-        return KubernetesProvider()
-    raise ConfigError([f"gpu-inference:provider = {name!r} has no provider module"])  # config validation prevents this
+    raise ConfigError([f"gpu-inference:provider = {name!r} has no machine provider module"])

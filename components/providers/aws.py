@@ -144,7 +144,7 @@ class AwsProvider:
                     instance_interruption_behavior="terminate", spot_instance_type="one-time"),
             )
         disk_gb = spec.disk_gb or BASE_DISK_GB.get(spec.role, 20)
-        instance = aws.ec2.Instance(name, **priced_args(network, INSTANCE, name, dict(
+        instance = aws.ec2.Instance(name, **priced_args(network.priced, INSTANCE, name, dict(
             ami=ami.id,
             instance_type=spec.size,
             subnet_id=network.extra["subnet_id"],

@@ -81,7 +81,7 @@ class DigitalOceanProvider:
         opts = pulumi.ResourceOptions(parent=parent)
         identity = network.identities[spec.role]
         image = gpu_image(spec.gpu_count, spec.gpu_vendor) if spec.role == "gpu" else BASE_IMAGE
-        droplet = do.Droplet(name, **priced_args(network, DROPLET, name, dict(
+        droplet = do.Droplet(name, **priced_args(network.priced, DROPLET, name, dict(
             name=cloud_name(name, stack),
             region=stack.config.region,
             size=spec.size,
