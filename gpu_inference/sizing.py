@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -473,12 +474,12 @@ def _activation_gib(
 
 
 # GPUs sold without NVLink: vLLM's custom all-reduce needs full NVLink connectivity beyond two ranks.
-_PCIE_ONLY_GPUS = ("l40", "l4", "a10", "a40", "t4", "rtx", "4090", "3090", "a4000", "a5000", "a6000")
+# Whole-word patterns so "A10" does not match "A100".
+_PCIE_ONLY_GPUS = re.compile(r"\b(l4|l40s?|a10g?|a40|t4|rtx\w*|4090|3090|a[456]000)\b")
 
 
 def _is_pcie_only(gpu_name: str | None) -> bool:
-    name = (gpu_name or "").lower().replace("-", " ")
-    return any(token in name for token in _PCIE_ONLY_GPUS)
+    return bool(_PCIE_ONLY_GPUS.search((gpu_name or "").lower().replace("-", " ")))
 
 
 def _non_torch_gib(cal: VersionCalibration, tp: int, pp: int, gpu_name: str | None = None) -> float:

@@ -359,3 +359,12 @@ def test_quantized_checkpoint_keeps_16bit_embeddings() -> None:
                gpu_memory_utilization=0.9)
     assert oss.weights_gib == pytest.approx(13.47, rel=0.02)  # mxfp4 experts, bf16 attention/embeddings
     assert oss.kv_cache_gib == pytest.approx(50.28, rel=0.02)
+
+
+def test_pcie_only_gpus_skip_custom_allreduce_buffers() -> None:
+    assert sizing._is_pcie_only("NVIDIA L40S 48GB GDDR6") and sizing._is_pcie_only("2x RTX 4090")
+    assert not sizing._is_pcie_only("NVIDIA A100 80GB HBM3 (SXM)")  # "A10" must not match "A100"
+    l40s = size("Qwen/Qwen3-235B-A22B-FP8", gpu_memory_gib=44.42, gpu_name="NVIDIA L40S 48GB GDDR6",
+                tensor_parallel_size=8, max_model_len=32768)
+    h100 = size("Qwen/Qwen3-235B-A22B-FP8", tensor_parallel_size=8, max_model_len=32768)
+    assert l40s.non_torch_gib < 1 < h100.non_torch_gib
