@@ -61,18 +61,24 @@ class ResourceDelta(BaseModel):
     """None: the resource does not exist on the base side."""
     after_usd: float | None
     """None: the resource does not exist on the head side."""
+    comparable: bool = True
+    """False: the other side could not be previewed (invalid config, failed preview), so no delta."""
 
     @property
-    def delta_usd(self) -> float:
+    def delta_usd(self) -> float | None:
+        if not self.comparable:
+            return None
         return (self.after_usd or 0.0) - (self.before_usd or 0.0)
 
     @property
-    def change(self) -> Literal["added", "removed", "changed", "unchanged"]:
+    def change(self) -> Literal["added", "removed", "changed", "unchanged", "unknown"]:
+        if not self.comparable:
+            return "unknown"
         if self.before_usd is None:
             return "added"
         if self.after_usd is None:
             return "removed"
-        return "changed" if abs(self.delta_usd) >= CENT else "unchanged"
+        return "changed" if abs((self.after_usd or 0.0) - (self.before_usd or 0.0)) >= CENT else "unchanged"
 
 
 class PolicyChange(BaseModel):
@@ -115,12 +121,17 @@ class StackDiff(BaseModel):
         return "changed"
 
     @property
+    def comparable(self) -> bool:
+        """Both sides have a bill (an absent stack bills $0); an invalid or failed side has none."""
+        return self.base.status not in ("invalid", "error") and self.head.status not in ("invalid", "error")
+
+    @property
     def unchanged(self) -> bool:
         """Both sides previewed and nothing a reviewer would act on differs."""
         return (
             self.base.has_report
             and self.head.has_report
-            and abs(self.delta_usd) < CENT
+            and abs(self.after_usd - self.before_usd) < CENT
             and all(r.change == "unchanged" for r in self.resources)
             and not (self.policies_changed or self.sizing_changed or self.resources_added or self.resources_removed)
             and self.base.budget == self.head.budget
@@ -135,8 +146,9 @@ class StackDiff(BaseModel):
         return self.head.total
 
     @property
-    def delta_usd(self) -> float:
-        return self.after_usd - self.before_usd
+    def delta_usd(self) -> float | None:
+        """None when one side has no bill: showing -100% for a typo in a stack file would mislead."""
+        return self.after_usd - self.before_usd if self.comparable else None
 
     @property
     def head_blocked(self) -> bool:
@@ -157,12 +169,17 @@ class CostDiff(BaseModel):
     stacks: list[StackDiff]
 
     @property
+    def comparable_stacks(self) -> list[StackDiff]:
+        return [s for s in self.stacks if s.comparable]
+
+    @property
     def before_usd(self) -> float:
-        return sum(s.before_usd for s in self.stacks)
+        """Sum over the stacks whose both sides have a bill."""
+        return sum(s.before_usd for s in self.comparable_stacks)
 
     @property
     def after_usd(self) -> float:
-        return sum(s.after_usd for s in self.stacks)
+        return sum(s.after_usd for s in self.comparable_stacks)
 
     @property
     def delta_usd(self) -> float:
@@ -287,6 +304,7 @@ def diff_stack(name: str, base: Side, head: Side) -> StackDiff:
                 description=(after or before or (0.0, ""))[1],
                 before_usd=None if before is None else before[0],
                 after_usd=None if after is None else after[0],
+                comparable=base.status not in ("invalid", "error") and head.status not in ("invalid", "error"),
             )
         )
 
@@ -352,7 +370,9 @@ def _usd(value: float | None) -> str:
     return f"{sign}${abs(value):,.2f}"
 
 
-def _signed_usd(value: float) -> str:
+def _signed_usd(value: float | None) -> str:
+    if value is None:
+        return "?"
     if abs(value) < CENT:
         return "$0.00"
     return f"{'+' if value > 0 else '-'}${abs(value):,.2f}"
@@ -424,13 +444,17 @@ def render_markdown(diff: CostDiff) -> str:
     delta = diff.delta_usd
     pct = _pct(diff.before_usd, diff.after_usd)
     blocked = [s.name for s in diff.stacks if s.head_blocked]
+    incomparable = [s.name for s in diff.stacks if not s.comparable]
     headline = f"{_signed_usd(delta)}/month" + (f" ({pct})" if pct and pct != "new" else "")
+    if incomparable and not diff.comparable_stacks:
+        headline = "unknown (no bill on one side)"
     lines.append(f"## gpu-inference cost diff: {headline}")
     lines.append("")
     lines.append(
         f"`{diff.base_label}` → `{diff.head_label}` · {len(diff.stacks)} stack(s) · "
         f"{_usd(diff.before_usd)} → {_usd(diff.after_usd)} per month (730 h, catalog list prices)"
         + (f" · **blocked: {', '.join(blocked)}**" if blocked else "")
+        + (f" · not in the totals (no bill on one side): {', '.join(incomparable)}" if incomparable else "")
     )
     if not diff.stacks:
         lines += ["", "No `Pulumi.<stack>.yaml` in either revision."]
@@ -451,17 +475,22 @@ def render_markdown(diff: CostDiff) -> str:
             lines.append("| Resource | Type | Before | After | Δ / month | Δ % |")
             lines.append("|---|---|--:|--:|--:|--:|")
             for r in stack.resources:
-                mark = {"added": " 🆕", "removed": " 🗑️", "changed": "", "unchanged": ""}[r.change]
+                mark = {"added": " 🆕", "removed": " 🗑️", "changed": "", "unchanged": "", "unknown": ""}[r.change]
+                # Unknown: the other side has no bill, so its column reads "?", not "—" (absent).
+                before_cell = "?" if r.change == "unknown" and r.before_usd is None else _usd(r.before_usd)
+                after_cell = "?" if r.change == "unknown" and r.after_usd is None else _usd(r.after_usd)
+                pct_cell = "" if r.change == "unknown" else _pct(r.before_usd, r.after_usd)
                 lines.append(
-                    f"| `{_cell(r.resource_name)}`{mark} | {_cell(r.resource_type) or '—'} | {_usd(r.before_usd)} | "
-                    f"{_usd(r.after_usd)} | {_signed_usd(r.delta_usd) if r.change != 'unchanged' else '—'} | "
-                    f"{_pct(r.before_usd, r.after_usd)} |"
+                    f"| `{_cell(r.resource_name)}`{mark} | {_cell(r.resource_type) or '—'} | {before_cell} | "
+                    f"{after_cell} | {_signed_usd(r.delta_usd) if r.change != 'unchanged' else '—'} | {pct_cell} |"
                 )
             before = stack.before_usd if stack.base.has_report else None
             after = stack.after_usd if stack.head.has_report else None
+            total_pct = _pct(before, after) if stack.comparable else ""
+            before_total = _usd(before) if stack.comparable or before is not None else "?"
+            after_total = _usd(after) if stack.comparable or after is not None else "?"
             lines.append(
-                f"| **Total** | | **{_usd(before)}** | **{_usd(after)}** | **{_signed_usd(stack.delta_usd)}** | "
-                f"{_pct(before, after)} |"
+                f"| **Total** | | **{before_total}** | **{after_total}** | **{_signed_usd(stack.delta_usd)}** | {total_pct} |"
             )
             lines.append(f"| Budget | | {_budget_cell(stack.base)} | {_budget_cell(stack.head)} | | |")
         else:

@@ -198,6 +198,10 @@ def test_invalid_config_on_head_is_shown_not_raised() -> None:
     assert "⛔ invalid config" in md and "nodeCount = 0 is out of range" in md
     (entry,) = to_json(diff)["stacks"]
     assert entry["head"]["status"] == "invalid" and entry["after_usd"] is None
+    # No bill on the head side: the delta is unknown, never "-100%".
+    assert entry["delta_usd"] is None and all(r["change"] == "unknown" for r in entry["resources"])
+    assert "| **Total** | | **$1,214.10** | **?** | **?** |  |" in md
+    assert "cost diff: unknown (no bill on one side)" in md and "-100" not in md
     assert cmd.exit_code(diff, "any") == 1
     assert cmd.exit_code(diff, "new") == 1
 
