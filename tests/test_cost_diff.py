@@ -620,3 +620,16 @@ def test_unchanged_stack_is_folded() -> None:
     md = render_markdown(diff)
     assert "No change to cost, policy verdicts or sizing." in md
     assert md.index("<details><summary>Resources</summary>") < md.index("| **Total** |") < md.index("</details>")
+
+
+@needs_preview
+def test_e2e_invalid_head_file_is_shown_not_a_crash(tmp_path: Path) -> None:
+    source = _dev_stack_file(PROJECT_DIR).read_text()
+    good, bad = tmp_path / "Pulumi.good.yaml", tmp_path / "Pulumi.bad.yaml"
+    good.write_text(source)
+    bad.write_text(_set_node_count(source, 0))
+    proc = _gpu_inference(PROJECT_DIR, "cost-diff", "--base-file", str(good), "--head-file", str(bad))
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout.startswith(MARKER)
+    assert "⛔ invalid config" in proc.stdout and "nodeCount" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
