@@ -424,15 +424,12 @@ def _quantization_problems(req: SizingRequest) -> tuple[list[str], list[str]]:
             f"Quantization method in the model config ({ckpt}) does not match the requested quantization "
             f"({wanted}); leave quantization unset for {req.model.id} or pick an unquantized checkpoint."
         )
-    elif wanted in ("awq", "gptq", "mxfp4"):
-        problems.append(
-            f"quantization {wanted} needs a checkpoint already quantized with {wanted}; {req.model.id} is "
-            "unquantized. Point the model at its quantized release, or use quantization fp8 (runtime)."
-        )
-    elif wanted in ("int4", "int8"):
+    elif wanted in ("awq", "gptq", "mxfp4", "int4", "int8"):
+        # Sized as the model's pre-quantized release: vLLM cannot quantize bf16 weights to these at load.
+        release = {"int4": "AWQ/GPTQ", "int8": "W8A8"}.get(wanted, wanted.upper())
         warnings.append(
-            f"{wanted} is a planning estimate, not a vLLM --quantization method: serve a "
-            f"{'AWQ/GPTQ' if wanted == 'int4' else 'W8A8'} checkpoint of {req.model.id} to get these figures."
+            f"quantization {wanted} is sized as a {release} checkpoint of {req.model.id}; serve that checkpoint "
+            f"(vLLM refuses --quantization {wanted} on the unquantized weights)."
         )
     return problems, warnings
 

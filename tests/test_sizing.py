@@ -340,15 +340,17 @@ def test_fits_implies_room_for_one_max_length_request(req: SizingRequest) -> Non
 
 
 def test_quantization_must_match_the_checkpoint() -> None:
+    # awq on a bf16 model means "its AWQ release" (fit advice relies on it): sized, with a warning
     awq_on_bf16 = size("Qwen/Qwen2.5-7B-Instruct", quantization="awq", max_model_len=8192)
-    assert not awq_on_bf16.fits and any("needs a checkpoint already quantized" in p for p in awq_on_bf16.problems)
+    assert awq_on_bf16.fits and any("AWQ checkpoint" in w for w in awq_on_bf16.warnings)
+    assert awq_on_bf16.weights_gib == pytest.approx(5.2, abs=0.15)
     fp8_on_awq = size("Qwen/Qwen2.5-7B-Instruct-AWQ", quantization="fp8", max_model_len=8192)
     assert not fp8_on_awq.fits and any("does not match" in p for p in fp8_on_awq.problems)
     same = size("RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic", quantization="fp8", tensor_parallel_size=2,
                 max_model_len=8192)
     assert same.fits and same.quantization == "compressed-tensors-fp8"
     planning = size("Qwen/Qwen2.5-7B-Instruct", quantization="int4", max_model_len=8192)
-    assert planning.fits and any("planning estimate" in w for w in planning.warnings)
+    assert planning.fits and any("AWQ/GPTQ checkpoint" in w for w in planning.warnings)
     assert planning.weights_gib < 6  # 4-bit layers, 16-bit embeddings and lm_head
 
 
