@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 MARKER = "<!-- gpu-inference-cost-diff -->"
 # Below half a cent a "change" is float noise from summing line items, not a change on the bill.
 CENT = 0.005
+# GitHub's limit for a comment body is 65,536 characters; stay clear of it.
+MAX_COMMENT_CHARS = 60_000
 # Sizing figures the comment always names first when they change; the rest follow alphabetically.
 HEADLINE_SIZING = ("kv_cache_tokens", "max_concurrency")
 
@@ -527,12 +529,16 @@ def render_markdown(diff: CostDiff) -> str:
                     f"| `{_cell(s.node)}` | {_cell(s.metric)} | {_cell(_fmt_metric(s.before))} | {_cell(_fmt_metric(s.after))} |"
                 )
 
-    lines += [
+    footer = [
         "",
         "<sub>Offline preview of each stack at both revisions (`python -m gpu_inference cost-diff`); "
         "updated on every push. See docs/ci.md.</sub>",
     ]
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines)
+    if len(text) > MAX_COMMENT_CHARS:
+        # GitHub refuses a comment body over 65,536 characters; a cut comment beats no comment.
+        text = text[: MAX_COMMENT_CHARS - 200].rsplit("\n", 1)[0] + "\n\n_… truncated: run `cost-diff --json` for all of it._"
+    return text + "\n" + "\n".join(footer) + "\n"
 
 
 def _budget_cell(side: Side) -> str:

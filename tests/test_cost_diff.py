@@ -136,6 +136,9 @@ def test_node_count_one_to_three_adds_exactly_two_node_months() -> None:
 
     md = render_markdown(build_diff("base", "head", [("dev", ok(before), ok(after))]))
     assert md.startswith(MARKER)
+    # Every table ends at a blank line (GFM would read a following text line as one more row).
+    body = md.splitlines()
+    assert all(not body[i + 1] or body[i + 1].startswith("|") for i, line in enumerate(body[:-1]) if line.startswith("|"))
     assert "| Resource | Type | Before | After | Δ / month | Δ % |" in md
     assert f"+${2 * NODE_MONTH:,.2f}" in md
     assert f"| **Total** | | **${before['monthly_cost_usd']:,.2f}** | **${after['monthly_cost_usd']:,.2f}** |" in md
@@ -633,3 +636,9 @@ def test_e2e_invalid_head_file_is_shown_not_a_crash(tmp_path: Path) -> None:
     assert proc.stdout.startswith(MARKER)
     assert "⛔ invalid config" in proc.stdout and "nodeCount" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_huge_diff_stays_under_githubs_comment_limit() -> None:
+    pairs = [(f"s{i}", Side(status="absent"), ok(recorded_report(64, stack=f"s{i}"))) for i in range(12)]
+    md = render_markdown(build_diff("b", "h", pairs))
+    assert len(md) < 65_536 and md.startswith(MARKER) and "truncated" in md
