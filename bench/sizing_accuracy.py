@@ -229,7 +229,7 @@ def _fmt(value: float | int | None, spec: str) -> str:
 
 
 def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int, in_fit: set[str],
-           loo: list[tuple[Row, float]]) -> bool:
+           loo: list[tuple[Row, float]], lovo: list[tuple[Row, float]]) -> bool:
     print(f"{'id':>4} {'model':44} {'vLLM':8} {'GPU':12} {'TP/PP':5} {'metric':7} {'logged':>11} "
           f"{'predicted':>11} {'err%':>7} {'conc log':>8} {'conc pred':>9} fit  outcome")
     for o in outcomes:
@@ -279,6 +279,10 @@ def report(outcomes: list[Outcome], skipped: list[Row], total_rows: int, in_fit:
         loo_within = sum(abs(err) <= TOLERANCE for _, err in loo)
         print(f"  held-out (leave-one-configuration-out refit of the activation terms): {loo_within} / {len(loo)} "
               f"within ±{TOLERANCE:.0%} on KV")
+    if lovo:
+        lovo_within = sum(abs(err) <= TOLERANCE for _, err in lovo)
+        print(f"  held-out by version (activation refitted without the row's vLLM version): {lovo_within} / "
+              f"{len(lovo)} within ±{TOLERANCE:.0%} on KV")
     print(f"refusals caught: {len(caught)} / {len(refusals)} logged refusals (target all)")
     print(f"fits: true for rows vLLM refused: {false_fits} (target 0)")
     print(f"false refusals (vLLM started, sizing refused): {len(false_refusals)}")
@@ -388,6 +392,31 @@ def held_out(rows: list[Row]) -> list[tuple[Row, float]]:
     return results
 
 
+def held_out_by_version(rows: list[Row]) -> list[tuple[Row, float]]:
+    """Leave-one-version-out: rows of each vLLM version predicted with coefficients fitted on the others."""
+    results: list[tuple[Row, float]] = []
+    for name, members in _fit_sets(rows).items():
+        cal = next(c for c in load_calibration() if c.name == name)
+        versions = {r.request.vllm_version for r, _ in members if r.request is not None}
+        if len(versions) < 2:
+            continue
+        for version in sorted(versions):
+            kept = [(r, x) for r, x in members if r.request is not None and r.request.vllm_version != version]
+            if len(kept) < len(cal.fit_features):
+                continue  # not enough other versions to fit every coefficient
+            coef = _solve([x for _, x in kept], [r.logged_activation or 0.0 for r, _ in kept])
+            probe = _with_coefficients(cal, coef)
+            for r in rows:
+                if r.request is None or r.request.vllm_version != version:
+                    continue
+                if calibration_for(r.request.vllm_version, r.request.engine).name != name:
+                    continue
+                outcome = evaluate(r, probe)
+                if outcome.error is not None:
+                    results.append((r, outcome.error))
+    return results
+
+
 def refit(rows: list[Row]) -> None:
     """Print least-squares activation coefficients per calibration range, with leave-one-out activation."""
     for name, members in _fit_sets(rows).items():
@@ -425,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     answered = [r for r in rows if r.request is not None]
     skipped = [r for r in rows if r.request is None]
     outcomes = [evaluate(r) for r in answered]
-    ok = report(outcomes, skipped, len(rows), fitted_rows(rows), held_out(rows))
+    ok = report(outcomes, skipped, len(rows), fitted_rows(rows), held_out(rows), held_out_by_version(rows))
     return 0 if ok else 1
 
 
