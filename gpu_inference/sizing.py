@@ -152,29 +152,40 @@ def calibration_for(vllm_version: str, engine: Literal["v0", "v1"] | None = None
 class SizingRequest(BaseModel):
     """One deployment to size: a model on one GPU type with vLLM's serving flags."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     model: ModelArchitecture
+    """The architecture (catalog entry or a fine-tune's config.json)."""
     gpu_memory_gib: float = Field(gt=0)
     """Usable total per GPU as CUDA reports it (torch.cuda.mem_get_info total), GiB."""
     gpu_name: str | None = None
+    """GPU model name; decides vLLM's batch defaults (A100 vs others) and NVLink-less all-reduce."""
     gpu_supports_fp8: bool = True
+    """False on pre-Ada GPUs: fp8 KV cache and runtime fp8 quantization are refused."""
     tensor_parallel_size: int = Field(default=1, ge=1)
+    """vLLM --tensor-parallel-size."""
     pipeline_parallel_size: int = Field(default=1, ge=1)
+    """vLLM --pipeline-parallel-size."""
     max_model_len: int | None = Field(default=None, gt=0)
     """None -> the model's max_position_embeddings (vLLM's default)."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Fraction of each GPU's total memory vLLM may use (weights + activation + non-torch + KV)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """vLLM --dtype; auto keeps the checkpoint's 16-bit type."""
     quantization: RuntimeQuant | None = None
-    """None -> the checkpoint's own quantization."""
+    """None -> the checkpoint's own; fp8 quantizes a 16-bit checkpoint at load; awq/gptq/int4/int8 size the
+    model's quantized release."""
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    """vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     max_num_seqs: int | None = Field(default=None, gt=0)
     """None -> vLLM's default for this GPU and version (1024 on ≥70 GiB non-A100 GPUs in V1, else 256)."""
     max_num_batched_tokens: int | None = Field(default=None, gt=0)
     """None -> vLLM's default (V1 API server: 8192 on large GPUs, else 2048; V0: max(max_model_len, 2048))."""
     vllm_version: str = VLLM_VERSION
+    """vLLM release the deployment runs; picks the calibration range."""
     engine: Literal["v0", "v1"] | None = None
     """None -> the version's default engine (V1 from 0.8); set "v0" for VLLM_USE_V1=0 runs."""
     block_size: int = Field(default=KV_BLOCK_SIZE, gt=0)
+    """Tokens per KV-cache block (vLLM --block-size)."""
 
 
 class GpuSizing(BaseModel):

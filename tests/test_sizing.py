@@ -370,3 +370,8 @@ def test_pcie_only_gpus_skip_custom_allreduce_buffers() -> None:
                 tensor_parallel_size=8, max_model_len=32768)
     h100 = size("Qwen/Qwen3-235B-A22B-FP8", tensor_parallel_size=8, max_model_len=32768)
     assert l40s.non_torch_gib < 1 < h100.non_torch_gib
+
+
+def test_every_request_field_is_documented() -> None:
+    undocumented = [name for name, info in SizingRequest.model_fields.items() if not info.description]
+    assert not undocumented, f"SizingRequest fields without a docstring: {undocumented}"
