@@ -306,6 +306,7 @@ def systemd_root(tmp_path: Path, units: dict[str, str], scripts: dict[str, str])
     they run. docker is a stub (it is not installed here, and verify only checks that it is executable);
     everything else our units execute is the real rendered file.
     """
+    tool("systemd-analyze")  # skip before building anything when the tool is absent
     root = tmp_path / "root"
     system_dir = next((d for d in SYSTEM_UNIT_DIRS if (d / "multi-user.target").exists()), None)
     # systemd-analyze comes with systemd, and so do these units: their absence is a broken install.
