@@ -446,7 +446,8 @@ def _quantization_problems(req: SizingRequest) -> tuple[list[str], list[str]]:
 
 
 def _is_large_gpu(req: SizingRequest) -> bool:
-    # vLLM's EngineArgs: ≥70 GiB and not an A100 gets the larger batch defaults
+    # vllm/engine/arg_utils.py EngineArgs.get_batch_defaults: ≥70 GiB and not an A100 (PR #17885) gets
+    # max_num_seqs 1024 and, for the API server, max_num_batched_tokens 8192; other GPUs 256 / 2048.
     name = (req.gpu_name or "").lower()
     return req.gpu_memory_gib >= 70 and "a100" not in name
 
