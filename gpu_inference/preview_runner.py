@@ -27,6 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pulumi
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.config import set_all_config
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
 from pydantic import BaseModel, Field
 
 from gpu_inference.config import load_stack_config, read_stack_file, stack_file_path
@@ -115,10 +120,7 @@ def engine_config(raw: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
 
 def stack_name_of(stack: str) -> str:
     """`dev` → dev; `path/Pulumi.dev.yaml` → dev; `tests/stacks/bad.yaml` → bad."""
-    path = Path(stack)
-    if path.suffix not in (".yaml", ".yml") and "/" not in stack:
-        return stack
-    return path.stem.removeprefix("Pulumi.")
+    return stack_file_path(stack).stem.removeprefix("Pulumi.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,19 +128,11 @@ def stack_name_of(stack: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _imports() -> Any:
-    import pulumi
-    from pulumi.runtime import mocks, rpc
-
-    return pulumi, mocks, rpc
-
-
 def redact(value: Any) -> tuple[Any, bool]:
     """(value with Pulumi secrets replaced by ``[secret]``, whether any was found); unknowns become None."""
-    _, _, rpc = _imports()
     if rpc.is_rpc_secret(value):
         return REDACTED, True
-    if value is rpc.UNKNOWN or (isinstance(value, str) and value == rpc.UNKNOWN):
+    if isinstance(value, str) and value == rpc.UNKNOWN:
         return None, False
     if isinstance(value, SecretValue):
         return REDACTED, True
@@ -179,8 +173,6 @@ class _Addresses:
 
 
 def _build_mocks(provider: str, region: str) -> Any:
-    _, mocks, rpc = _imports()
-
     class RecordingMocks(mocks.Mocks):
         """Plausible outputs per resource type; records nothing itself (the monitor does)."""
 
@@ -273,7 +265,6 @@ def _build_mocks(provider: str, region: str) -> Any:
 
 def _outputs_of(root: Any) -> Any:
     """Await every stack export; secrets come back as ``[secret]``."""
-    pulumi, _, _ = _imports()
     results: dict[str, Any] = {}
 
     async def collect() -> None:
@@ -320,12 +311,6 @@ class _ProgramLog(logging.Handler):
 def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
                 provider: str, region: str) -> ProgramRun:
     """Run ``project_dir/__main__.py`` under recording mocks until every Output has settled."""
-    pulumi, mocks, _ = _imports()
-    from pulumi.runtime import settings
-    from pulumi.runtime.config import set_all_config
-    from pulumi.runtime.stack import run_pulumi_func
-    from pulumi.runtime.sync_await import _sync_await
-
     # A second run in one process must not inherit the first one's stack, outputs or config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()

@@ -65,7 +65,12 @@ class AwsProvider:
     def network(self, name: str, stack: ResolvedStack, parent: pulumi.Resource) -> Network:
         region = stack.config.region
         # An explicit provider pins the stack's region: `aws:region` from the environment never decides it.
-        provider = aws.Provider(f"{name}-aws", region=region, opts=pulumi.ResourceOptions(parent=parent))
+        # Explicit providers do not read the stack's `aws:*` config, so the profile is passed on by hand
+        # (credentials from the environment work as usual).
+        provider = aws.Provider(
+            f"{name}-aws", region=region, profile=pulumi.Config("aws").get("profile"),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
         opts = pulumi.ResourceOptions(parent=parent, provider=provider)
         invoke = pulumi.InvokeOutputOptions(parent=parent, provider=provider)
         offerings = aws.ec2.get_instance_type_offerings_output(
