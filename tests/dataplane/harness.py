@@ -295,6 +295,8 @@ def prepare_prefix(prefix: Path) -> None:
     prefix.mkdir(parents=True, exist_ok=True)
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir(exist_ok=True)
+    if os.geteuid() != 0:
+        return  # workers run as the invoking user, who owns the prefix already
     for path in (prefix, *prefix.parents):
         if str(path).startswith(tempfile.gettempdir()) and path != Path(tempfile.gettempdir()):
             path.chmod(0o755)
