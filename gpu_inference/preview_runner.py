@@ -172,108 +172,94 @@ class _Addresses:
             return n
 
 
-def _build_mocks(provider: str, region: str) -> Any:
-    class RecordingMocks(mocks.Mocks):
-        """Plausible outputs per resource type; records nothing itself (the monitor does)."""
+class RecordingMocks(mocks.Mocks):
+    """Plausible outputs per resource type, and a record of every invoke (registrations: the monitor)."""
 
-        def __init__(self) -> None:
-            self.addresses = _Addresses(provider)
-            self.calls: list[tuple[str, dict[str, Any]]] = []
+    def __init__(self, provider: str, region: str) -> None:
+        self.addresses = _Addresses(provider)
+        self.region = region
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
-        def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
-            n = self.addresses.index(f"{args.typ}::{args.name}")
-            state = dict(args.inputs)
-            private = str(self.addresses.private_net.network_address + 10 + n)
-            public = str(PUBLIC_NET.network_address + 10 + n)
-            typ = args.typ
-            if typ == "digitalocean:index/droplet:Droplet":
-                rid = str(500_000_000 + n)
-                state.update(ipv4Address=public, ipv4AddressPrivate=private, status="active",
-                             urn=f"do:droplet:{rid}")
-            elif typ == "aws:ec2/instance:Instance":
-                rid = f"i-0{n:016x}"
-                state.update(publicIp=public, privateIp=private, arn=f"arn:aws:ec2:{region}:000000000000:instance/{rid}")
-            elif typ == "digitalocean:index/vpc:Vpc":
-                rid = f"00000000-0000-4000-8000-{n:012d}"
-                state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
-            elif typ == "kubernetes:core/v1:Service":
-                rid = f"{args.name}-id"
-                if (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
-                    state["status"] = {"loadBalancer": {"ingress": [{"ip": public}]}}
-            elif typ == "digitalocean:index/kubernetesCluster:KubernetesCluster":
-                rid = str(args.resource_id or args.name)
-                state["kubeConfigs"] = [{"rawConfig": "apiVersion: v1\nkind: Config\n# preview placeholder\n"}]
-            elif typ == "digitalocean:index/tag:Tag":
-                rid = str(args.inputs.get("name") or args.name)
-            elif typ.startswith("aws:ec2/"):
-                kind = typ.rsplit(":", 1)[-1]
-                prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
-                          "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc"}.get(kind, kind.lower())
-                rid = f"{prefix}-0{n:016x}"
-            else:
-                rid = f"{args.name}-id"
-            return rid, state
+    def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
+        region = self.region
+        n = self.addresses.index(f"{args.typ}::{args.name}")
+        state = dict(args.inputs)
+        private = str(self.addresses.private_net.network_address + 10 + n)
+        public = str(PUBLIC_NET.network_address + 10 + n)
+        typ = args.typ
+        if typ == "digitalocean:index/droplet:Droplet":
+            rid = str(500_000_000 + n)
+            state.update(ipv4Address=public, ipv4AddressPrivate=private, status="active",
+                         urn=f"do:droplet:{rid}")
+        elif typ == "aws:ec2/instance:Instance":
+            rid = f"i-0{n:016x}"
+            state.update(publicIp=public, privateIp=private, arn=f"arn:aws:ec2:{region}:000000000000:instance/{rid}")
+        elif typ == "digitalocean:index/vpc:Vpc":
+            rid = f"00000000-0000-4000-8000-{n:012d}"
+            state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
+        elif typ == "kubernetes:core/v1:Service":
+            rid = f"{args.name}-id"
+            if (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
+                state["status"] = {"loadBalancer": {"ingress": [{"ip": public}]}}
+        elif typ == "digitalocean:index/kubernetesCluster:KubernetesCluster":
+            rid = str(args.resource_id or args.name)
+            state["kubeConfigs"] = [{"rawConfig": "apiVersion: v1\nkind: Config\n# preview placeholder\n"}]
+        elif typ == "digitalocean:index/tag:Tag":
+            rid = str(args.inputs.get("name") or args.name)
+        elif typ.startswith("aws:ec2/"):
+            kind = typ.rsplit(":", 1)[-1]
+            prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
+                      "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc"}.get(kind, kind.lower())
+            rid = f"{prefix}-0{n:016x}"
+        else:
+            rid = f"{args.name}-id"
+        return rid, state
 
-        def call(self, args: Any) -> dict[str, Any]:
-            self.calls.append((args.token, redact(dict(args.args))[0]))
-            if args.token == "aws:ec2/getAmi:getAmi":
-                return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
-                        "name": "preview-ami", "ownerId": "000000000000"}
-            if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
-                return {"id": region, "locations": [f"{region}a", f"{region}b"],
-                        "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}
-            return {}
+    def call(self, args: Any) -> dict[str, Any]:
+        region = self.region
+        self.calls.append((args.token, redact(dict(args.args))[0]))
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
+                    "name": "preview-ami", "ownerId": "000000000000"}
+        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+            return {"id": region, "locations": [f"{region}a", f"{region}b"],
+                    "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}
+        return {}
 
-    class RecordingMonitor(mocks.MockMonitor):
-        """The mock monitor, plus a record of every registration with its parent."""
+class RecordingMonitor(mocks.MockMonitor):
+    """The mock monitor, plus a record of every registration with its parent."""
 
-        def __init__(self, m: Any) -> None:
-            super().__init__(m)
-            self.recorded: list[RecordedResource] = []
-            self.lock = threading.Lock()
+    def __init__(self, m: RecordingMocks) -> None:
+        super().__init__(m)
+        self.recorded: list[RecordedResource] = []
+        self.lock = threading.Lock()
 
-        def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
-            response = super().RegisterResource(request)
-            if request.type != "pulumi:pulumi:Stack":
-                inputs = rpc.deserialize_properties(request.object)
-                clean: dict[str, Any] = {}
-                secret: list[str] = []
-                for key, value in inputs.items():
-                    clean[key], is_secret = redact(value)
-                    if is_secret:
-                        secret.append(key)
-                state = self.resources[response.urn].state
-                addresses = {
-                    role: str(state[key]) for role, keys in (("public", ("ipv4Address", "publicIp")),
-                                                             ("private", ("ipv4AddressPrivate", "privateIp")))
-                    for key in keys if state.get(key)
-                }
-                parent = request.parent or None
-                if parent and "::pulumi:pulumi:Stack::" in parent:
-                    parent = None
-                with self.lock:
-                    self.recorded.append(RecordedResource(
-                        type=request.type, name=request.name, urn=response.urn, parent=parent,
-                        custom=bool(request.custom), inputs=clean, secret_inputs=sorted(secret),
-                        id=response.id or None, addresses=addresses,
-                    ))
-            return response
-
-    m = RecordingMocks()
-    return m, RecordingMonitor(m)
-
-
-def _outputs_of(root: Any) -> Any:
-    """Await every stack export; secrets come back as ``[secret]``."""
-    results: dict[str, Any] = {}
-
-    async def collect() -> None:
-        for key, value in dict(getattr(root, "outputs", {})).items():
-            out = pulumi.Output.from_input(value)
-            resolved = await out.future()
-            results[key] = REDACTED if await out.is_secret() else resolved
-
-    return collect, results
+    def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            inputs = rpc.deserialize_properties(request.object)
+            clean: dict[str, Any] = {}
+            secret: list[str] = []
+            for key, value in inputs.items():
+                clean[key], is_secret = redact(value)
+                if is_secret:
+                    secret.append(key)
+            state = self.resources[response.urn].state
+            addresses = {
+                role: str(state[key]) for role, keys in (("public", ("ipv4Address", "publicIp")),
+                                                         ("private", ("ipv4AddressPrivate", "privateIp")))
+                for key in keys if state.get(key)
+            }
+            parent = request.parent or None
+            if parent and "::pulumi:pulumi:Stack::" in parent:
+                parent = None
+            with self.lock:
+                self.recorded.append(RecordedResource(
+                    type=request.type, name=request.name, urn=response.urn, parent=parent,
+                    custom=bool(request.custom), inputs=clean, secret_inputs=sorted(secret),
+                    id=response.id or None, addresses=addresses,
+                ))
+        return response
 
 
 @dataclass
@@ -314,7 +300,8 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
     # A second run in one process must not inherit the first one's stack, outputs or config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()
-    mock, monitor = _build_mocks(provider, region)
+    mock = RecordingMocks(provider, region)
+    monitor = RecordingMonitor(mock)
     log = _ProgramLog()
     mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor, logger=log.logger)
     set_all_config(config, secret_keys=secret_keys)
@@ -325,7 +312,15 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
         namespace = runpy.run_path(str(main), run_name="__main__")
     except BaseException as exc:  # re-raised once the runtime has drained
         error = exc
-    collect, results = _outputs_of(settings.get_root_resource())
+    results: dict[str, Any] = {}
+
+    async def collect() -> None:
+        """Await every stack export; secrets come back as ``[secret]``."""
+        for key, value in dict(getattr(settings.get_root_resource(), "outputs", {})).items():
+            out = pulumi.Output.from_input(value)
+            resolved = await out.future()
+            results[key] = REDACTED if await out.is_secret() else resolved
+
     try:
         _sync_await(run_pulumi_func(collect))
     except Exception as exc:
