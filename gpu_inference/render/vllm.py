@@ -50,6 +50,8 @@ def served_model(stack: ResolvedStack) -> str:
 def vllm_args(stack: ResolvedStack) -> list[str]:
     """The vllm serve flags for this stack; never a secret (the API key and HF token come from the env file)."""
     cfg = stack.config
+    # --model rather than the positional form of `vllm serve`: every pinnable image accepts it (older ones
+    # run the api_server module, which has no positional argument); v0.19 only logs a deprecation warning.
     args = [
         "--model", served_model(stack),
         "--served-model-name", cfg.name_for_clients,
