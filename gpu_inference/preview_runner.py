@@ -13,6 +13,8 @@ so the program sees a placeholder for each secret (never a real key), and nothin
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import ipaddress
 import json
 import logging
@@ -81,6 +83,20 @@ class PreviewReport(BaseModel):
     files: list[str]
     exit_code: int
     """0 when every mandatory policy passes, 1 when one fails."""
+
+
+def _close_event_loop() -> None:
+    """Close the event loop Pulumi's runtime left open before the interpreter tears down, so its
+    ``__del__`` never complains about already-closed file descriptors on stderr at exit."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+
+
+atexit.register(_close_event_loop)
 
 
 class PreviewError(RuntimeError):
