@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,6 +11,7 @@ import pulumi
 
 from components.providers import CloudProvider, IngressRule, MachineSpec, Network
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.render.healthcheck import weights_gb
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:GpuInferenceNode"
@@ -35,15 +37,13 @@ def node_disk_gb(stack: ResolvedStack) -> int:
     """Root disk where the provider sells it separately (AWS): config diskGb, else sized from the weights."""
     if stack.config.disk_gb:
         return stack.config.disk_gb
-    from gpu_inference.render.healthcheck import weights_gb
-
     gib = weights_gb(stack) * 1e9 / 2**30
     return math.ceil(gib * WEIGHTS_DISK_FACTOR + IMAGE_DISK_GB)
 
 
 def machine_labels(spec: dict[str, Any]) -> dict[str, str]:
-    """The spec as `gpu-inference:<key>` tags (AWS tag values are strings)."""
-    return {f"gpu-inference:{k}": str(v).lower() if isinstance(v, bool) else str(v) for k, v in spec.items()}
+    """The spec as `gpu-inference:<key>` tags: AWS tag values are strings, so lists and booleans as JSON."""
+    return {f"gpu-inference:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in spec.items()}
 
 
 @dataclass(frozen=True)
