@@ -416,3 +416,14 @@ def test_two_runs_in_one_process_do_not_leak_into_each_other(dev: ProgramRun) ->
     again = run("dev")
     assert [(r.type, r.name) for r in again.recorded] == [(r.type, r.name) for r in dev.recorded]
     assert again.outputs == dev.outputs
+
+
+def test_config_from_the_engine_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Newer CLIs hand config over as PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS; the program reads those too."""
+    config, secret_keys = engine_config(read_stack_file(PROJECT_DIR / "Pulumi.prod.yaml"))
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(secret_keys))
+    program = run_program(PROJECT_DIR, "prod", {}, [], "digitalocean", "tor1")
+    assert len([r for r in of_type(program, DROPLET) if r.inputs["size"] == "gpu-h100x1-80gb"]) == 3
+    assert program.outputs["apiKey"] == REDACTED
+    assert is_secret(program.namespace["api_key"])
