@@ -62,6 +62,9 @@ def _upstream(stack: ResolvedStack, backends: list[str]) -> list[str]:
         "    upstream vllm_backend {",
         "        # Requests run from milliseconds to minutes: send each to the node with the fewest open ones.",
         "        least_conn;",
+        "        # Shared memory: every worker sees the same open-connection counts and failure state, so",
+        "        # least_conn balances across the whole host and a dead node is taken out once, not per worker.",
+        "        zone vllm_backend 64k;",
     ]
     for backend in backends:
         target = backend if ":" in backend else f"{backend}:{VLLM_PORT}"
