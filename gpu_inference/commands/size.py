@@ -44,6 +44,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pipeline-parallel-size", type=int, default=1, metavar="N")
     p.add_argument("--max-model-len", type=int, default=None, metavar="N", help="default: the model's max positions")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F")
+    p.add_argument(
+        "--max-num-seqs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="vLLM --max-num-seqs (sizes the sampler's activation); default: vLLM's own for the GPU",
+    )
     p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
     p.add_argument(
         "--quantization",
@@ -92,6 +99,7 @@ def request_from_args(args: argparse.Namespace) -> SizingRequest:
         quantization=args.quantization,
         kv_cache_dtype=args.kv_cache_dtype,
         vllm_version=args.vllm_version,
+        max_num_seqs=args.max_num_seqs,
     )
 
 
@@ -125,7 +133,7 @@ def render_table(result: SizingResult) -> str:
     lines.append(
         f"{verdict}: {r.kv_cache_tokens:,} KV tokens, {r.max_concurrency:.2f}x requests of {r.max_model_len} tokens"
     )
-    lines.append(f"Rule of thumb: {r.rule_of_thumb_gib:.1f} GiB — {r.rule_of_thumb_note}")
+    lines.append(r.rule_of_thumb_note)
     for problem in r.problems:
         lines.append(f"  problem: {problem}")
     for warning in getattr(r, "warnings", []) or []:
