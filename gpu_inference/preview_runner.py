@@ -22,6 +22,7 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 import threading
 import zlib
 from collections.abc import Mapping
@@ -458,15 +459,18 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
 def _run_in_subprocess(stack: str, out_dir: Path | None, project_dir: Path) -> PreviewReport:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
     env["PYTHONPATH"] = str(project_dir)
-    cmd = [sys.executable, "-m", "gpu_inference", "preview", stack, "--json"]
-    cmd += ["--out", str(out_dir)] if out_dir is not None else ["--no-files"]
-    proc = subprocess.run(cmd, cwd=project_dir, env=env, capture_output=True, text=True,
-                          timeout=PREVIEW_TIMEOUT_SECONDS, check=False)
+    with tempfile.TemporaryDirectory(prefix="gpu-inference-preview-") as scratch:
+        # Always --out (every revision with a preview has it); files into a scratch dir when none was asked.
+        target = out_dir if out_dir is not None else Path(scratch)
+        cmd = [sys.executable, "-m", "gpu_inference", "preview", stack, "--json", "--out", str(target)]
+        proc = subprocess.run(cmd, cwd=project_dir, env=env, capture_output=True, text=True,
+                              timeout=PREVIEW_TIMEOUT_SECONDS, check=False)
     if proc.returncode == 2:
         raise ConfigError([proc.stderr.strip().removeprefix("error: ")], source=str(project_dir))
     if proc.returncode not in (0, 1):
         raise PreviewError(f"preview in {project_dir} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    return PreviewReport.model_validate_json(proc.stdout)
+    report = PreviewReport.model_validate_json(proc.stdout)
+    return report if out_dir is not None else report.model_copy(update={"files": []})
 
 
 __all__ = ["PreviewError", "PreviewReport", "RecordedResource", "run_preview"]

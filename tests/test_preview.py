@@ -150,7 +150,7 @@ def test_run_preview_of_another_checkout_runs_that_checkout(tmp_path: Path) -> N
     try:
         other = run_preview("dev", None, project_dir=tree)
         assert other.stack_file == str(tree.resolve() / "Pulumi.dev.yaml")
-        assert other.monthly_cost_usd > 0 and other.resources
+        assert other.monthly_cost_usd > 0 and other.resources and other.files == []
     finally:
         subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)],
                        check=False, capture_output=True)  # fmt: skip
