@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     lines = report["cost_lines"]
     total = float(report["monthly_cost_usd"])
     budget = float(report["budget_usd"])
-    stack_hourly = sum(float(line["hourly_usd"]) for line in lines)
+    # Effective hourly rate of the month as billed (capped droplets bill less than hourly × 730).
+    stack_hourly = total / HOURS_PER_MONTH
     spot = spot_savings(load_catalog().offering(cfg.gpu))
     econ = economics(stack_hourly, cfg.node_count, args.tokens_per_second, args.utilization, args.api_price_per_mtok)
 
@@ -116,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         )
     share = total / budget * 100
     verdict = "within budget" if total <= budget else f"OVER BUDGET by ${total - budget:,.2f}"
-    print(f"{'total':<{width}}  {stack_hourly:>9.4f}  {total:>11,.2f}")
+    print(f"{'total':<{width}}  {stack_hourly:>9.4f}  {total:>11,.2f}  (effective $/hour = month / {HOURS_PER_MONTH:.0f})")
     print(f"{'budget':<{width}}  {'':>9}  {budget:>11,.2f}  {share:.0f}% used — {verdict}")
     if spot:
         print(
