@@ -120,6 +120,9 @@ class StackConfig(_Model):
     """How many GPU nodes serve the model behind the load balancer."""
     model: str = Field(min_length=1)
     """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
+    model_repo: str | None = Field(None, min_length=1)
+    """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id.
+    Required when `model` is a config.json path (a fine-tune)."""
     served_model_name: str | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: Dtype = "auto"
@@ -198,6 +201,11 @@ class StackConfig(_Model):
             raise ValueError(
                 f"{NAMESPACE}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
             )
+        if self.model.endswith(".json") and not self.model_repo:
+            raise ValueError(
+                f"{NAMESPACE}:modelRepo is required when {NAMESPACE}:model is a config.json path "
+                f"({self.model!r}): set it to the Hugging Face repo id of the fine-tune's weights"
+            )
         if self.spot and self.provider != "aws":
             raise ValueError(
                 f"{NAMESPACE}:spot = true is not allowed with provider {self.provider}: "
@@ -213,7 +221,7 @@ class StackConfig(_Model):
 
     @property
     def name_for_clients(self) -> str:
-        return self.served_model_name or self.model
+        return self.served_model_name or self.model_repo or self.model
 
     def describe(self) -> str:
         """One readable line, for logs and previews."""

@@ -43,8 +43,9 @@ STOP_TIMEOUT_SECONDS = 30
 
 
 def served_model(stack: ResolvedStack) -> str:
-    """What vLLM downloads: the catalog's canonical id (aliases and case resolved)."""
-    return stack.model.id
+    """What vLLM loads: modelRepo when set (a fine-tune described by its config.json), else the
+    catalog's canonical id (aliases and case resolved)."""
+    return stack.config.model_repo or stack.model.id
 
 
 def vllm_args(stack: ResolvedStack) -> list[str]:
