@@ -100,6 +100,17 @@ def _close_event_loop() -> None:
 atexit.register(_close_event_loop)
 
 
+def _ensure_event_loop() -> None:
+    """Pulumi's runtime creates Futures on the current event loop. Code that ran ``asyncio.run`` earlier
+    in this process (a caller, a test) leaves none set, or a closed one: give the program a fresh loop."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 class PreviewError(RuntimeError):
     """The program itself failed under the mocks (a bug, not a config problem)."""
 
@@ -314,6 +325,7 @@ class _ProgramLog(logging.Handler):
 def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
                 provider: str, region: str) -> ProgramRun:
     """Run ``project_dir/__main__.py`` under recording mocks until every Output has settled."""
+    _ensure_event_loop()
     # A second run in one process must not inherit the first one's stack, outputs or config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()
