@@ -26,7 +26,7 @@ Provider = Literal["digitalocean", "aws"]
 Vendor = Literal["nvidia", "amd"]
 InfraRole = Literal["loadbalancer", "monitoring"]
 StorageKind = Literal["volume", "ebs-gp3"]
-AddressKind = Literal["public-ipv4"]
+AddressKind = Literal["public-ipv4", "reserved-ipv4-assigned"]
 _M = TypeVar("_M", bound=BaseModel)
 
 # A DOKS node pool buys the same Droplet slugs, so the kubernetes provider reads DigitalOcean rows.
@@ -142,11 +142,12 @@ class StoragePrice(_Row):
 
 
 class AddressPrice(_Row):
-    """A per-address charge (AWS bills every public IPv4 by the hour)."""
+    """A per-address charge (AWS bills every public IPv4 by the hour). Zero only for a sourced free case
+    (a DigitalOcean reserved IPv4 while it is assigned to a Droplet)."""
 
     provider: Provider
     kind: AddressKind
-    hourly_usd: float = Field(gt=0)
+    hourly_usd: float = Field(ge=0)
     price_date: datetime.date
     price_source: str = Field(min_length=1)
 

@@ -13,7 +13,11 @@ Conventions:
 - AWS bills every public IPv4 address ($0.005/h since Feb 2024): an EC2 instance registered with
   ``associatePublicIpAddress`` gets a ``<name>/public-ipv4`` line, an Elastic IP its own line. (An
   address assigned only through the subnet's ``mapPublicIpOnLaunch`` is not visible in the instance's
-  inputs and is not priced.)
+  inputs and is not priced. An instance launched on a pre-created network interface, ``primaryNetworkInterface``
+  or the deprecated ``networkInterfaces``, gets no public IPv4 from EC2 at all: EC2 only auto-assigns one
+  to an interface it creates at launch, so the Elastic IP on that interface is the only address line.)
+- A DigitalOcean reserved IPv4 is free while assigned to a Droplet (its catalog row says so, with source);
+  the program always assigns it (``ReservedIpAssignment``), so it is a $0 line, never an unknown.
 - Anything that costs nothing (firewalls, VPCs, security groups, SSH keys, tags, Kubernetes objects,
   providers, component resources) prices as ``None``. A size, instance type or paid resource type the
   catalog does not know raises ``UnknownCatalogEntry``: an unknown is never priced as zero.
@@ -39,8 +43,11 @@ DOKS_CLUSTER = "digitalocean:index/kubernetesCluster:KubernetesCluster"
 EC2_INSTANCE = "aws:ec2/instance:Instance"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 ELASTIC_IP = "aws:ec2/eip:Eip"
+DO_RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
 
-PRICED_TYPES = frozenset({DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME, ELASTIC_IP})
+PRICED_TYPES = frozenset(
+    {DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME, ELASTIC_IP, DO_RESERVED_IP}
+)
 
 # Cloud resources that carry no charge of their own. A cloud type in neither set raises, so a newly
 # added paid resource (a managed load balancer, a NAT gateway) cannot slip into a bill as $0.
@@ -56,6 +63,8 @@ FREE_TYPES = frozenset(
         "digitalocean:index/domain:Domain",
         "digitalocean:index/dnsRecord:DnsRecord",
         "digitalocean:index/certificate:Certificate",
+        # Assigning is free; the address itself is the ReservedIp line.
+        "digitalocean:index/reservedIpAssignment:ReservedIpAssignment",
         "aws:ec2/vpc:Vpc",
         "aws:ec2/subnet:Subnet",
         "aws:ec2/internetGateway:InternetGateway",
@@ -68,6 +77,9 @@ FREE_TYPES = frozenset(
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
         "aws:ec2/keyPair:KeyPair",
+        # An ENI costs nothing; a public address on it is billed as the Elastic IP.
+        "aws:ec2/networkInterface:NetworkInterface",
+        "aws:ec2/eipAssociation:EipAssociation",
         "aws:ec2/volumeAttachment:VolumeAttachment",
         "aws:ec2/tag:Tag",
         "aws:iam/role:Role",
@@ -316,6 +328,22 @@ def _public_ipv4(catalog: Catalog, resource_type: str, name: str) -> CostLine:
     )
 
 
+def _reserved_ipv4(catalog: Catalog, name: str) -> CostLine:
+    price = catalog.address_price("digitalocean", "reserved-ipv4-assigned")
+    return _line(
+        DO_RESERVED_IP,
+        name,
+        f"reserved IPv4 at ${price.hourly_usd:g}/h while assigned to a Droplet "
+        "(DigitalOcean bills reserved IPv4s only while unassigned)",
+        1,
+        "address",
+        price.hourly_usd,
+        price.hourly_usd * HOURS_PER_MONTH,
+        price.price_date,
+        price.price_source,
+    )
+
+
 def price_resources(
     resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog | None = None
 ) -> list[CostLine]:
@@ -350,6 +378,8 @@ def price_resources(
         return [_storage(cat, resource_type, name, "aws", "ebs-gp3", size_gb, "EBS gp3 volume")]
     if resource_type == ELASTIC_IP:
         return [_public_ipv4(cat, resource_type, name)]
+    if resource_type == DO_RESERVED_IP:
+        return [_reserved_ipv4(cat, name)]
     if _is_free(resource_type):
         return []
     raise UnknownCatalogEntry("resource type (not priced and not known to be free)", resource_type, PRICED_TYPES)

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from gpu_inference.catalog import Catalog, UnknownCatalogEntry, load_catalog
 from gpu_inference.constants import HOURS_PER_MONTH
 from gpu_inference.pricing import (
+    DO_RESERVED_IP,
     DO_VOLUME,
     DOKS_CLUSTER,
     DOKS_NODE_POOL,
     DROPLET,
     EBS_VOLUME,
     EC2_INSTANCE,
+    ELASTIC_IP,
     Bill,
     bill_for_resources,
     break_even_utilization,
@@ -158,6 +160,9 @@ def test_spot_savings(catalog: Catalog) -> None:
         ("aws:ec2/securityGroup:SecurityGroup", {"ingress": []}),
         ("aws:ec2/vpc:Vpc", {"cidrBlock": "10.0.0.0/16"}),
         ("aws:ec2/keyPair:KeyPair", {"publicKey": "ssh-ed25519 AAAA"}),
+        ("aws:ec2/networkInterface:NetworkInterface", {"subnetId": "subnet-1", "securityGroups": ["sg-1"]}),
+        ("aws:ec2/eipAssociation:EipAssociation", {"allocationId": "eipalloc-1", "networkInterfaceId": "eni-1"}),
+        ("digitalocean:index/reservedIpAssignment:ReservedIpAssignment", {"ipAddress": "203.0.113.7", "dropletId": 1}),
         ("kubernetes:apps/v1:Deployment", {"spec": {}}),
         ("kubernetes:core/v1:Service", {}),
         ("gpu-inference:index:VllmService", {}),
@@ -195,6 +200,49 @@ def test_public_ipv4_is_billed_on_aws(catalog: Catalog) -> None:
     assert lines[1].monthly_usd == pytest.approx(3.65)  # 0.005 x 730
     eip = price_resource("aws:ec2/eip:Eip", "ip", {"domain": "vpc"}, catalog)
     assert eip is not None and eip.monthly_usd == pytest.approx(3.65)
+
+
+@pytest.mark.parametrize(
+    "interface",
+    [
+        {"primaryNetworkInterface": {"networkInterfaceId": "eni-1"}},
+        {"networkInterfaces": [{"deviceIndex": 0, "networkInterfaceId": "eni-1"}]},  # the deprecated spelling
+    ],
+)
+def test_instance_on_a_precreated_interface_has_no_public_ipv4_line(
+    catalog: Catalog, interface: dict[str, Any]
+) -> None:
+    # EC2 assigns no public IPv4 to an interface it did not create: the Elastic IP on it is the address line.
+    inputs = {"instanceType": "t3.small", "rootBlockDevice": {"volumeSize": 20}, **interface}
+    lines = price_resources(EC2_INSTANCE, "lb", inputs, catalog)
+    assert [line.resource_name for line in lines] == ["lb", "lb/root-volume"]
+
+
+def test_aws_lb_behind_an_elastic_ip_costs_what_its_own_public_ipv4_did(catalog: Catalog) -> None:
+    before = bill_for_resources([
+        (EC2_INSTANCE, "lb", {"instanceType": "t3.small", "associatePublicIpAddress": True}),
+    ], catalog)
+    after = bill_for_resources([
+        ("aws:ec2/networkInterface:NetworkInterface", "lb-eni", {"subnetId": "subnet-1"}),
+        (ELASTIC_IP, "lb-ip", {"domain": "vpc"}),
+        ("aws:ec2/eipAssociation:EipAssociation", "lb-ip-association", {"allocationId": "eipalloc-1"}),
+        (EC2_INSTANCE, "lb", {"instanceType": "t3.small", "primaryNetworkInterface": {"networkInterfaceId": "eni-1"}}),
+    ], catalog)  # fmt: skip
+    assert [line.resource_name for line in after.lines] == ["lb-ip", "lb"]
+    assert after.by_resource()["lb-ip"].monthly_usd == pytest.approx(3.65)  # 0.005 x 730
+    assert after.total_monthly_usd == pytest.approx(before.total_monthly_usd)
+    assert after.total_monthly_usd == pytest.approx((0.0208 + 0.005) * 730)
+
+
+def test_do_reserved_ip_is_free_while_assigned(catalog: Catalog) -> None:
+    row = catalog.address_price("digitalocean", "reserved-ipv4-assigned")
+    assert row.hourly_usd == 0 and row.price_date is not None
+    assert "reserved-ips" in row.price_source and "assigned reserved IPv4 addresses are free" in row.price_source
+    line = price_resource(DO_RESERVED_IP, "lb-ip", {"region": "tor1"}, catalog)
+    assert line is not None  # a $0 line that says why, not a silent omission
+    assert (line.monthly_usd, line.hourly_usd, line.quantity, line.unit) == (0, 0, 1, "address")
+    assert "while assigned to a Droplet" in line.description and "unassigned" in line.description
+    assert line.price_date == row.price_date and line.price_source == row.price_source
 
 
 def test_missing_size_input_is_an_error(catalog: Catalog) -> None:
