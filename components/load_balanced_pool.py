@@ -66,7 +66,10 @@ class LoadBalancedPool(pulumi.ComponentResource):
         )
         self.lb = args.provider.machine(
             f"{name}-lb",
-            MachineSpec(role="lb", size=lb_size(stack), user_data=pulumi.Output.secret(lb_user_data), ingress=ingress),
+            # nginx.conf lists the nodes, so scaling the pool replaces this host: a static address keeps
+            # the endpoint (and any DNS record pointing at it) the same across that replacement.
+            MachineSpec(role="lb", size=lb_size(stack), user_data=pulumi.Output.secret(lb_user_data), ingress=ingress,
+                        static_ip=True),
             self.network,
             stack,
             self,

@@ -64,6 +64,13 @@ class RecordedResource(BaseModel):
     id: str | None = None
     addresses: dict[str, str] = Field(default_factory=dict)
     """Machines only: the mocked ``public`` and ``private`` IPv4 addresses."""
+    additional_secret_outputs: list[str] = Field(default_factory=list)
+    """``ResourceOptions.additional_secret_outputs`` as registered (wire names): all CrossGuard learns of secrecy."""
+    delete_before_replace: bool = False
+    dependencies: list[str] = Field(default_factory=list)
+    """URNs of explicit ``depends_on`` resources (and of resources whose Outputs the inputs use)."""
+    outputs: dict[str, Any] | None = None
+    """Components only: what ``register_outputs`` registered (secrets redacted), as AnalyzeStack sees it."""
 
 
 class PreviewReport(BaseModel):
@@ -207,6 +214,11 @@ class RecordingMocks(mocks.Mocks):
         self.addresses = _Addresses(provider)
         self.region = region
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        # What EC2 would report for an instance launched on a pre-created interface: that interface's
+        # private address, and the Elastic IP associated with it.
+        self.eni_private: dict[str, str] = {}
+        self.eip_public: dict[str, str] = {}
+        self.eni_public: dict[str, str] = {}
 
     def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
         region = self.region
@@ -221,7 +233,16 @@ class RecordingMocks(mocks.Mocks):
                          urn=f"do:droplet:{rid}")
         elif typ == "aws:ec2/instance:Instance":
             rid = f"i-0{n:016x}"
+            eni = str((args.inputs.get("primaryNetworkInterface") or {}).get("networkInterfaceId") or "")
+            if eni:
+                # No address of its own: EC2 assigns none to an interface it did not create at launch.
+                public, private = self.eni_public.get(eni, ""), self.eni_private.get(eni, private)
             state.update(publicIp=public, privateIp=private, arn=f"arn:aws:ec2:{region}:000000000000:instance/{rid}")
+        elif typ == "digitalocean:index/reservedIp:ReservedIp":
+            rid = public
+            state.update(ipAddress=public, urn=f"do:reservedip:{public}")
+        elif typ == "digitalocean:index/reservedIpAssignment:ReservedIpAssignment":
+            rid = f"{args.inputs.get('dropletId')}-{args.inputs.get('ipAddress')}-preview"
         elif typ == "digitalocean:index/vpc:Vpc":
             rid = f"00000000-0000-4000-8000-{n:012d}"
             state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
@@ -237,8 +258,21 @@ class RecordingMocks(mocks.Mocks):
         elif typ.startswith("aws:ec2/"):
             kind = typ.rsplit(":", 1)[-1]
             prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
-                      "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc"}.get(kind, kind.lower())
+                      "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc", "NetworkInterface": "eni",
+                      "Eip": "eipalloc", "EipAssociation": "eipassoc"}.get(kind, kind.lower())
             rid = f"{prefix}-0{n:016x}"
+            if kind == "NetworkInterface":
+                self.eni_private[rid] = private
+                state.update(privateIp=private, privateIps=[private])
+            elif kind == "Eip":
+                self.eip_public[rid] = public
+                state.update(allocationId=rid, publicIp=public, domain=args.inputs.get("domain") or "vpc")
+            elif kind == "EipAssociation":
+                eip = str(args.inputs.get("allocationId") or "")
+                eni = str(args.inputs.get("networkInterfaceId") or "")
+                if eip in self.eip_public and eni:
+                    self.eni_public[eni] = self.eip_public[eip]
+                state.update(publicIp=self.eip_public.get(eip, ""))
         else:
             rid = f"{args.name}-id"
         return rid, state
@@ -260,6 +294,7 @@ class RecordingMonitor(mocks.MockMonitor):
     def __init__(self, m: RecordingMocks) -> None:
         super().__init__(m)
         self.recorded: list[RecordedResource] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
@@ -286,8 +321,17 @@ class RecordingMonitor(mocks.MockMonitor):
                     type=request.type, name=request.name, urn=response.urn, parent=parent,
                     custom=bool(request.custom), inputs=clean, secret_inputs=sorted(secret),
                     id=response.id or None, addresses=addresses,
+                    additional_secret_outputs=sorted(request.additionalSecretOutputs),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
+                    dependencies=sorted(request.dependencies),
                 ))
         return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:  # the gRPC method's name
+        outputs, _ = redact(rpc.deserialize_properties(request.outputs))
+        with self.lock:
+            self.outputs[request.urn] = outputs
+        return super().RegisterResourceOutputs(request)
 
 
 @dataclass
@@ -363,7 +407,9 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
                 raise PreviewError(f"config error after {len(monitor.recorded)} registrations: {cause}") from cause
             raise cause
         raise PreviewError(f"the Pulumi program failed under the preview mocks: {error}") from error
-    return ProgramRun(sorted(monitor.recorded, key=lambda r: r.urn), results, namespace, list(mock.calls), log.messages)
+    recorded = [r.model_copy(update={"outputs": monitor.outputs[r.urn]}) if r.urn in monitor.outputs else r
+                for r in monitor.recorded]
+    return ProgramRun(sorted(recorded, key=lambda r: r.urn), results, namespace, list(mock.calls), log.messages)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +421,8 @@ def _policy_views(recorded: list[RecordedResource]) -> list[Any]:
     from gpu_inference.policy_rules import ResourceView
 
     return [
-        ResourceView(type=r.type, name=r.name, urn=r.urn, props=r.inputs, parent=r.parent, secret_props=r.secret_inputs)
+        ResourceView(type=r.type, name=r.name, urn=r.urn, props=r.inputs, parent=r.parent,
+                     secret_props=sorted({*r.secret_inputs, *r.additional_secret_outputs}))
         for r in recorded
     ]
 

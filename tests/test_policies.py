@@ -31,6 +31,7 @@ from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deser
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from gpu_inference import policy_rules as rules
 from policies import gpu_inference_policies as gp
 
 VLLM = "gpu-inference:index:VllmService"
@@ -340,7 +341,8 @@ def crossguard_on_recorded(report: Any, budget_config: dict[str, Any]) -> dict[s
     found: dict[str, list[str]] = {}
     for policy in gp.POLICIES[:4]:
         for r in report.resources:
-            args = resource_args(r.type, r.name, r.inputs, secret_outputs=tuple(r.secret_inputs))
+            # Only the registered option reaches a policy: the SDK strips secret markers from the props.
+            args = resource_args(r.type, r.name, r.inputs, secret_outputs=tuple(r.additional_secret_outputs))
             found.setdefault(policy.name, []).extend(violations(policy, args))
     stack = stack_args([(r.type, r.name, r.inputs) for r in report.resources], config=budget_config)
     found["budget"] = violations(gp.budget_policy, stack)
@@ -355,3 +357,47 @@ def test_crossguard_and_the_offline_preview_agree_on_the_real_program(tmp_path: 
     found = crossguard_on_recorded(report, {"monthlyBudgetUsd": report.budget_usd})
     preview_failed = {p["name"] for p in report.policies if not p["passed"]}
     assert {name for name, messages in found.items() if messages} == preview_failed
+
+
+# --- the real program's registration options and component outputs, as CrossGuard gets them ---------------------
+
+
+def program_run(stack: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The real program under the preview mocks (the same run the offline preview makes)."""
+    from gpu_inference.config import load_stack_config, read_stack_file
+    from gpu_inference.preview_runner import engine_config, run_program
+
+    path = REPO / f"Pulumi.{stack}.yaml"
+    raw = {**read_stack_file(path), **{f"gpu-inference:{k}": v for k, v in (overrides or {}).items()}}
+    cfg = load_stack_config(path)
+    config, secret_keys = engine_config(raw)
+    return run_program(REPO, stack, config, secret_keys, cfg.provider, cfg.region)
+
+
+@pytest.fixture(scope="module")
+def dev_program() -> Any:
+    return program_run("dev")
+
+
+def test_crossguard_sees_droplet_user_data_as_secret_only_through_the_registered_option(dev_program: Any) -> None:
+    from pulumi.runtime.sync_await import _sync_await
+
+    droplets = {r.name: r for r in dev_program.recorded if r.type == DROPLET}
+    assert len(droplets) == 3  # GPU node, Nginx, Prometheus: every one registers the option
+    assert all(r.additional_secret_outputs == ["userData"] for r in droplets.values())
+    pool = dev_program.namespace["pool"]
+    texts = {s.node.instance._name: _sync_await(s.node.instance.user_data.future()) for s in pool.services}
+    texts[pool.lb.instance._name] = _sync_await(pool.lb.instance.user_data.future())
+    checked = 0
+    for name, text in texts.items():
+        r = droplets[name]
+        # The engine sends the real text, secret-marked; the SDK strips the marker before the policy runs.
+        props = {**r.inputs, "userData": secret(text)}
+        if not rules.find_credentials(text):
+            continue
+        checked += 1
+        assert violations(gp.security_policy, resource_args(DROPLET, name, props,
+                                                            secret_outputs=tuple(r.additional_secret_outputs))) == []
+        [message] = violations(gp.security_policy, resource_args(DROPLET, name, props))  # the option removed
+        assert f"{name!r}: userData holds" in message and "additional_secret_outputs" in message
+    assert checked >= 1  # at least the GPU node's env file carries the API key

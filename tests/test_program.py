@@ -31,6 +31,11 @@ DROPLET = "digitalocean:index/droplet:Droplet"
 DO_FIREWALL = "digitalocean:index/firewall:Firewall"
 INSTANCE = "aws:ec2/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
+RESERVED_IP_ASSIGNMENT = "digitalocean:index/reservedIpAssignment:ReservedIpAssignment"
+ENI = "aws:ec2/networkInterface:NetworkInterface"
+EIP = "aws:ec2/eip:Eip"
+EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
 WORLD = {"0.0.0.0/0", "::/0"}
 INTERNAL_PORTS = {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, PROMETHEUS_PORT}
 PLACEHOLDER = SecretValue(ciphertext="x").reveal()
@@ -110,6 +115,8 @@ def test_dev_registers_one_gpu_droplet_lb_and_prometheus(dev: ProgramRun) -> Non
         DO_FIREWALL: 3,
         "digitalocean:index/vpc:Vpc": 1,
         "digitalocean:index/tag:Tag": 3,
+        RESERVED_IP: 1,  # the endpoint's address, assigned to the Nginx droplet
+        RESERVED_IP_ASSIGNMENT: 1,
         "gpu-inference:index:LoadBalancedPool": 1,
         "gpu-inference:index:VllmService": 1,
         "gpu-inference:index:GpuInferenceNode": 1,
@@ -146,7 +153,10 @@ def test_aws_instances_on_the_nvidia_ami_with_imdsv2_gp3_and_spot(aws: ProgramRu
         assert r.inputs["rootBlockDevice"]["volumeType"] == "gp3"
         assert r.inputs["rootBlockDevice"]["encrypted"] is True
         assert r.inputs["keyName"] == "ops-2026"
+        if r.name.endswith("-lb"):
+            continue  # launched on its own network interface: see test_aws_lb_launches_on_an_eni_with_an_eip
         assert len(r.inputs["vpcSecurityGroupIds"]) == 2  # its own rules + its role's identity group
+        assert r.inputs["associatePublicIpAddress"] is True and r.inputs["subnetId"]
     for r in gpu:
         assert r.inputs["instanceMarketOptions"]["marketType"] == "spot"
         assert r.inputs["userDataReplaceOnChange"] is True
@@ -163,6 +173,73 @@ def test_aws_instances_on_the_nvidia_ami_with_imdsv2_gp3_and_spot(aws: ProgramRu
     assert len(of_type(aws, "aws:ec2/vpc:Vpc")) == 1
     assert of_type(aws, "aws:ec2/subnet:Subnet")[0].inputs["availabilityZone"] == "us-east-1a"
     assert of_type(aws, "pulumi:providers:aws")[0].inputs["region"] == "us-east-1"
+
+
+# ---------------------------------------------------------------------------------------------
+# A stable endpoint: the load balancer's public address outlives the load balancer
+# ---------------------------------------------------------------------------------------------
+
+
+def one(program: ProgramRun, token: str) -> RecordedResource:
+    [resource] = of_type(program, token)
+    return resource
+
+
+def test_do_endpoint_is_the_reserved_ip_assigned_to_the_lb_droplet(dev: ProgramRun) -> None:
+    reserved, assignment = one(dev, RESERVED_IP), one(dev, RESERVED_IP_ASSIGNMENT)
+    lb = next(r for r in of_type(dev, DROPLET) if r.name.endswith("-lb"))
+    assert reserved.inputs == {"region": "tor1"}  # created on its own, not through the droplet's dropletId
+    address = value(dev.namespace["pool"].lb.public_ip)
+    assert assignment.inputs["ipAddress"] == address and str(assignment.inputs["dropletId"]) == lb.id
+    assert dev.outputs["endpoint"] == f"http://{address}/v1"
+    # The droplet's own address is not what clients are given.
+    assert address != lb.addresses["public"]
+
+
+def test_aws_lb_launches_on_an_eni_with_an_eip(aws: ProgramRun) -> None:
+    eni, eip, association = one(aws, ENI), one(aws, EIP), one(aws, EIP_ASSOCIATION)
+    lb = next(r for r in of_type(aws, INSTANCE) if r.name.endswith("-lb"))
+    lb_fw = next(r for r in of_type(aws, SECURITY_GROUP) if r.name.endswith("-lb-fw"))
+    lb_identity = next(r for r in of_type(aws, SECURITY_GROUP) if r.name.endswith("-lb-id"))
+    subnet = one(aws, "aws:ec2/subnet:Subnet")
+    assert eni.inputs["subnetId"] == subnet.id
+    assert sorted(eni.inputs["securityGroups"]) == sorted([lb_fw.id, lb_identity.id])
+    assert eip.inputs["domain"] == "vpc"
+    assert association.inputs["allocationId"] == eip.id and association.inputs["networkInterfaceId"] == eni.id
+    assert lb.inputs["primaryNetworkInterface"] == {"networkInterfaceId": eni.id}
+    # The provider refuses these beside a network interface, and EC2 would not honour them anyway.
+    for key in ("subnetId", "vpcSecurityGroupIds", "associatePublicIpAddress", "networkInterfaces"):
+        assert key not in lb.inputs, key
+    address = value(aws.namespace["pool"].lb.public_ip)
+    assert address == value(aws.namespace["pool"].lb.instance.public_ip)  # the EIP is what the instance shows
+    assert aws.outputs["endpoint"] == f"http://{address}/v1"
+    # Prometheus scrapes the interface's private address, which the interface keeps too.
+    assert value(aws.namespace["pool"].lb_private_ip) == eni.addresses["private"] == lb.addresses["private"]
+
+
+def test_aws_lb_waits_for_its_eip_and_is_replaced_delete_first(aws: ProgramRun) -> None:
+    # The interface can be the primary of one instance only: the old one must go before the new one launches.
+    lb = next(r for r in of_type(aws, INSTANCE) if r.name.endswith("-lb"))
+    assert lb.delete_before_replace is True
+    assert one(aws, EIP_ASSOCIATION).urn in lb.dependencies
+    nodes = [r for r in of_type(aws, INSTANCE) if not r.name.endswith("-lb")]
+    assert nodes and not any(r.delete_before_replace for r in nodes)
+
+
+@pytest.mark.parametrize(
+    ("stack", "static_types"),
+    [("dev", (RESERVED_IP, RESERVED_IP_ASSIGNMENT)), (str(STACKS / "aws-spot.yaml"), (ENI, EIP, EIP_ASSOCIATION))],
+)
+def test_scaling_the_pool_keeps_the_endpoint(stack: str, static_types: tuple[str, ...]) -> None:
+    small, large = run(stack, {"nodeCount": 1}), run(stack, {"nodeCount": 3})
+    for token in static_types:
+        assert one(small, token).inputs == one(large, token).inputs, token
+    # ... while the load balancer itself is rebuilt with the new node list.
+    field = "user_data_base64" if "aws" in stack else "user_data"
+    lb_small, lb_large = small.namespace["pool"].lb.instance, large.namespace["pool"].lb.instance
+    assert value(getattr(lb_small, field)) != value(getattr(lb_large, field))
+    assert small.outputs["endpoint"] == large.outputs["endpoint"]
+    assert len(large.outputs["nodeAddresses"]) == 3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +317,22 @@ def test_user_data_and_api_key_are_secret(fixture: str, request: pytest.FixtureR
         if r.type in (DROPLET, INSTANCE) and "-prometheus" not in r.name:
             key = "userData" if r.type == DROPLET else "userDataBase64"
             assert key in r.secret_inputs and r.inputs[key] == REDACTED, r.name
+
+
+@pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])
+def test_every_machine_registers_its_user_data_as_a_secret_output(fixture: str, request: pytest.FixtureRequest) -> None:
+    # CrossGuard's SDK strips secret markers from props: additional_secret_outputs is all it sees, and it
+    # also keeps the engine's state of the user data encrypted. Prometheus included (nothing secret today,
+    # but nothing then depends on that staying true).
+    program: ProgramRun = request.getfixturevalue(fixture)
+    machines = of_type(program, DROPLET) + of_type(program, INSTANCE)
+    assert len(machines) == program.namespace["cfg"].node_count + 2
+    for r in machines:
+        expected = ["userData"] if r.type == DROPLET else ["userData", "userDataBase64"]
+        assert r.additional_secret_outputs == expected, r.name
+    # (The AWS provider resource marks its own credentials: that is the SDK's doing, not ours.)
+    others = [r for r in program.recorded if r.type not in (DROPLET, INSTANCE) and not r.type.startswith("pulumi:")]
+    assert not any(r.additional_secret_outputs for r in others)
 
 
 @pytest.mark.parametrize("fixture", ["dev", "prod", "aws"])

@@ -66,6 +66,9 @@ class MachineSpec:
     spot: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     """The deployment spec as key/value labels (AWS tags); policies read them from the machine itself."""
+    static_ip: bool = False
+    """Give the machine a public IPv4 that outlives it (DigitalOcean reserved IP, AWS Elastic IP on its own
+    network interface): a machine replaced because its user data changed keeps the address clients use."""
 
 
 @dataclass
@@ -91,7 +94,15 @@ class Machine:
     firewall: pulumi.CustomResource
     id: pulumi.Output[str]
     public_ip: pulumi.Output[str]
+    """The static address when ``MachineSpec.static_ip``, else the machine's own (changes with the machine)."""
     private_ip: pulumi.Output[str]
+
+
+# Python property names (the SDK translates them to wire names, userData / userDataBase64): the engine
+# then marks these outputs secret in state, and CrossGuard, whose SDK strips secret markers from the
+# props it hands a policy, only learns that user data is secret from this option.
+DROPLET_SECRET_OUTPUTS = ["user_data"]
+INSTANCE_SECRET_OUTPUTS = ["user_data", "user_data_base64"]
 
 
 class CloudProvider(Protocol):

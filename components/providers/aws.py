@@ -9,12 +9,14 @@ None of these cost money; they are deleted with the stack.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_aws as aws
 
 from components.providers import (
+    INSTANCE_SECRET_OUTPUTS,
     WORLD_V4,
     WORLD_V6,
     IngressRule,
@@ -39,6 +41,7 @@ GPU_AMI_OWNER = "amazon"
 BASE_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 BASE_AMI_OWNER = "099720109477"  # Canonical
 INSTANCE = "aws:ec2/instance:Instance"
+ELASTIC_IP = "aws:ec2/eip:Eip"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.1.0/24"
 # Root disk of the small hosts: OS, Nginx or Prometheus with its retention, logs.
@@ -107,7 +110,7 @@ class AwsProvider:
             provider=self.name,
             vpc_id=vpc.id,
             identities={role: sg.id for role, sg in identities.items()},
-            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc},
+            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc, "igw": igw},
         )
 
     def machine(
@@ -149,12 +152,29 @@ class AwsProvider:
                     instance_interruption_behavior="terminate", spot_instance_type="one-time"),
             )
         disk_gb = spec.disk_gb or BASE_DISK_GB.get(spec.role, 20)
+        security_groups = [sg.id, network.identities[spec.role]]
+        # The route to the internet must exist before boot, or cloud-init cannot pull anything.
+        boot_after: list[pulumi.Resource] = [network.extra["route_assoc"]]
+        placement: dict[str, Any]
+        static: _StaticAddress | None = None
+        if spec.static_ip:
+            static = self._static_address(name, spec, security_groups, network, stack, opts)
+            # The interface brings subnet, security groups and (through the EIP) the public address; the
+            # provider refuses subnet_id / vpc_security_group_ids / associate_public_ip_address beside it.
+            placement = dict(primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(
+                network_interface_id=static.eni.id))
+            # The EIP is on the interface before the instance boots: cloud-init has internet at once.
+            boot_after.append(static.association)
+        else:
+            placement = dict(
+                subnet_id=network.extra["subnet_id"],
+                vpc_security_group_ids=security_groups,
+                associate_public_ip_address=True,
+            )
         instance = aws.ec2.Instance(name, **priced_args(network.priced, INSTANCE, name, dict(
             ami=ami.id,
             instance_type=spec.size,
-            subnet_id=network.extra["subnet_id"],
-            vpc_security_group_ids=[sg.id, network.identities[spec.role]],
-            associate_public_ip_address=True,
+            **placement,
             key_name=stack.config.ssh_keys[0] if stack.config.ssh_keys else None,
             # EC2 caps user data at 16 KB before base64 and a big pool's Prometheus config can pass it;
             # always gzip (the text is only known inside the apply, the argument must be chosen now).
@@ -172,13 +192,55 @@ class AwsProvider:
             instance_market_options=market,
             tags=_tags(stack, name, spec.role, spec.labels),
             volume_tags=_tags(stack, f"{name}-root", spec.role),
-            # The route to the internet must exist before boot, or cloud-init cannot pull anything.
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[network.extra["route_assoc"]])),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                depends_on=boot_after,
+                additional_secret_outputs=INSTANCE_SECRET_OUTPUTS,
+                # A pre-created interface can be the primary (device 0) of one instance only, and never
+                # detaches from it: the old instance must be gone before its replacement can launch on it.
+                delete_before_replace=static is not None,
+            )),
         )))
+        if static is not None:
+            # The interface's address is the instance's, and stays when the instance is replaced.
+            return Machine(instance=instance, firewall=sg, id=instance.id,
+                           public_ip=static.eip.public_ip, private_ip=static.eni.private_ip)
         return Machine(
             instance=instance, firewall=sg, id=instance.id,
             public_ip=instance.public_ip, private_ip=instance.private_ip,
         )
+
+    @staticmethod
+    def _static_address(
+        name: str, spec: MachineSpec, security_groups: list[pulumi.Output[str]], network: Network,
+        stack: ResolvedStack, opts: pulumi.ResourceOptions,
+    ) -> _StaticAddress:
+        """A network interface of its own with an Elastic IP on it, for an instance to launch on.
+
+        Neither depends on the instance, so both survive its replacement: the endpoint keeps its public
+        address (and the host its private one). The instance gets no auto-assigned public IPv4 (EC2 only
+        assigns one to an interface it creates at launch), so the EIP is the only address billed.
+        """
+        eni = aws.ec2.NetworkInterface(
+            f"{name}-eni",
+            subnet_id=network.extra["subnet_id"],
+            security_groups=security_groups,
+            description=f"primary interface of {cloud_name(name, stack)}; keeps its Elastic IP across replacements",
+            tags=_tags(stack, f"{name}-eni", spec.role),
+            opts=opts,
+        )
+        eip = aws.ec2.Eip(f"{name}-ip", **priced_args(network.priced, ELASTIC_IP, f"{name}-ip", dict(
+            domain="vpc",
+            tags=_tags(stack, f"{name}-ip", spec.role),
+            # An EIP in a VPC needs the VPC's internet gateway before it can be associated.
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[network.extra["igw"]])),
+        )))
+        association = aws.ec2.EipAssociation(
+            f"{name}-ip-association",
+            allocation_id=eip.allocation_id,
+            network_interface_id=eni.id,
+            opts=opts,
+        )
+        return _StaticAddress(eni=eni, eip=eip, association=association)
 
     @staticmethod
     def _ingress(rule: IngressRule, network: Network) -> aws.ec2.SecurityGroupIngressArgs:
@@ -193,6 +255,13 @@ class AwsProvider:
             security_groups=[network.identities[p] for p in rule.peers] or None,
             description=rule.description,
         )
+
+
+@dataclass(frozen=True)
+class _StaticAddress:
+    eni: aws.ec2.NetworkInterface
+    eip: aws.ec2.Eip
+    association: aws.ec2.EipAssociation
 
 
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:

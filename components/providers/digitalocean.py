@@ -8,6 +8,7 @@ import pulumi
 import pulumi_digitalocean as do
 
 from components.providers import (
+    DROPLET_SECRET_OUTPUTS,
     ROLES,
     WORLD_V4,
     WORLD_V6,
@@ -33,6 +34,7 @@ GPU_IMAGE_AMD = "gpu-amd-base"
 # Nginx and Prometheus hosts: the current Ubuntu LTS; the renderers' cloud-init targets Ubuntu.
 BASE_IMAGE = "ubuntu-24-04-x64"
 DROPLET = "digitalocean:index/droplet:Droplet"
+RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
 
 # Outbound is open: nodes pull the vLLM image and the weights, hosts fetch packages.
 _OUTBOUND = [
@@ -94,7 +96,8 @@ class DigitalOceanProvider:
             monitoring=True,
             ipv6=False,
             graceful_shutdown=True,
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=DROPLET_SECRET_OUTPUTS)),
         )))
         firewall = do.Firewall(
             f"{name}-fw",
@@ -104,13 +107,41 @@ class DigitalOceanProvider:
             outbound_rules=_OUTBOUND,
             opts=opts,
         )
+        public_ip = droplet.ipv4_address
+        if spec.static_ip:
+            public_ip = self._reserved_ip(name, droplet, network, stack, opts)
         return Machine(
             instance=droplet,
             firewall=firewall,
             id=droplet.id,
-            public_ip=droplet.ipv4_address,
+            public_ip=public_ip,
             private_ip=droplet.ipv4_address_private,
         )
+
+    @staticmethod
+    def _reserved_ip(
+        name: str, droplet: do.Droplet, network: Network, stack: ResolvedStack, opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        """A reserved IPv4 in the stack's region, assigned to ``droplet``; its address outlives the droplet.
+
+        The address and the assignment are separate resources so a replaced droplet only replaces the
+        assignment. The default create-before-delete order is the right one here: the new assignment moves
+        the address to the new droplet, and the old assignment's delete only unassigns when the address is
+        still on the droplet it recorded (terraform-provider-digitalocean resource_reserved_ip_assignment.go),
+        so it leaves the new droplet's address alone. delete_before_replace would instead unassign the
+        address while the old droplet is still serving, for no gain.
+        """
+        reserved = do.ReservedIp(f"{name}-ip", **priced_args(network.priced, RESERVED_IP, f"{name}-ip", dict(
+            region=stack.config.region,
+            opts=opts,
+        )))
+        do.ReservedIpAssignment(
+            f"{name}-ip-assignment",
+            ip_address=reserved.ip_address,
+            droplet_id=droplet.id.apply(int),
+            opts=opts,
+        )
+        return reserved.ip_address
 
     @staticmethod
     def _inbound(rule: IngressRule, network: Network) -> do.FirewallInboundRuleArgs:
