@@ -85,4 +85,8 @@ class VllmService(pulumi.ComponentResource):
         )
         self.private_ip = self.node.private_ip
         self.public_ip = self.node.public_ip
-        self.register_outputs({"privateIp": self.private_ip, "publicIp": self.public_ip, "userData": self.user_data})
+        # The spec again: the budget StackValidationPolicy sees components' outputs, not their inputs, and
+        # reads monthlyBudgetUsd from here (without it, only the PULUMI_CONFIG fallback knows the budget).
+        self.register_outputs(
+            {**spec, "privateIp": self.private_ip, "publicIp": self.public_ip, "userData": self.user_data}
+        )

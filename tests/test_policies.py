@@ -401,3 +401,20 @@ def test_crossguard_sees_droplet_user_data_as_secret_only_through_the_registered
         [message] = violations(gp.security_policy, resource_args(DROPLET, name, props))  # the option removed
         assert f"{name!r}: userData holds" in message and "additional_secret_outputs" in message
     assert checked >= 1  # at least the GPU node's env file carries the API key
+
+
+def test_crossguard_budget_reads_the_budget_from_vllm_service_outputs(
+    dev_program: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AnalyzeStack sends each resource's outputs: for a component, what it passed to register_outputs.
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    [svc] = [r for r in dev_program.recorded if r.type == VLLM]
+    assert svc.outputs is not None and svc.outputs["monthlyBudgetUsd"] == 1250
+    assert svc.outputs["userData"] == "[secret]" and "privateIp" in svc.outputs
+    resources = [(r.type, r.name, r.outputs if not r.custom else r.inputs) for r in dev_program.recorded]
+    resources = [(t, n, p) for t, n, p in resources if p is not None]
+    assert violations(gp.budget_policy, stack_args(resources)) == []  # within $1,250, no PULUMI_CONFIG needed
+    tight = program_run("dev", {"monthlyBudgetUsd": 900})
+    resources = [(r.type, r.name, r.outputs if not r.custom else r.inputs) for r in tight.recorded]
+    [message] = violations(gp.budget_policy, stack_args([(t, n, p) for t, n, p in resources if p is not None]))
+    assert "over the $900.00 budget" in message

@@ -417,6 +417,17 @@ def test_vllm_service_props_carry_the_spec(prod: ProgramRun) -> None:
     assert of_type(prod, DROPLET)[0].parent is not None
 
 
+def test_vllm_service_outputs_carry_the_spec_for_stack_policies(prod: ProgramRun) -> None:
+    # AnalyzeStack (the budget policy) sees a component's register_outputs, not its props.
+    for svc in of_type(prod, "gpu-inference:index:VllmService"):
+        assert svc.outputs is not None
+        spec = {k: v for k, v in svc.inputs.items() if k != "nodeIndex"}
+        assert {k: svc.outputs[k] for k in spec} == spec
+        assert svc.outputs["monthlyBudgetUsd"] == 7600 and svc.outputs["nodeCount"] == 3
+        assert svc.outputs["userData"] == REDACTED  # still secret
+        assert ipaddress.ip_address(svc.outputs["privateIp"]).is_private
+
+
 def test_exports(dev: ProgramRun) -> None:
     out = dev.outputs
     assert out["endpoint"].startswith("http://") and out["endpoint"].endswith("/v1")
