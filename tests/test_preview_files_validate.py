@@ -1,0 +1,109 @@
+"""What `python -m gpu_inference preview dev|prod` writes passes the real validators, file by file.
+
+test_validators.py checks the renderers on fixed fixtures; this checks the files the main job writes
+for the stacks a user actually edits (Pulumi.dev.yaml, Pulumi.prod.yaml). Every written file must be
+claimed by a validator, so a new kind of machine file cannot slip through unchecked.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from test_validators import nginx_test, run, systemd_root, systemd_verify, tool, write
+
+from gpu_inference.preview_runner import run_preview
+from gpu_inference.render.nginx import NginxPaths, auth_map
+
+pytestmark = pytest.mark.validators
+
+STACKS = ["dev", "prod"]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, list[Path]]:
+    out = tmp_path_factory.mktemp(f"preview-{request.param}")
+    report = run_preview(request.param, out_dir=out)
+    assert report.exit_code == 0, [p for p in report.policies if not p["passed"]]
+    files = [Path(f) for f in report.files]
+    assert files, "the preview wrote no machine files"
+    return request.param, out, files
+
+
+def _validate_cloud_init(path: Path) -> None:
+    result = run([tool("cloud-init"), "schema", "--config-file", str(path)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _validate_shell(path: Path) -> None:
+    result = run([tool("shellcheck"), "--severity=style", str(path)])
+    assert result.returncode == 0, result.stdout
+
+
+def _validate_nginx(path: Path, tmp: Path) -> None:
+    # The file names production paths (/etc/nginx, /var/log/nginx, /run): point only those into a
+    # temporary prefix so nginx -t can run here; test_validators proves nothing else differs.
+    prod = NginxPaths()
+    test_paths = NginxPaths(
+        pid=str(tmp / "nginx.pid"), error_log=str(tmp / "error.log"), access_log=str(tmp / "access.log"),
+        temp_dir=str(tmp / "tmp"), auth_include=str(tmp / "auth.conf"), tls_dir=str(tmp / "tls"), user=None,
+    )
+    text = path.read_text().replace(f"user {prod.user};\n", "")
+    for field in ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir"):
+        text = text.replace(getattr(prod, field), getattr(test_paths, field))
+    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    write(tmp / "auth.conf", auth_map("PLACEHOLDER-api-key"))
+    # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
+    text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ")
+    conf = write(tmp / "nginx.conf", text)
+    result = nginx_test(conf, tmp)
+    assert result.returncode == 0, result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+
+
+def _validate_prometheus(path: Path, rules_dir: Path, tmp: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    # Only where the rules live differs on this machine (the host has them under /etc/prometheus/rules).
+    doc["rule_files"] = [str(rules_dir / Path(p).name) for p in doc.get("rule_files", [])]
+    conf = write(tmp / "prometheus.yml", yaml.safe_dump(doc))
+    result = run([tool("promtool"), "check", "config", str(conf)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_file_the_preview_writes_passes_its_validator(
+    written: tuple[str, Path, list[Path]], tmp_path: Path
+) -> None:
+    stack, out, files = written
+    checked: set[Path] = set()
+    for path in files:
+        if path.name == "cloud-init.yaml":
+            _validate_cloud_init(path)
+        elif path.suffix == ".sh":
+            _validate_shell(path)
+        elif path.name == "nginx.conf":
+            _validate_nginx(path, tmp_path / "nginx")
+        elif path.name == "prometheus.yml":
+            _validate_prometheus(path, out / "monitoring" / "rules", tmp_path / "prom")
+        elif path.name.endswith(".test.yml"):
+            result = run([tool("promtool"), "test", "rules", path.name], cwd=path.parent)
+            assert result.returncode == 0, result.stdout + result.stderr
+        elif path.parent.name == "rules" and path.suffix == ".yml":
+            result = run([tool("promtool"), "check", "rules", str(path)])
+            assert result.returncode == 0, result.stdout + result.stderr
+        elif path.suffix in {".service", ".timer"}:
+            continue  # verified together per node below
+        else:
+            pytest.fail(f"{stack}: no validator claims {path.relative_to(out)}")
+        checked.add(path)
+
+    node_dirs = sorted({p.parent for p in files if p.suffix in {".service", ".timer"}})
+    assert node_dirs, f"{stack}: the preview wrote no systemd units"
+    for node_dir in node_dirs:
+        units = {p.name: p.read_text() for p in node_dir.iterdir() if p.suffix in {".service", ".timer"}}
+        scripts = {"/usr/local/bin/vllm-healthcheck": (node_dir / "vllm-healthcheck.sh").read_text()}
+        root = systemd_root(tmp_path / node_dir.name, units, scripts)
+        result = systemd_verify(root, sorted(units))
+        assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        checked.update(p for p in node_dir.iterdir() if p.suffix in {".service", ".timer"})
+    assert checked == set(files)
