@@ -187,3 +187,10 @@ def test_utilization_accepted_exactly_in_range(u: float) -> None:
         assert "gpu-inference:gpuMemoryUtilization" in exc.messages[0]
     else:
         assert 0 < u <= 1
+
+
+def test_readme_config_table_matches_the_models() -> None:
+    from gpu_inference.config_docs import readme_section
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert readme_section() in readme, "README's config table drifted: run scripts/update_readme_config.py"

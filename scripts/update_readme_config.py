@@ -1,0 +1,16 @@
+"""Rewrite README.md's config-key table from the config models' docstrings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gpu_inference.config_docs import replace_section
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+if __name__ == "__main__":
+    README.write_text(replace_section(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"rewrote the config-key table in {README}")
