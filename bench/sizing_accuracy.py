@@ -22,6 +22,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -171,7 +172,9 @@ def parse_row(raw: dict[str, str]) -> Row:
     dtype_text = raw["dtype"].split()[0] if raw["dtype"].strip() else "auto"
     dtype = dtype_text if dtype_text in ("bfloat16", "float16", "float32") else "auto"
     engine_text = raw["engine"].strip().upper()
-    engine = "v0" if engine_text.startswith("V0") else "v1" if engine_text.startswith("V1") else None
+    engine: Literal["v0", "v1"] | None = (
+        "v0" if engine_text.startswith("V0") else "v1" if engine_text.startswith("V1") else None
+    )
     notes = raw["notes"]
     row.request = SizingRequest(
         model=model,

@@ -317,11 +317,11 @@ def diff_stack(name: str, base: Side, head: Side) -> StackDiff:
         result.resources_removed = [f"{t} {n}" for t, n in sorted(before_keys - after_keys, key=lambda k: (k[1], k[0]))]
 
     before_pol, after_pol = _policies(base.report), _policies(head.report)
-    for key in sorted(set(before_pol) | set(after_pol), key=lambda k: (k[0], k[1] or "")):
-        b, a = before_pol.get(key), after_pol.get(key)
+    for pol_key in sorted(set(before_pol) | set(after_pol), key=lambda k: (k[0], k[1] or "")):
+        b, a = before_pol.get(pol_key), after_pol.get(pol_key)
         change = PolicyChange(
-            name=key[0],
-            resource=key[1],
+            name=pol_key[0],
+            resource=pol_key[1],
             level=str((a or b or {}).get("level") or "") or None,
             before=None if b is None else bool(b.get("passed")),
             after=None if a is None else bool(a.get("passed")),

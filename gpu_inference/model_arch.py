@@ -361,7 +361,8 @@ def _quantization_from_hf(qc: dict[str, Any] | None) -> Quantization:
     if method == "compressed-tensors":
         # config_groups.*.weights.{num_bits,type} says what the linear layers hold.
         groups = qc.get("config_groups") or {}
-        weights = next(iter(groups.values()), {}).get("weights", {}) if groups else {}
+        first_group: dict[str, Any] = next(iter(groups.values()), {}) if groups else {}
+        weights = first_group.get("weights", {})
         bits = int(weights.get("num_bits", 8))
         if bits <= 4:
             return Quantization(method="compressed-tensors-w4a16", bits=bits)

@@ -277,7 +277,8 @@ class RecordingMocks(mocks.Mocks):
             rid = f"{args.name}-id"
         return rid, state
 
-    def call(self, args: Any) -> dict[str, Any]:
+    # The SDK's MockMonitor accepts a plain dict as well as (dict, failures); its annotation names only the tuple.
+    def call(self, args: Any) -> dict[str, Any]:  # type: ignore[override]
         region = self.region
         self.calls.append((args.token, redact(dict(args.args))[0]))
         if args.token == "aws:ec2/getAmi:getAmi":
