@@ -112,3 +112,24 @@ def prod() -> Scenario:
 
 
 SCENARIOS = {"dev": dev, "prod": prod}
+
+
+@cache
+def kube() -> ResolvedStack:
+    """3 × L40S as a GPU pool on a DOKS cluster, namespace llm, API key set (not a golden scenario:
+    its files are the same renderers with in-cluster names, see gpu_inference/render/kubernetes.py)."""
+    config = StackConfig.model_validate(
+        {
+            "provider": "kubernetes",
+            "region": "tor1",
+            "gpu": "gpu-l40sx1-48gb",
+            "nodeCount": 3,
+            "model": "Qwen/Qwen3-8B",
+            "monthlyBudgetUsd": 5000,
+            "publicEndpoint": False,
+            "allowedCidrs": ["198.51.100.0/24"],
+            "kubernetes": {"clusterId": "c-1", "namespace": "llm"},
+            "apiKey": SecretValue(plaintext=API_KEY),
+        }
+    )
+    return resolve_stack(config, name="kube")

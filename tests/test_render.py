@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, dev, prod
+from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, dev, kube, prod
 
 from gpu_inference.config import StackConfig
 from gpu_inference.render import (
@@ -455,3 +455,65 @@ def test_user_data_fits_ec2_limits() -> None:
     assert len(base64.b64decode(packed)) <= AWS_USER_DATA_LIMIT_BYTES
     assert gzip.decompress(base64.b64decode(packed)).decode() == big
     assert packed == user_data_base64_gzip(big)  # deterministic: no mtime in the gzip header
+
+
+# ---------------------------------------------------------------------------------------------
+# Kubernetes: the same nginx.conf / prometheus.yml renderers with in-cluster names
+# ---------------------------------------------------------------------------------------------
+
+
+def kube_stack(**overrides: object) -> ResolvedStack:
+    if not overrides:
+        return kube()
+    base = kube().config.model_dump(by_alias=True, exclude_none=True)
+    return resolve_stack(StackConfig.model_validate({**base, **overrides}), name="kube")
+
+
+def test_droplet_nginx_conf_neither_resolves_nor_names_a_resolver() -> None:
+    for scenario in SCENARIOS.values():
+        text = scenario().render()["loadbalancer/nginx.conf"]
+        assert "resolver" not in text and " resolve" not in text
+
+
+def test_nginx_resolver_option_marks_every_server_resolve() -> None:
+    s = dev()
+    text = nginx_conf(s.stack, ["a.example:8000", "b.example:8000"], resolver="10.245.0.10")
+    assert "    resolver 10.245.0.10 valid=10s ipv6=off;\n" in text
+    servers = [line.strip() for line in text.splitlines() if line.strip().startswith("server ") and "{" not in line]
+    assert servers == [
+        "server a.example:8000 resolve max_fails=2 fail_timeout=10s;",
+        "server b.example:8000 resolve max_fails=2 fail_timeout=10s;",
+    ]
+    # `resolve` keeps its peers in shared memory: the upstream must have a zone.
+    assert "zone vllm_backend 64k;" in text
+    assert text.index("resolver 10.245.0.10") < text.index("upstream vllm_backend")
+
+
+def test_kubernetes_files_name_the_stateful_pods() -> None:
+    from gpu_inference.render.kubernetes import KUBE_DNS, render_kubernetes, vllm_pod_targets
+
+    stack = kube_stack()
+    assert vllm_pod_targets(stack) == {
+        f"vllm-{i}": f"vllm-{i}.vllm-pods.llm.svc.cluster.local:8000" for i in range(3)
+    }
+    files = render_kubernetes(stack)
+    assert sorted(files) == ["loadbalancer/nginx.conf", "monitoring/prometheus.yml",
+                             "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
+    conf = files["loadbalancer/nginx.conf"]
+    assert f"resolver {KUBE_DNS} valid=10s ipv6=off;" in conf
+    for i in range(3):
+        assert f"server vllm-{i}.vllm-pods.llm.svc.cluster.local:8000 resolve " in conf
+    # Official nginx image layout; the API-key include comes from a mounted Secret, never the ConfigMap.
+    assert "user nginx;" in conf and "client_body_temp_path /var/cache/nginx/body;" in conf
+    assert "include /etc/nginx/gpu-inference-auth/auth.conf;" in conf and API_KEY not in conf
+    prom = yaml.safe_load(files["monitoring/prometheus.yml"])
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert [c["labels"]["node"] for c in jobs["vllm"]["static_configs"]] == ["vllm-0", "vllm-1", "vllm-2"]
+    assert jobs["node"]["static_configs"] == [] and jobs["dcgm"]["static_configs"] == []
+    assert files["monitoring/rules/gpu-inference.yml"] == alert_rules(stack)
+
+
+def test_kubernetes_without_monitoring_renders_only_nginx() -> None:
+    from gpu_inference.render.kubernetes import render_kubernetes
+
+    assert list(render_kubernetes(kube_stack(monitoring={"enabled": False}))) == ["loadbalancer/nginx.conf"]

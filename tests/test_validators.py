@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_fixtures import API_KEY, SCENARIOS, Scenario
+from render_fixtures import API_KEY, SCENARIOS, Scenario, kube
 
 from gpu_inference.render import alert_rule_tests, alert_rules, prometheus_config
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
@@ -216,6 +216,85 @@ def test_nginx_rejects_a_broken_config(tmp_path: Path) -> None:
     result = nginx_test(conf, tmp_path)
     assert result.returncode != 0
     assert "least_conn" in result.stderr
+
+
+# nginx on Kubernetes: `server <name> resolve` needs nginx >= 1.27.3 (the pinned image has it). Debian's
+# nginx (1.22 in bookworm) rejects the parameter, so there everything *but* `resolve` is checked: the same
+# config with the parameter removed and the pod names pointed at loopback addresses.
+
+_POD_NAME = re.compile(r"vllm-(\d+)\.vllm-pods\.[a-z0-9-]+\.svc\.cluster\.local")
+
+
+def _nginx_version() -> tuple[int, ...]:
+    out = run([tool("nginx"), "-v"]).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", out)
+    assert match, out
+    return tuple(int(g) for g in match.groups())
+
+
+def kube_nginx_prefix(prefix: Path, strip_resolve: bool) -> Path:
+    from gpu_inference.render.kubernetes import vllm_pod_targets
+
+    stack = kube()
+    paths = NginxPaths(pid=str(prefix / "nginx.pid"), error_log=str(prefix / "logs" / "error.log"),
+                       access_log=str(prefix / "logs" / "access.log"), temp_dir=str(prefix / "tmp"),
+                       auth_include=str(prefix / "auth.conf"), tls_dir=str(prefix / "tls"), user=None)  # fmt: skip
+    (prefix / "logs").mkdir(parents=True)
+    (prefix / "tmp").mkdir()
+    write(prefix / "auth.conf", auth_map(API_KEY))
+    # A resolver nginx can parse offline; the production file names kube-dns, resolved at startup in the pod.
+    text = nginx_conf(stack, list(vllm_pod_targets(stack).values()), listen="127.0.0.1:18080", prefix_paths=paths,
+                      resolver="127.0.0.1")
+    if strip_resolve:
+        text = _POD_NAME.sub(lambda m: f"127.0.0.{int(m.group(1)) + 1}", text.replace(" resolve ", " "))
+    return write(prefix / "nginx.conf", text)
+
+
+def test_nginx_accepts_the_kubernetes_config(tmp_path: Path) -> None:
+    strip = _nginx_version() < (1, 27, 3)
+    conf = kube_nginx_prefix(tmp_path, strip_resolve=strip)
+    text = conf.read_text()
+    assert ("resolve max_fails" in text) is not strip
+    result = nginx_test(conf, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+    assert "[warn]" not in result.stderr and "[emerg]" not in result.stderr, result.stderr
+
+
+def test_old_nginx_rejects_resolve_which_is_why_the_image_is_pinned(tmp_path: Path) -> None:
+    """Negative control for the stripped check above: an nginx older than 1.27.3 refuses `resolve`."""
+    if _nginx_version() >= (1, 27, 3):
+        pytest.skip("this nginx supports `resolve`: the full config is checked above")
+    conf = kube_nginx_prefix(tmp_path, strip_resolve=False)
+    result = nginx_test(conf, tmp_path)
+    assert result.returncode != 0 and "resolve" in result.stderr, result.stderr
+
+
+def test_kubernetes_nginx_conf_differs_from_the_tested_one_only_in_paths_and_names() -> None:
+    from gpu_inference.render.kubernetes import KUBE_DNS, NGINX_PATHS, kubernetes_nginx_conf, vllm_pod_targets
+
+    stack = kube()
+    production = kubernetes_nginx_conf(stack)
+    tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S",
+                     mime_types="M", user=None)  # fmt: skip
+    tested = nginx_conf(stack, list(vllm_pod_targets(stack).values()), prefix_paths=tmp, resolver=KUBE_DNS)
+    expected = production.replace(f"user {NGINX_PATHS.user};\n", "")
+    for field in ("pid", "error_log", "access_log", "temp_dir", "auth_include", "mime_types"):
+        expected = expected.replace(getattr(NGINX_PATHS, field), getattr(tmp, field)[0])
+    assert expected == tested
+
+
+def test_promtool_checks_the_kubernetes_prometheus_config(tmp_path: Path) -> None:
+    from gpu_inference.render.kubernetes import PROMETHEUS_CONF_DIR, PROMETHEUS_RULES_FILE, render_kubernetes
+
+    files = render_kubernetes(kube())
+    rules = write(tmp_path / "rules.yml", files["monitoring/rules/gpu-inference.yml"])
+    text = files["monitoring/prometheus.yml"]
+    assert f"{PROMETHEUS_CONF_DIR}/{PROMETHEUS_RULES_FILE}" in text
+    conf = write(tmp_path / "prometheus.yml", text.replace(f"{PROMETHEUS_CONF_DIR}/{PROMETHEUS_RULES_FILE}", str(rules)))
+    result = run([tool("promtool"), "check", "config", str(conf)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,9 @@ NEXT_UPSTREAM_TIMEOUT_SECONDS = 30
 CONNECT_TIMEOUT_SECONDS = 5
 # Streaming responses send a chunk per token; a client that stops reading for this long is gone.
 SEND_TIMEOUT_SECONDS = 60
+# With `resolve`, how long a DNS answer is trusted: a restarted pod comes back with a new IP, and nginx
+# must follow it within seconds rather than after the record's TTL.
+RESOLVER_VALID_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,12 @@ def auth_map(api_key: str) -> str:
     )
 
 
-def _upstream(stack: ResolvedStack, backends: list[str]) -> list[str]:
+def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False) -> list[str]:
     lb = stack.config.load_balancer
+    # `resolve` (open-source nginx >= 1.27.3) re-resolves the name in the background and keeps the peer
+    # list in the zone below up to date; a name that does not resolve yet (a pod still loading) is
+    # simply down instead of stopping nginx from starting.
+    resolve_flag = " resolve" if resolve else ""
     lines = [
         "    upstream vllm_backend {",
         "        # Requests run from milliseconds to minutes: send each to the node with the fewest open ones.",
@@ -68,7 +75,9 @@ def _upstream(stack: ResolvedStack, backends: list[str]) -> list[str]:
     ]
     for backend in backends:
         target = backend if ":" in backend else f"{backend}:{VLLM_PORT}"
-        lines.append(f"        server {target} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s;")
+        lines.append(
+            f"        server {target}{resolve_flag} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s;"
+        )
     lines += [
         f"        keepalive {UPSTREAM_KEEPALIVE};",
         f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;",
@@ -149,8 +158,14 @@ def nginx_conf(
     pid_path: str | None = None,
     prefix_paths: NginxPaths | None = None,
     tls_listen: str | None = None,
+    resolver: str | None = None,
 ) -> str:
-    """A complete nginx.conf (checkable with ``nginx -t -c``) for the load balancer host."""
+    """A complete nginx.conf (checkable with ``nginx -t -c``) for the load balancer host.
+
+    ``resolver``: a DNS server (name or IP) for backends given by name whose addresses change (Kubernetes
+    pods); the servers are then marked ``resolve``, which needs open-source nginx >= 1.27.3. None (the
+    droplet LB, whose backends are fixed private IPs) leaves both out.
+    """
     if not backends:
         raise ValueError("the load balancer needs at least one backend")
     paths = prefix_paths or NginxPaths()
@@ -200,7 +215,14 @@ def nginx_conf(
     ]
     if require_key:
         out += [f"    include {paths.auth_include};", ""]
-    out += _upstream(stack, backends)
+    if resolver:
+        out += [
+            "    # Backends are DNS names whose addresses change (a rescheduled pod gets a new IP): nginx asks this",
+            "    # server again every few seconds instead of keeping what it resolved at startup.",
+            f"    resolver {resolver} valid={RESOLVER_VALID_SECONDS}s ipv6=off;",
+            "",
+        ]
+    out += _upstream(stack, backends, resolve=resolver is not None)
     out += ["", "    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
     out += _health_location()
     out.append("")

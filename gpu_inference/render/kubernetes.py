@@ -1,0 +1,106 @@
+"""The files the Kubernetes pool's pods get: nginx.conf for the Nginx Deployment, prometheus.yml and the
+alert rules for the Prometheus Deployment. The same renderers as the droplet hosts, with in-cluster
+names and the paths of the official nginx and prom/prometheus images.
+
+The names of the Kubernetes objects live here too: the vLLM pods' DNS names are part of both files, so
+the component (components/providers/kubernetes.py) and these files cannot disagree about them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gpu_inference.constants import VLLM_PORT
+from gpu_inference.render.nginx import NginxPaths, nginx_conf
+from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, prometheus_config
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
+
+# DOKS clusters use the default cluster domain and run CoreDNS behind the conventional kube-dns Service.
+CLUSTER_DOMAIN = "cluster.local"
+# nginx resolves a resolver given by name once, at startup, through the pod's /etc/resolv.conf: naming
+# the Service (not its ClusterIP) keeps the file independent of the cluster's service CIDR.
+KUBE_DNS = f"kube-dns.kube-system.svc.{CLUSTER_DOMAIN}"
+
+# vLLM runs as a StatefulSet so every pod has a stable DNS name through the headless Service:
+# vllm-0.vllm-pods.<namespace>.svc.cluster.local.
+VLLM_STATEFULSET = "vllm"
+VLLM_HEADLESS_SERVICE = "vllm-pods"
+NGINX_NAME = "nginx"
+PROMETHEUS_NAME = "prometheus"
+
+# Pinned images. nginx must be >= 1.27.3 for `server ... resolve` in open-source nginx; 1.30.6 is the
+# `stable-alpine` tag as of 2026-10-21 (docker-library/repo-info repos/nginx/remote/stable-alpine.md).
+NGINX_IMAGE = "nginx:1.30.6-alpine"
+# prom/prometheus v3.13.1: the current 3.x release as of July 2026 (Renovate bump merged 2026-07-11 in
+# prometheus/client_java #2299).
+PROMETHEUS_IMAGE = "prom/prometheus:v3.13.1"
+
+# Where the ConfigMaps and the Secret are mounted in the pods (directories: a subPath mount would never
+# see an update of the ConfigMap).
+NGINX_CONF_DIR = "/etc/nginx/gpu-inference"
+NGINX_CONF_FILE = "nginx.conf"
+NGINX_AUTH_DIR = "/etc/nginx/gpu-inference-auth"
+NGINX_AUTH_FILE = "auth.conf"
+PROMETHEUS_CONF_DIR = "/etc/prometheus/gpu-inference"
+PROMETHEUS_CONF_FILE = "prometheus.yml"
+PROMETHEUS_RULES_FILE = "gpu-inference.rules.yml"
+PROMETHEUS_DATA_DIR = "/prometheus"
+
+# The official nginx image: workers run as `nginx`, /var/cache/nginx is its temp tree, and the two log
+# files are symlinks to the container's stdout/stderr (kubectl logs shows them).
+NGINX_PATHS = NginxPaths(
+    pid="/var/run/nginx.pid",
+    error_log="/var/log/nginx/error.log",
+    access_log="/var/log/nginx/access.log",
+    temp_dir="/var/cache/nginx",
+    mime_types="/etc/nginx/mime.types",
+    auth_include=f"{NGINX_AUTH_DIR}/{NGINX_AUTH_FILE}",
+    tls_dir="/etc/nginx/tls",
+    user="nginx",
+)
+
+
+def vllm_pod_host(stack: ResolvedStack, index: int) -> str:
+    """Stable DNS name of vLLM pod ``index`` (resolvable while the pod is ready)."""
+    assert stack.config.kubernetes is not None
+    namespace = stack.config.kubernetes.namespace
+    return f"{VLLM_STATEFULSET}-{index}.{VLLM_HEADLESS_SERVICE}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def vllm_pod_targets(stack: ResolvedStack) -> dict[str, str]:
+    """Pod name → host:port of every vLLM pod (nodeCount of them, one per GPU node)."""
+    return {
+        f"{VLLM_STATEFULSET}-{i}": f"{vllm_pod_host(stack, i)}:{VLLM_PORT}" for i in range(stack.config.node_count)
+    }
+
+
+def kubernetes_nginx_conf(stack: ResolvedStack) -> str:
+    """nginx.conf of the Nginx Deployment: least_conn over the vLLM pods' names, re-resolved via kube-dns."""
+    return nginx_conf(stack, list(vllm_pod_targets(stack).values()), prefix_paths=NGINX_PATHS, resolver=KUBE_DNS)
+
+
+def kubernetes_prometheus_config(stack: ResolvedStack) -> str:
+    """prometheus.yml of the Prometheus Deployment: the vLLM pods by name (Prometheus resolves static
+    targets on every scrape, so a rescheduled pod is found again).
+
+    No node_exporter or DCGM targets: DOKS runs its own GPU monitoring on GPU nodes and this stack does
+    not install exporters on nodes it does not own, so those jobs stay empty.
+    """
+    return prometheus_config(
+        stack, vllm_pod_targets(stack), {}, {}, rule_files=[f"{PROMETHEUS_CONF_DIR}/{PROMETHEUS_RULES_FILE}"]
+    )
+
+
+def render_kubernetes(stack: ResolvedStack) -> dict[str, str]:
+    """Relative path → content of every file the Kubernetes pool mounts (what the offline preview writes).
+
+    The API-key include of nginx is not here: it holds the key and lives only in a Kubernetes Secret.
+    """
+    files = {"loadbalancer/nginx.conf": kubernetes_nginx_conf(stack)}
+    if stack.config.monitoring.enabled:
+        files["monitoring/prometheus.yml"] = kubernetes_prometheus_config(stack)
+        files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
+        files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
+    return files
