@@ -201,6 +201,12 @@ class StackConfig(_Model):
             raise ValueError(
                 f"{NAMESPACE}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
             )
+        if self.provider == "kubernetes" and self.load_balancer.tls_domain:
+            # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.
+            raise ValueError(
+                f"{NAMESPACE}:loadBalancer.tlsDomain is not supported with provider kubernetes: remove it "
+                "(terminate TLS in front of the cluster's LoadBalancer Service instead)"
+            )
         if self.model.endswith(".json") and not self.model_repo:
             raise ValueError(
                 f"{NAMESPACE}:modelRepo is required when {NAMESPACE}:model is a config.json path "

@@ -194,3 +194,13 @@ def test_readme_config_table_matches_the_models() -> None:
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     assert readme_section() in readme, "README's config table drifted: run scripts/update_readme_config.py"
+
+
+def test_tls_domain_is_refused_on_kubernetes() -> None:
+    raw = {**BASE, "provider": "kubernetes", "kubernetes": {"clusterId": "c-1"},
+           "loadBalancer": {"tlsDomain": "llm.example.com"}}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw)
+    [message] = info.value.messages
+    assert "loadBalancer.tlsDomain" in message and "kubernetes" in message
+    assert parse_stack_config({**raw, "loadBalancer": {}}).provider == "kubernetes"
