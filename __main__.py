@@ -30,6 +30,7 @@ api_key = pulumi.Output.secret(cfg.api_key.reveal()) if cfg.api_key else pulumi.
 hf_token = pulumi.Output.secret(cfg.hf_token.reveal()) if cfg.hf_token else pulumi.Output.from_input(None)
 
 monitoring = None
+prometheus_url: pulumi.Input[str | None] = None
 if provider is None:
     from components.providers.kubernetes import KubernetesGpuPool, KubernetesGpuPoolArgs
 
@@ -38,6 +39,8 @@ if provider is None:
         KubernetesGpuPoolArgs(stack=stack, api_key=api_key, hf_token=hf_token, api_key_set=cfg.api_key is not None),
     )
     node_addresses: pulumi.Input[list[str]] = []  # pods, not hosts: the Service is the address
+    # In-cluster URL of the Prometheus Service (None when monitoring is disabled).
+    prometheus_url = pool.prometheus_url
 else:
     pool = LoadBalancedPool(
         "gpu-inference",
@@ -51,6 +54,7 @@ else:
             MonitoringStackArgs(stack=stack, provider=provider, network=pool.network,
                                 node_private_ips=pool.node_private_ips, lb_private_ip=pool.lb_private_ip),
         )
+        prometheus_url = monitoring.prometheus_url
 
 try:
     # Priced from the paid resources as registered, with the same function the preview and policies use.
@@ -63,7 +67,7 @@ except UnknownCatalogEntry as exc:
 sizing = stack.sizing
 pulumi.export("endpoint", pool.endpoint)
 pulumi.export("nodeAddresses", node_addresses)
-pulumi.export("prometheusUrl", monitoring.prometheus_url if monitoring else None)
+pulumi.export("prometheusUrl", prometheus_url)
 pulumi.export("monthlyCostUsd", monthly_cost)
 pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
 pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)

@@ -27,6 +27,7 @@ Vendor = Literal["nvidia", "amd"]
 InfraRole = Literal["loadbalancer", "monitoring"]
 StorageKind = Literal["volume", "ebs-gp3"]
 AddressKind = Literal["public-ipv4", "reserved-ipv4-assigned"]
+LoadBalancerKind = Literal["regional"]
 _M = TypeVar("_M", bound=BaseModel)
 
 # A DOKS node pool buys the same Droplet slugs, so the kubernetes provider reads DigitalOcean rows.
@@ -152,6 +153,24 @@ class AddressPrice(_Row):
     price_source: str = Field(min_length=1)
 
 
+class LoadBalancerPrice(_Row):
+    """A managed cloud load balancer, priced per node (DigitalOcean scales a regional LB in nodes)."""
+
+    provider: Provider
+    kind: LoadBalancerKind
+    hourly_usd: float = Field(gt=0)
+    """Per load-balancer node."""
+    monthly_cap_usd: float | None = Field(gt=0)
+    """Per node; DigitalOcean bills hourly up to this cap, like a Droplet. ``None`` where there is no cap."""
+    price_date: datetime.date
+    price_source: str = Field(min_length=1)
+
+    def monthly_usd(self, hours: float = HOURS_PER_MONTH) -> float:
+        """One node for ``hours`` in a month, capped where the provider caps it."""
+        uncapped = self.hourly_usd * hours
+        return uncapped if self.monthly_cap_usd is None else min(uncapped, self.monthly_cap_usd)
+
+
 class UnknownCatalogEntry(LookupError):
     """A lookup by id that the catalog does not have; the message names close matches."""
 
@@ -185,6 +204,8 @@ class Catalog(BaseModel):
     """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/ebs-gp3"``; use ``storage_price``."""
     addresses: dict[str, AddressPrice] = Field(default_factory=dict)
     """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/public-ipv4"``; use ``address_price``."""
+    load_balancers: dict[str, LoadBalancerPrice] = Field(default_factory=dict)
+    """Keyed ``"<provider>/<kind>"``, e.g. ``"digitalocean/regional"``; use ``load_balancer_price``."""
 
     def gpu(self, gpu_id: str) -> Gpu:
         try:
@@ -226,6 +247,13 @@ class Catalog(BaseModel):
             return self.addresses[key]
         except KeyError:
             raise UnknownCatalogEntry("address price", key, self.addresses) from None
+
+    def load_balancer_price(self, provider: str, kind: str) -> LoadBalancerPrice:
+        key = f"{_provider(provider)}/{kind}"
+        try:
+            return self.load_balancers[key]
+        except KeyError:
+            raise UnknownCatalogEntry("load balancer price", key, self.load_balancers) from None
 
     def default_infra_size(self, provider: str, role: InfraRole) -> str:
         """The size a stack uses for its load balancer or Prometheus host on ``provider``."""
@@ -332,6 +360,13 @@ def _load(data_dir: Path) -> Catalog:
         if key in addresses:
             raise CatalogError(f"{infra_path}: addresses[{i}]: a {key} price is already defined")
         addresses[key] = address
+    load_balancers: dict[str, LoadBalancerPrice] = {}
+    for i, row in enumerate(infra_data.get("load_balancers") or []):
+        lb = _build(LoadBalancerPrice, infra_path, "load_balancers", i, row)
+        key = f"{lb.provider}/{lb.kind}"
+        if key in load_balancers:
+            raise CatalogError(f"{infra_path}: load_balancers[{i}]: a {key} price is already defined")
+        load_balancers[key] = lb
 
     # Every provider must have exactly one default host per role, or stacks could not be priced.
     providers: tuple[Provider, ...] = ("digitalocean", "aws")
@@ -345,7 +380,8 @@ def _load(data_dir: Path) -> Catalog:
                     f"found {ids or 'none'}"
                 )
 
-    return Catalog(gpus=gpus, offerings=offerings, infra=infra, storage=storage, addresses=addresses)
+    return Catalog(gpus=gpus, offerings=offerings, infra=infra, storage=storage, addresses=addresses,
+                   load_balancers=load_balancers)
 
 
 @functools.cache

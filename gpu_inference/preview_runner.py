@@ -457,13 +457,18 @@ def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> 
 
 def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str) -> list[str]:
     from gpu_inference.render import render_all
+    from gpu_inference.render.kubernetes import render_kubernetes
 
     cfg = stack.config
-    files = render_all(
-        stack, nodes, lb, mon,
-        cfg.api_key.reveal() if cfg.api_key else None,
-        cfg.hf_token.reveal() if cfg.hf_token else None,
-    )
+    if cfg.provider == "kubernetes":
+        # Pods, not machines: no cloud-init or units, only the files the ConfigMaps carry.
+        files = render_kubernetes(stack)
+    else:
+        files = render_all(
+            stack, nodes, lb, mon,
+            cfg.api_key.reveal() if cfg.api_key else None,
+            cfg.hf_token.reveal() if cfg.hf_token else None,
+        )
     written: list[str] = []
     for rel, content in sorted(files.items()):
         path = out_dir / rel
@@ -495,8 +500,7 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in recorded if r.custom)
     verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
     files: list[str] = []
-    # Kubernetes runs pods, not machines: there are no cloud-init, unit or Nginx files to write.
-    if out_dir is not None and cfg.provider != "kubernetes":
+    if out_dir is not None:
         files = write_files(resolved, out_dir, *_addresses(recorded, outputs))
     return PreviewReport(
         stack=name,

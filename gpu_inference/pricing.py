@@ -18,7 +18,11 @@ Conventions:
   to an interface it creates at launch, so the Elastic IP on that interface is the only address line.)
 - A DigitalOcean reserved IPv4 is free while assigned to a Droplet (its catalog row says so, with source);
   the program always assigns it (``ReservedIpAssignment``), so it is a $0 line, never an unknown.
-- Anything that costs nothing (firewalls, VPCs, security groups, SSH keys, tags, Kubernetes objects,
+- A Kubernetes ``Service`` of ``spec.type: LoadBalancer`` is the one Kubernetes object with a bill: the only
+  clusters this program deploys to are DigitalOcean Kubernetes, whose cloud controller creates a regional
+  DigitalOcean load balancer for it (nodes: the ``do-loadbalancer-size-unit`` annotation, default 1).
+  Services of any other type are free.
+- Anything else that costs nothing (firewalls, VPCs, security groups, SSH keys, tags, Kubernetes objects,
   providers, component resources) prices as ``None``. A size, instance type or paid resource type the
   catalog does not know raises ``UnknownCatalogEntry``: an unknown is never priced as zero.
 
@@ -44,9 +48,14 @@ EC2_INSTANCE = "aws:ec2/instance:Instance"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 ELASTIC_IP = "aws:ec2/eip:Eip"
 DO_RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
+# Priced only with spec.type LoadBalancer (a DigitalOcean load balancer); other Services are free.
+K8S_SERVICE = "kubernetes:core/v1:Service"
+# DigitalOcean's cloud controller reads the load balancer's size (in nodes) from this Service annotation.
+DO_LB_SIZE_UNIT_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-size-unit"
 
 PRICED_TYPES = frozenset(
-    {DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME, ELASTIC_IP, DO_RESERVED_IP}
+    {DROPLET, DO_VOLUME, DOKS_NODE_POOL, DOKS_CLUSTER, EC2_INSTANCE, EBS_VOLUME, ELASTIC_IP, DO_RESERVED_IP,
+     K8S_SERVICE}
 )
 
 # Cloud resources that carry no charge of their own. A cloud type in neither set raises, so a newly
@@ -344,6 +353,34 @@ def _reserved_ipv4(catalog: Catalog, name: str) -> CostLine:
     )
 
 
+def _k8s_load_balancer(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> list[CostLine]:
+    """A ``type: LoadBalancer`` Service as the DigitalOcean load balancer DOKS creates for it; other types: free."""
+    spec = inputs.get("spec") or {}
+    if not isinstance(spec, Mapping) or spec.get("type") != "LoadBalancer":
+        return []
+    metadata = inputs.get("metadata") or {}
+    annotations = (metadata.get("annotations") if isinstance(metadata, Mapping) else None) or {}
+    units = _positive_number(annotations.get(DO_LB_SIZE_UNIT_ANNOTATION, 1),
+                             f"{K8S_SERVICE} {name!r} {DO_LB_SIZE_UNIT_ANNOTATION}")
+    price = catalog.load_balancer_price("digitalocean", "regional")
+    monthly_each = price.monthly_usd(HOURS_PER_MONTH)
+    cap = f"; capped at ${price.monthly_cap_usd:.2f}/month per node" if price.monthly_cap_usd is not None else ""
+    plural = "" if units == 1 else f"{units:g} x "
+    return [
+        _line(
+            K8S_SERVICE,
+            name,
+            f"DigitalOcean load balancer for a LoadBalancer Service, {plural}node at ${price.hourly_usd:g}/h{cap}",
+            units,
+            "load-balancer node",
+            price.hourly_usd * units,
+            monthly_each * units,
+            price.price_date,
+            price.price_source,
+        )
+    ]
+
+
 def price_resources(
     resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog | None = None
 ) -> list[CostLine]:
@@ -380,6 +417,8 @@ def price_resources(
         return [_public_ipv4(cat, resource_type, name)]
     if resource_type == DO_RESERVED_IP:
         return [_reserved_ipv4(cat, name)]
+    if resource_type == K8S_SERVICE:
+        return _k8s_load_balancer(cat, name, inputs)
     if _is_free(resource_type):
         return []
     raise UnknownCatalogEntry("resource type (not priced and not known to be free)", resource_type, PRICED_TYPES)

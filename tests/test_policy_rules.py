@@ -363,3 +363,29 @@ def test_security_kubernetes_load_balancer_service() -> None:
     cluster_ip = ResourceView(type="kubernetes:core/v1:Service", name="vllm", props={"spec": {
         "type": "ClusterIP", "ports": [{"port": 8000}]}})
     assert check_security([cluster_ip]) == []
+
+
+def test_security_kubernetes_nginx_in_front() -> None:
+    """The Kubernetes layout: a public LoadBalancer on Nginx (80 -> 80), vLLM only behind a headless Service."""
+    spec = {"model": "Qwen/Qwen3-8B", "gpu": "gpu-l40sx1-48gb", "provider": "kubernetes", "region": "tor1",
+            "allowedCidrs": ["198.51.100.0/24"]}  # fmt: skip
+
+    def views(public: bool, api_key: bool) -> list[ResourceView]:
+        return [
+            ResourceView(type="gpu-inference:index:VllmService", name="gpu-inference-vllm",
+                         props={**spec, "publicEndpoint": public, "apiKeySet": api_key}),
+            ResourceView(type="kubernetes:core/v1:Service", name="gpu-inference-vllm-pods", props={"spec": {
+                "clusterIP": "None", "ports": [{"port": 8000, "targetPort": 8000}]}}),
+            ResourceView(type="kubernetes:core/v1:Service", name="gpu-inference-lb", props={"spec": {
+                "type": "LoadBalancer", "ports": [{"port": 80, "targetPort": 80}],
+                "loadBalancerSourceRanges": ["0.0.0.0/0", "::/0"] if public else ["198.51.100.0/24"]}}),
+            ResourceView(type="kubernetes:core/v1:Service", name="gpu-inference-prometheus", props={"spec": {
+                "type": "ClusterIP", "ports": [{"port": 9090, "targetPort": 9090}]}}),
+        ]  # fmt: skip
+
+    # Public with an API key, or restricted to allowedCidrs: nothing to report.
+    assert check_security(views(public=True, api_key=True)) == []
+    assert check_security(views(public=False, api_key=False)) == []
+    # Public without a key: exactly the missing key, not an open vLLM port.
+    [(name, message)] = check_security(views(public=True, api_key=False))
+    assert name == "gpu-inference-vllm" and "without an API key" in message

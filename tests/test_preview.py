@@ -110,15 +110,45 @@ def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, 
     assert not (tmp_path / "out").exists()
 
 
-def test_kubernetes_stack_previews_without_machine_files(tmp_path: Path) -> None:
+def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) -> None:
     proc = preview(str(STACKS / "kubernetes.yaml"), "--json", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert data["files"] == [] and not (tmp_path / "out").exists()
-    assert {r["type"] for r in data["resources"]} >= {
-        "digitalocean:index/kubernetesNodePool:KubernetesNodePool", "kubernetes:apps/v1:Deployment",
-    }  # fmt: skip
-    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730, abs=0.01)
+    types = {(r["type"], r["name"]) for r in data["resources"]}
+    assert types >= {
+        ("digitalocean:index/kubernetesNodePool:KubernetesNodePool", "gpu-inference-gpu-pool"),
+        ("kubernetes:apps/v1:StatefulSet", "gpu-inference-vllm"),
+        ("kubernetes:core/v1:Service", "gpu-inference-vllm-pods"),
+        ("kubernetes:apps/v1:Deployment", "gpu-inference-nginx"),
+        ("kubernetes:core/v1:ConfigMap", "gpu-inference-nginx-conf"),
+        ("kubernetes:core/v1:Secret", "gpu-inference-nginx-auth"),
+        ("kubernetes:core/v1:Service", "gpu-inference-lb"),
+        ("kubernetes:apps/v1:Deployment", "gpu-inference-prometheus"),
+        ("kubernetes:core/v1:ConfigMap", "gpu-inference-prometheus-conf"),
+        ("kubernetes:core/v1:Service", "gpu-inference-prometheus"),
+    }
+    assert ("kubernetes:apps/v1:Deployment", "gpu-inference-vllm") not in types  # a StatefulSet now
+    # The GPU pool and the DigitalOcean load balancer behind the LoadBalancer Service; nothing else is billed.
+    lines = {line["resource_name"]: line for line in data["cost_lines"]}
+    assert set(lines) == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
+    assert lines["gpu-inference-lb"]["monthly_usd"] == pytest.approx(12.0)
+    assert lines["gpu-inference-lb"]["price_source"] and lines["gpu-inference-lb"]["price_date"]
+    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730 + 12.0, abs=0.01)
+    assert data["outputs"]["prometheusUrl"] == "http://prometheus.llm.svc.cluster.local:9090"
+
+    out = tmp_path / "out"
+    written = sorted(str(Path(f).relative_to(out)) for f in data["files"])
+    assert written == ["loadbalancer/nginx.conf", "monitoring/prometheus.yml",
+                       "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
+    # The files on disk are exactly what the ConfigMaps carry.
+    recorded = {r["name"]: r for r in data["resources"]}
+    nginx_conf = recorded["gpu-inference-nginx-conf"]["inputs"]["data"]["nginx.conf"]
+    assert (out / "loadbalancer/nginx.conf").read_text() == nginx_conf
+    prom = recorded["gpu-inference-prometheus-conf"]["inputs"]["data"]
+    assert (out / "monitoring/prometheus.yml").read_text() == prom["prometheus.yml"]
+    assert (out / "monitoring/rules/gpu-inference.yml").read_text() == prom["gpu-inference.rules.yml"]
+    assert "server vllm-1.vllm-pods.llm.svc.cluster.local:8000 resolve" in nginx_conf
+    assert "Bearer" not in nginx_conf  # the key is only in the nginx-auth Secret
 
 
 def test_over_budget_exits_1(tmp_path: Path) -> None:

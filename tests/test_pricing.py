@@ -165,6 +165,11 @@ def test_spot_savings(catalog: Catalog) -> None:
         ("digitalocean:index/reservedIpAssignment:ReservedIpAssignment", {"ipAddress": "203.0.113.7", "dropletId": 1}),
         ("kubernetes:apps/v1:Deployment", {"spec": {}}),
         ("kubernetes:core/v1:Service", {}),
+        ("kubernetes:core/v1:Service", {"spec": {"type": "ClusterIP", "ports": [{"port": 9090}]}}),
+        ("kubernetes:core/v1:Service", {"spec": {"clusterIP": "None", "ports": [{"port": 8000}]}}),
+        ("kubernetes:core/v1:Service", {"spec": {"type": "NodePort"}}),
+        ("kubernetes:core/v1:ConfigMap", {"data": {"nginx.conf": "..."}}),
+        ("kubernetes:apps/v1:StatefulSet", {"spec": {"replicas": 2}}),
         ("gpu-inference:index:VllmService", {}),
         ("pulumi:providers:aws", {"region": "us-east-1"}),
     ],
@@ -328,3 +333,22 @@ def test_break_even_round_trips(hourly: float, tps: float, api: float) -> None:
     u = break_even_utilization(hourly, tps, api)
     if 0 < u <= 1:
         assert cost_per_million_tokens(hourly, tps, u) == pytest.approx(api, rel=1e-9)
+
+
+def test_kubernetes_load_balancer_service_is_a_digitalocean_load_balancer(catalog: Catalog) -> None:
+    service = {"metadata": {"name": "vllm"}, "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+    line = price_resource("kubernetes:core/v1:Service", "gpu-inference-lb", service, catalog)
+    assert line is not None
+    # $0.01786/h for 730 h is $13.04, above DigitalOcean's $12.00 monthly cap per LB node.
+    assert line.hourly_usd == pytest.approx(0.01786) and line.monthly_usd == pytest.approx(12.00)
+    assert line.quantity == 1 and line.price_date is not None and line.price_source
+    # Sized in nodes by the cloud controller's annotation; each node is billed.
+    sized = {**service, "metadata": {"annotations": {
+        "service.beta.kubernetes.io/do-loadbalancer-size-unit": "3"}}}  # fmt: skip
+    line3 = price_resource("kubernetes:core/v1:Service", "gpu-inference-lb", sized, catalog)
+    assert line3 is not None and line3.quantity == 3 and line3.monthly_usd == pytest.approx(36.00)
+    bill = bill_for_resources([
+        ("kubernetes:core/v1:Service", "lb", service),
+        ("kubernetes:core/v1:Service", "vllm-pods", {"spec": {"clusterIP": "None"}}),
+    ])  # fmt: skip
+    assert bill.total_monthly_usd == pytest.approx(12.00) and [x.resource_name for x in bill.lines] == ["lb"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pulumi import Output
 from pulumi.runtime.sync_await import _sync_await
 
@@ -469,44 +470,137 @@ def test_bad_config_stops_the_program_before_any_registration(overrides: dict[st
     assert len(info.value.messages) == 1 and key in info.value.messages[0]
 
 
-def test_kubernetes_gpu_pool_on_an_existing_doks_cluster() -> None:
-    program = run(str(STACKS / "kubernetes.yaml"))
+def named(program: ProgramRun, rtype: str, name: str) -> RecordedResource:
+    [found] = [r for r in of_type(program, rtype) if r.name == name]
+    return found
+
+
+K8S_SERVICE = "kubernetes:core/v1:Service"
+K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+
+
+@pytest.fixture(scope="module")
+def kube() -> ProgramRun:
+    return run(str(STACKS / "kubernetes.yaml"))
+
+
+def test_kubernetes_gpu_pool_on_an_existing_doks_cluster(kube: ProgramRun) -> None:
+    program = kube
     pool = of_type(program, "digitalocean:index/kubernetesNodePool:KubernetesNodePool")
     assert len(pool) == 1
     assert pool[0].inputs["clusterId"] == "8d3b5f0e-2c4a-4f5e-9b1d-3a6c7e8f9a0b"
     assert pool[0].inputs["size"] == "gpu-l40sx1-48gb" and pool[0].inputs["nodeCount"] == 2
     assert not of_type(program, "digitalocean:index/kubernetesCluster:KubernetesCluster")  # read, never managed
 
-    deployment = of_type(program, "kubernetes:apps/v1:Deployment")[0]
-    spec = deployment.inputs["spec"]
-    assert spec["replicas"] == 2
+    [statefulset] = of_type(program, "kubernetes:apps/v1:StatefulSet")
+    spec = statefulset.inputs["spec"]
+    assert spec["replicas"] == 2 and spec["serviceName"] == "vllm-pods" and spec["podManagementPolicy"] == "Parallel"
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "vllm/vllm-openai:v0.19.0"
     assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"doks.digitalocean.com/node-pool": pool[0].inputs["name"]}
+    [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"]
     text = " ".join(container["args"])
     assert flag(text, "--max-model-len", "8192") and flag(text, "--max-num-seqs", "64")
     assert container["envFrom"][0]["secretRef"]["name"] == "vllm-secrets"
-    assert deployment.inputs["metadata"]["namespace"] == "llm"
+    assert statefulset.inputs["metadata"]["namespace"] == "llm"
+    # No Deployment of vLLM any more: only Nginx and Prometheus are Deployments.
+    assert {r.name for r in of_type(program, K8S_DEPLOYMENT)} == {"gpu-inference-nginx", "gpu-inference-prometheus"}
 
-    secret = of_type(program, "kubernetes:core/v1:Secret")[0]
+    secret = named(program, "kubernetes:core/v1:Secret", "gpu-inference-secrets")
     assert secret.inputs["stringData"] == REDACTED and "stringData" in secret.secret_inputs
     provider = of_type(program, "pulumi:providers:kubernetes")[0]
     assert "kubeconfig" in provider.secret_inputs
-    service = of_type(program, "kubernetes:core/v1:Service")[0]
-    assert service.inputs["spec"]["type"] == "LoadBalancer"
-    assert service.inputs["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
-    assert service.inputs["spec"]["ports"][0]["targetPort"] == VLLM_PORT
+
+    headless = named(program, K8S_SERVICE, "gpu-inference-vllm-pods")
+    assert headless.inputs["spec"]["clusterIP"] == "None"
+    assert headless.inputs["spec"]["selector"] == spec["selector"]["matchLabels"]
+    assert headless.inputs["spec"]["ports"][0]["port"] == VLLM_PORT
 
     svc = of_type(program, "gpu-inference:index:VllmService")
     assert len(svc) == 1 and svc[0].inputs["provider"] == "kubernetes" and svc[0].inputs["nodeCount"] == 2
-    assert deployment.parent == svc[0].urn
-    assert program.outputs["endpoint"].startswith("http://") and program.outputs["monthlyCostUsd"] == pytest.approx(
-        2 * 1.57 * 730
-    )
+    assert statefulset.parent == svc[0].urn and headless.parent == svc[0].urn
+    assert svc[0].outputs is not None and svc[0].outputs["monthlyBudgetUsd"] == 2400
+    assert program.outputs["endpoint"].startswith("http://")
+    assert program.outputs["monthlyCostUsd"] == pytest.approx(2 * 1.57 * 730 + 12.0)
     assert PLACEHOLDER not in json.dumps([r.model_dump() for r in program.recorded])
+
+
+def test_kubernetes_public_service_points_at_nginx_not_vllm(kube: ProgramRun) -> None:
+    nginx = named(kube, K8S_DEPLOYMENT, "gpu-inference-nginx")
+    nginx_labels = nginx.inputs["spec"]["selector"]["matchLabels"]
+    [public] = [r for r in of_type(kube, K8S_SERVICE) if r.inputs["spec"].get("type") == "LoadBalancer"]
+    assert public.name == "gpu-inference-lb" and public.inputs["metadata"]["name"] == "vllm"  # same LB as before
+    assert public.inputs["spec"]["selector"] == nginx_labels
+    assert public.inputs["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 80}]
+    assert public.inputs["spec"]["loadBalancerSourceRanges"] == ["198.51.100.0/24"]
+    assert public.inputs["metadata"]["annotations"]["service.beta.kubernetes.io/do-loadbalancer-size-unit"] == "1"
+    # Every other Service is in-cluster only.
+    assert all(r.inputs["spec"].get("type") in (None, "ClusterIP") for r in of_type(kube, K8S_SERVICE) if r is not public)
+
+    pod = nginx.inputs["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == "nginx:1.30.6-alpine"
+    assert container["command"][:3] == ["nginx", "-c", "/etc/nginx/gpu-inference/nginx.conf"]
+    conf = named(kube, "kubernetes:core/v1:ConfigMap", "gpu-inference-nginx-conf").inputs["data"]["nginx.conf"]
+    from gpu_inference.config import load_stack_config
+    from gpu_inference.render.kubernetes import kubernetes_nginx_conf
+    from gpu_inference.stack import resolve_stack
+
+    assert conf == kubernetes_nginx_conf(resolve_stack(load_stack_config(STACKS / "kubernetes.yaml"), "kubernetes"))
+    assert nginx.inputs["spec"]["template"]["metadata"]["annotations"]["gpu-inference/config-sha256"]
+    auth = named(kube, "kubernetes:core/v1:Secret", "gpu-inference-nginx-auth")
+    assert auth.inputs["stringData"] == REDACTED and "stringData" in auth.secret_inputs
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["auth"]["secret"]["secretName"] == "nginx-auth" and volumes["conf"]["configMap"]["name"] == "nginx-conf"
+    assert "include /etc/nginx/gpu-inference-auth/auth.conf;" in conf
+
+
+def test_kubernetes_prometheus_scrapes_the_pods_in_cluster(kube: ProgramRun) -> None:
+    prom = named(kube, K8S_DEPLOYMENT, "gpu-inference-prometheus")
+    [container] = prom.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "prom/prometheus:v3.13.1"
+    assert "--config.file=/etc/prometheus/gpu-inference/prometheus.yml" in container["args"]
+    assert "--storage.tsdb.retention.time=15d" in container["args"]
+    data = named(kube, "kubernetes:core/v1:ConfigMap", "gpu-inference-prometheus-conf").inputs["data"]
+    config = yaml.safe_load(data["prometheus.yml"])
+    assert config["rule_files"] == ["/etc/prometheus/gpu-inference/gpu-inference.rules.yml"]
+    vllm = next(job for job in config["scrape_configs"] if job["job_name"] == "vllm")
+    assert [c["targets"][0] for c in vllm["static_configs"]] == [
+        "vllm-0.vllm-pods.llm.svc.cluster.local:8000", "vllm-1.vllm-pods.llm.svc.cluster.local:8000"]
+    assert yaml.safe_load(data["gpu-inference.rules.yml"])["groups"][0]["rules"]
+    service = named(kube, K8S_SERVICE, "gpu-inference-prometheus")
+    assert service.inputs["spec"]["type"] == "ClusterIP" and service.inputs["spec"]["ports"][0]["port"] == PROMETHEUS_PORT
+    [monitoring] = of_type(kube, "gpu-inference:index:MonitoringStack")
+    assert prom.parent == monitoring.urn
+    assert kube.outputs["prometheusUrl"] == "http://prometheus.llm.svc.cluster.local:9090"
+
+
+def test_kubernetes_without_monitoring_or_api_key() -> None:
+    path = STACKS / "kubernetes.yaml"
+    raw = {k: v for k, v in read_stack_file(path).items() if k != "gpu-inference:apiKey"}
+    raw["gpu-inference:monitoring"] = {"enabled": False}
+    config, secret_keys = engine_config(raw)
+    program = run_program(PROJECT_DIR, "kubernetes", config, secret_keys, "kubernetes", "tor1")
+    names = {r.name for r in program.recorded}
+    assert "gpu-inference-prometheus" not in names and "gpu-inference-nginx-auth" not in names
+    assert program.outputs["prometheusUrl"] is None
+    conf = named(program, "kubernetes:core/v1:ConfigMap", "gpu-inference-nginx-conf").inputs["data"]["nginx.conf"]
+    assert "auth.conf" not in conf and "gpu_inference_authorized" not in conf
+    pod = named(program, K8S_DEPLOYMENT, "gpu-inference-nginx").inputs["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]] == ["conf"]
+
+
+def test_kubernetes_bill_matches_the_recorded_registrations(kube: ProgramRun) -> None:
+    from gpu_inference.pricing import bill_for_resources
+
+    bill = bill_for_resources((r.type, r.name, r.inputs) for r in kube.recorded if r.custom)
+    assert kube.outputs["monthlyCostUsd"] == pytest.approx(round(bill.total_monthly_usd, 2))
+    assert {line.resource_name for line in bill.lines} == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
 
 
 def test_plaintext_api_key_in_engine_config_is_refused() -> None:

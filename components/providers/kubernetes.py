@@ -1,25 +1,35 @@
-"""Kubernetes: a GPU node pool on an existing DigitalOcean Kubernetes (DOKS) cluster, vLLM as a Deployment.
+"""Kubernetes: a GPU node pool on an existing DigitalOcean Kubernetes (DOKS) cluster, vLLM as a StatefulSet
+behind the same Nginx least-connections config as the droplets, Prometheus beside it.
 
 A GPU pool on Kubernetes is not "machines with firewalls", so this provider does not implement the
-machine interface: ``KubernetesGpuPool`` replaces LoadBalancedPool for ``provider: kubernetes``.
+machine interface: ``KubernetesGpuPool`` replaces LoadBalancedPool (and MonitoringStack) for
+``provider: kubernetes``.
 
 - ``digitalocean.KubernetesNodePool`` of the catalog's GPU slug on the cluster ``kubernetes.clusterId``.
   DOKS installs the NVIDIA driver and device plugin on GPU nodes and taints them
-  ``nvidia.com/gpu:NoSchedule``; the pods tolerate that and select the pool by its DOKS label.
-- The vLLM Deployment runs the same pinned image with the same flags as the droplets (``vllm_args``),
-  the API key and HF token from a Secret (vLLM enforces ``VLLM_API_KEY`` itself, so no Nginx is needed
-  in front), one replica per node, each asking for all the node's GPUs.
-- A ``LoadBalancer`` Service (a DigitalOcean load balancer) spreads requests; its source ranges are the
-  world when publicEndpoint, else allowedCidrs.
+  ``nvidia.com/gpu:NoSchedule``; the vLLM pods tolerate that and select the pool by its DOKS label.
+- vLLM is a StatefulSet (``vllm``) with a headless Service (``vllm-pods``): pod ``vllm-<i>`` keeps the DNS
+  name ``vllm-<i>.vllm-pods.<namespace>.svc.cluster.local`` across restarts, which is what nginx.conf and
+  prometheus.yml name (gpu_inference/render/kubernetes.py). One pod per GPU node: each asks for all the
+  node's GPUs, and a required pod anti-affinity says so explicitly. Same pinned image and flags as the
+  droplets (``vllm_args``); API key and HF token from a Secret (vLLM checks the key too).
+- Nginx (pinned official image, >= 1.27.3 for ``server ... resolve``) is a Deployment whose nginx.conf
+  (a ConfigMap) comes from the droplet LB's renderer: least_conn over the pods' names, re-resolved through
+  kube-dns, the edge API-key check from a Secret. It runs on the cluster's existing CPU nodes.
+- The public ``LoadBalancer`` Service (a DigitalOcean load balancer, priced) points at Nginx only; its
+  source ranges are the world when publicEndpoint, else allowedCidrs. vLLM is reachable only in-cluster.
+- With monitoring enabled: a Prometheus Deployment (pinned prom/prometheus) with prometheus.yml and the
+  alert rules in a ConfigMap, and a ClusterIP Service; ``prometheus_url`` is its in-cluster URL.
 - The kubeconfig comes from the cluster itself (read, never managed, by this stack) and stays secret.
 
-Not built here: the Prometheus host (DOKS ships DCGM metrics; a kube-prometheus stack is the cluster
-owner's choice). The DigitalOcean load balancer the Service creates is billed by DigitalOcean but is not
-a Pulumi resource, so the preview's bill does not include it.
+Not built here: node_exporter / DCGM exporter DaemonSets. DOKS manages the GPU nodes' NVIDIA stack (its
+own DCGM metrics) and this stack does not run privileged agents on nodes it does not own, so the node and
+dcgm scrape jobs are empty and the GPU/disk alerts stay silent on Kubernetes.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +37,34 @@ import pulumi
 import pulumi_digitalocean as do
 import pulumi_kubernetes as k8s
 
+from components.monitoring_stack import TOKEN as MONITORING_TOKEN
 from components.providers import WORLD_V4, WORLD_V6, cloud_name, priced_args
 from components.vllm_service import TOKEN as VLLM_SERVICE_TOKEN
 from components.vllm_service import service_spec
-from gpu_inference.constants import NGINX_HTTP_PORT, VLLM_PORT
+from gpu_inference.constants import NGINX_HTTP_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.pricing import DO_LB_SIZE_UNIT_ANNOTATION
 from gpu_inference.render._common import CONTAINER_HF_CACHE
+from gpu_inference.render.kubernetes import (
+    CLUSTER_DOMAIN,
+    NGINX_AUTH_DIR,
+    NGINX_AUTH_FILE,
+    NGINX_CONF_DIR,
+    NGINX_CONF_FILE,
+    NGINX_IMAGE,
+    NGINX_NAME,
+    PROMETHEUS_CONF_DIR,
+    PROMETHEUS_CONF_FILE,
+    PROMETHEUS_DATA_DIR,
+    PROMETHEUS_IMAGE,
+    PROMETHEUS_NAME,
+    PROMETHEUS_RULES_FILE,
+    VLLM_HEADLESS_SERVICE,
+    VLLM_STATEFULSET,
+    kubernetes_nginx_conf,
+    kubernetes_prometheus_config,
+)
+from gpu_inference.render.nginx import auth_map
+from gpu_inference.render.prometheus import alert_rules
 from gpu_inference.render.vllm import vllm_args
 
 if TYPE_CHECKING:
@@ -39,12 +72,26 @@ if TYPE_CHECKING:
 
 TOKEN = "gpu-inference:index:KubernetesGpuPool"
 NODE_POOL = "digitalocean:index/kubernetesNodePool:KubernetesNodePool"
+K8S_SERVICE = "kubernetes:core/v1:Service"
 # DOKS labels every node with its pool's name; GPU nodes carry this taint until the driver is ready.
 POOL_LABEL = "doks.digitalocean.com/node-pool"
 GPU_TAINT = "nvidia.com/gpu"
 # Weights download on first start: give the startup probe the same half hour the droplet unit gets.
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
+# pulumi-kubernetes waits for the StatefulSet's pods to be ready, 10 minutes by default: a first start
+# downloads the weights (up to STARTUP_SECONDS), so `pulumi up` must wait that long before calling it failed.
+VLLM_AWAIT = f"{STARTUP_SECONDS // 60 + 10}m"
+# The public load balancer's size in DigitalOcean LB nodes (10,000 connections each): set explicitly so the
+# bill is computed from the Service as registered rather than from the cloud controller's default.
+LB_SIZE_UNITS = 1
+# Pod template annotation holding a hash of the mounted config: a changed nginx.conf / prometheus.yml rolls
+# the pods (neither process rereads its config when the ConfigMap volume changes).
+CONFIG_HASH_ANNOTATION = "gpu-inference/config-sha256"
+
+
+def _digest(*texts: str) -> str:
+    return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -99,55 +146,242 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         self.service = pulumi.ComponentResource(VLLM_SERVICE_TOKEN, f"{name}-vllm", {**spec, "nodeIndex": 0}, child)
         sopts = pulumi.ResourceOptions(parent=self.service, provider=self.k8s)
         labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
-        self.deployment = k8s.apps.v1.Deployment(
+        # Headless: no virtual IP, one DNS record per *ready* pod, so nginx and Prometheus only ever resolve
+        # pods that answer (a pod still loading its weights has no address yet).
+        self.headless = k8s.core.v1.Service(
+            f"{name}-vllm-pods",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_HEADLESS_SERVICE, labels=labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None",
+                selector=labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=VLLM_PORT, target_port=VLLM_PORT)],
+            ),
+            opts=sopts,
+        )
+        self.statefulset = k8s.apps.v1.StatefulSet(
             f"{name}-vllm",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name="vllm", labels=labels),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET, labels=labels),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
                 replicas=cfg.node_count,
+                service_name=self.headless.metadata.name,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-                # A GPU node holds one replica: surge would need a spare GPU node, so replace in place.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                    type="RollingUpdate",
-                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1),
-                ),
+                # Start every pod at once: the default (OrderedReady) would hold vllm-1 back until vllm-0
+                # has downloaded its weights. Updates still replace one pod at a time.
+                pod_management_policy="Parallel",
+                update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=_pod_spec(stack, self.node_pool.name, self.secret.metadata.name),
+                    spec=_pod_spec(stack, self.node_pool.name, self.secret.metadata.name, labels),
                 ),
             ),
-            opts=pulumi.ResourceOptions.merge(sopts, pulumi.ResourceOptions(depends_on=[self.node_pool])),
+            opts=pulumi.ResourceOptions.merge(sopts, pulumi.ResourceOptions(
+                depends_on=[self.node_pool],
+                custom_timeouts=pulumi.CustomTimeouts(create=VLLM_AWAIT, update=VLLM_AWAIT),
+            )),
+        )
+        self.service.register_outputs({**spec, "statefulSet": self.statefulset.metadata.name})
+
+        self._nginx(name, stack, ns, args, kopts)
+        self.prometheus_url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        if cfg.monitoring.enabled:
+            self._prometheus(name, stack, ns, child)
+        self.register_outputs({"endpoint": self.endpoint, "nodePool": self.node_pool.name,
+                               "prometheusUrl": self.prometheus_url})
+
+    def _nginx(self, name: str, stack: ResolvedStack, ns: pulumi.Output[str], args: KubernetesGpuPoolArgs,
+               kopts: pulumi.ResourceOptions) -> None:
+        """Nginx least_conn in front of the pods, and the public LoadBalancer Service in front of Nginx."""
+        cfg = stack.config
+        conf = kubernetes_nginx_conf(stack)
+        labels = {"app.kubernetes.io/name": NGINX_NAME, "app.kubernetes.io/instance": name}
+        self.nginx_config = k8s.core.v1.ConfigMap(
+            f"{name}-nginx-conf",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{NGINX_NAME}-conf", labels=labels),
+            data={NGINX_CONF_FILE: conf},
+            opts=kopts,
+        )
+        volumes = [k8s.core.v1.VolumeArgs(
+            name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=self.nginx_config.metadata.name))]
+        mounts = [k8s.core.v1.VolumeMountArgs(name="conf", mount_path=NGINX_CONF_DIR, read_only=True)]
+        self.nginx_auth: k8s.core.v1.Secret | None = None
+        if args.api_key_set:
+            # The edge API-key check's include holds the key itself: a Secret, mounted 0400 for the root master.
+            self.nginx_auth = k8s.core.v1.Secret(
+                f"{name}-nginx-auth",
+                metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{NGINX_NAME}-auth", labels=labels),
+                string_data=pulumi.Output.secret(
+                    args.api_key.apply(lambda key: {NGINX_AUTH_FILE: auth_map(key)} if key else {})
+                ),
+                opts=kopts,
+            )
+            volumes.append(k8s.core.v1.VolumeArgs(name="auth", secret=k8s.core.v1.SecretVolumeSourceArgs(
+                secret_name=self.nginx_auth.metadata.name, default_mode=0o400)))
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="auth", mount_path=NGINX_AUTH_DIR, read_only=True))
+        health = k8s.core.v1.HTTPGetActionArgs(path="/health", port=NGINX_HTTP_PORT)
+        self.nginx = k8s.apps.v1.Deployment(
+            f"{name}-nginx",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=NGINX_NAME, labels=labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                # One replica, like the droplet LB host: least_conn counts connections per nginx, so a single
+                # instance is what keeps the balancing global. A new pod starts before the old one stops.
+                replicas=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate",
+                    rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                ),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={CONFIG_HASH_ANNOTATION: _digest(conf)}),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name=NGINX_NAME,
+                            image=NGINX_IMAGE,
+                            # Straight to nginx with our file: the image's entrypoint scripts only template
+                            # its default conf.d, which this config does not include.
+                            command=["nginx", "-c", f"{NGINX_CONF_DIR}/{NGINX_CONF_FILE}", "-g", "daemon off;"],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=NGINX_HTTP_PORT)],
+                            readiness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=5),
+                            liveness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10,
+                                                                 failure_threshold=3),
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "100m", "memory": "64Mi"}),
+                            volume_mounts=mounts,
+                        )],
+                        volumes=volumes,
+                        # Streams last minutes: let open ones finish before the old pod goes on a rollout.
+                        termination_grace_period_seconds=cfg.load_balancer.read_timeout_seconds,
+                    ),
+                ),
+            ),
+            opts=kopts,
         )
         clients = [WORLD_V4, WORLD_V6] if cfg.public_endpoint else list(cfg.allowed_cidrs)
-        self.lb_service = k8s.core.v1.Service(
-            f"{name}-lb",
+        # Keeps the name (and Pulumi name) the Service had when it pointed at vLLM directly: an update in
+        # place, so DigitalOcean keeps the load balancer and the endpoint's address.
+        self.lb_service = k8s.core.v1.Service(f"{name}-lb", **priced_args(self.priced, K8S_SERVICE, f"{name}-lb", dict(
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 namespace=ns,
                 name="vllm",
-                annotations={"service.beta.kubernetes.io/do-loadbalancer-name": cloud_name(f"{name}-lb", stack)},
+                labels=labels,
+                annotations={
+                    "service.beta.kubernetes.io/do-loadbalancer-name": cloud_name(f"{name}-lb", stack),
+                    DO_LB_SIZE_UNIT_ANNOTATION: str(LB_SIZE_UNITS),
+                },
             ),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="LoadBalancer",
                 selector=labels,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=NGINX_HTTP_PORT, target_port=VLLM_PORT)],
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=NGINX_HTTP_PORT, target_port=NGINX_HTTP_PORT)],
                 load_balancer_source_ranges=clients,
             ),
-            opts=sopts,
-        )
+            # It used to be a child of the VllmService component: the alias keeps its URN, so Pulumi updates
+            # it instead of replacing it (a replacement would be a new load balancer with a new address).
+            opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=self.service)])),
+        )))
         ingress = self.lb_service.status.apply(
             lambda s: (s.load_balancer.ingress or [None])[0] if s and s.load_balancer else None
         )
         self.endpoint: pulumi.Output[str] = ingress.apply(
             lambda i: f"http://{(i.ip or i.hostname) if i else 'pending'}/v1"
         )
-        self.service.register_outputs({"deployment": self.deployment.metadata.name})
-        self.register_outputs({"endpoint": self.endpoint, "nodePool": self.node_pool.name})
+
+    def _prometheus(self, name: str, stack: ResolvedStack, ns: pulumi.Output[str], child: pulumi.ResourceOptions) -> None:
+        """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only."""
+        mon = stack.config.monitoring
+        assert stack.config.kubernetes is not None
+        self.monitoring = pulumi.ComponentResource(MONITORING_TOKEN, f"{name}-monitoring", {
+            "scrapeIntervalSeconds": mon.scrape_interval_seconds,
+            "retention": mon.retention,
+            "allowedCidrs": list(stack.config.allowed_cidrs),
+        }, child)
+        mopts = pulumi.ResourceOptions(parent=self.monitoring, provider=self.k8s)
+        labels = {"app.kubernetes.io/name": PROMETHEUS_NAME, "app.kubernetes.io/instance": name}
+        conf, rules = kubernetes_prometheus_config(stack), alert_rules(stack)
+        self.prometheus_config = k8s.core.v1.ConfigMap(
+            f"{name}-prometheus-conf",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-conf", labels=labels),
+            data={PROMETHEUS_CONF_FILE: conf, PROMETHEUS_RULES_FILE: rules},
+            opts=mopts,
+        )
+        self.prometheus = k8s.apps.v1.Deployment(
+            f"{name}-prometheus",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                # Two Prometheus pods would evaluate (and fire) every alert twice: stop the old one first.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels, annotations={CONFIG_HASH_ANNOTATION: _digest(conf, rules)}),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        containers=[k8s.core.v1.ContainerArgs(
+                            name=PROMETHEUS_NAME,
+                            image=PROMETHEUS_IMAGE,
+                            args=[
+                                f"--config.file={PROMETHEUS_CONF_DIR}/{PROMETHEUS_CONF_FILE}",
+                                f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
+                                f"--storage.tsdb.retention.time={mon.retention}",
+                            ],
+                            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
+                            readiness_probe=k8s.core.v1.ProbeArgs(
+                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/ready", port=PROMETHEUS_PORT),
+                                period_seconds=10),
+                            liveness_probe=k8s.core.v1.ProbeArgs(
+                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/healthy", port=PROMETHEUS_PORT),
+                                period_seconds=30, failure_threshold=3),
+                            # The head block lives in RAM; the droplet stacks give Prometheus a 4 GiB host.
+                            resources=k8s.core.v1.ResourceRequirementsArgs(
+                                requests={"cpu": "200m", "memory": "1Gi"}),
+                            volume_mounts=[
+                                k8s.core.v1.VolumeMountArgs(name="conf", mount_path=PROMETHEUS_CONF_DIR, read_only=True),
+                                k8s.core.v1.VolumeMountArgs(name="data", mount_path=PROMETHEUS_DATA_DIR),
+                            ],
+                        )],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                                name=self.prometheus_config.metadata.name)),
+                            # Scratch storage: a volume claim would be a billed DigitalOcean volume, and alert
+                            # evaluation needs hours of data, not the whole retention, to survive a reschedule.
+                            k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        ],
+                    ),
+                ),
+            ),
+            opts=mopts,
+        )
+        self.prometheus_service = k8s.core.v1.Service(
+            f"{name}-prometheus",
+            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PROMETHEUS_PORT, target_port=PROMETHEUS_PORT)],
+            ),
+            opts=mopts,
+        )
+        # In-cluster only (no public port for an unauthenticated UI): from a laptop,
+        # `kubectl -n <namespace> port-forward svc/prometheus 9090`.
+        self.prometheus_url = pulumi.Output.concat(
+            "http://", self.prometheus_service.metadata.name, ".", ns, f".svc.{CLUSTER_DOMAIN}:{PROMETHEUS_PORT}"
+        )
+        self.monitoring.register_outputs({"prometheusUrl": self.prometheus_url})
 
 
-def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: pulumi.Input[str]) -> k8s.core.v1.PodSpecArgs:
+def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: pulumi.Input[str],
+              labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
     gpus = str(stack.offering.gpu_count)
     probe = k8s.core.v1.HTTPGetActionArgs(path="/health", port=VLLM_PORT)
     return k8s.core.v1.PodSpecArgs(
         node_selector={POOL_LABEL: pool_name},
+        # Each pod asks for every GPU of its node, so two cannot share one today; the anti-affinity states
+        # "one pod per GPU node" outright, so it still holds if the GPU request ever changes.
+        affinity=k8s.core.v1.AffinityArgs(pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+            required_during_scheduling_ignored_during_execution=[k8s.core.v1.PodAffinityTermArgs(
+                topology_key="kubernetes.io/hostname",
+                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            )],
+        )),
         tolerations=[k8s.core.v1.TolerationArgs(key=GPU_TAINT, operator="Exists", effect="NoSchedule")],
         containers=[
             k8s.core.v1.ContainerArgs(
