@@ -625,3 +625,28 @@ def test_config_from_the_engine_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert len([r for r in of_type(program, DROPLET) if r.inputs["size"] == "gpu-h100x1-80gb"]) == 3
     assert program.outputs["apiKey"] == REDACTED
     assert is_secret(program.namespace["api_key"])
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_kubernetes_security_policy_on_the_registered_objects(public: bool) -> None:
+    """Nginx in front, vLLM only in-cluster: a public endpoint with an API key is as clean as a restricted one."""
+    from gpu_inference.policy_rules import check_security
+    from gpu_inference.preview_runner import _policy_views
+
+    program = run(str(STACKS / "kubernetes.yaml"), {"publicEndpoint": public})
+    [lb] = [r for r in of_type(program, K8S_SERVICE) if r.inputs["spec"].get("type") == "LoadBalancer"]
+    expected = ["0.0.0.0/0", "::/0"] if public else ["198.51.100.0/24"]
+    assert lb.inputs["spec"]["loadBalancerSourceRanges"] == expected
+    assert check_security(_policy_views(program.recorded)) == []
+
+
+def test_kubernetes_public_endpoint_without_api_key_is_the_only_finding() -> None:
+    from gpu_inference.policy_rules import check_security
+    from gpu_inference.preview_runner import _policy_views
+
+    raw = {k: v for k, v in read_stack_file(STACKS / "kubernetes.yaml").items() if k != "gpu-inference:apiKey"}
+    raw["gpu-inference:publicEndpoint"] = True
+    config, secret_keys = engine_config(raw)
+    program = run_program(PROJECT_DIR, "kubernetes", config, secret_keys, "kubernetes", "tor1")
+    [(name, message)] = check_security(_policy_views(program.recorded))
+    assert name == "gpu-inference-vllm" and "without an API key" in message  # not an open vLLM port
