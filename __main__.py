@@ -5,6 +5,8 @@ Run by `pulumi up`, and offline by `python -m gpu_inference preview` under recor
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pulumi
 
 from components.config_source import read_stack_config
@@ -15,6 +17,9 @@ from gpu_inference.catalog import UnknownCatalogEntry
 from gpu_inference.errors import ConfigError
 from gpu_inference.pricing import bill_for_resources
 from gpu_inference.stack import resolve_stack
+
+if TYPE_CHECKING:  # imported for real only by kubernetes stacks (pulumi_kubernetes is slow to import)
+    from components.providers.kubernetes import KubernetesGpuPool
 
 try:
     stack = resolve_stack(read_stack_config(), name=pulumi.get_stack())
@@ -31,6 +36,7 @@ hf_token = pulumi.Output.secret(cfg.hf_token.reveal()) if cfg.hf_token else pulu
 
 monitoring = None
 prometheus_url: pulumi.Input[str | None] = None
+pool: LoadBalancedPool | KubernetesGpuPool
 if provider is None:
     from components.providers.kubernetes import KubernetesGpuPool, KubernetesGpuPoolArgs
 
@@ -42,17 +48,18 @@ if provider is None:
     # In-cluster URL of the Prometheus Service (None when monitoring is disabled).
     prometheus_url = pool.prometheus_url
 else:
-    pool = LoadBalancedPool(
+    vm_pool = LoadBalancedPool(
         "gpu-inference",
         LoadBalancedPoolArgs(stack=stack, provider=provider, api_key=api_key, hf_token=hf_token,
                              api_key_set=cfg.api_key is not None),
     )
-    node_addresses = pool.node_private_ips
+    pool = vm_pool
+    node_addresses = vm_pool.node_private_ips
     if cfg.monitoring.enabled:
         monitoring = MonitoringStack(
             "gpu-inference-monitoring",
-            MonitoringStackArgs(stack=stack, provider=provider, network=pool.network,
-                                node_private_ips=pool.node_private_ips, lb_private_ip=pool.lb_private_ip),
+            MonitoringStackArgs(stack=stack, provider=provider, network=vm_pool.network,
+                                node_private_ips=vm_pool.node_private_ips, lb_private_ip=vm_pool.lb_private_ip),
         )
         prometheus_url = monitoring.prometheus_url
 

@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from components.providers import (
     INSTANCE_SECRET_OUTPUTS,
+    ROLES,
     WORLD_V4,
     WORLD_V6,
     IngressRule,
@@ -104,7 +105,7 @@ class AwsProvider:
                 f"{name}-{role}-id", vpc_id=vpc.id, description=f"identity of the {role} hosts of {prefix}",
                 egress=_EGRESS_ALL, tags={"Name": f"{prefix}-{role}-identity"}, opts=opts,
             )
-            for role in ("gpu", "lb", "monitoring")
+            for role in ROLES
         }
         return Network(
             provider=self.name,

@@ -125,20 +125,24 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             tags=["gpu-inference", f"stack-{stack.name}", *cfg.tags],
             opts=child,
         )))
-        kubeconfig = pulumi.Output.secret(self.cluster.kube_configs.apply(lambda kc: kc[0].raw_config if kc else ""))
+        raw_kubeconfig: pulumi.Output[str] = self.cluster.kube_configs.apply(
+            lambda kc: (kc[0].raw_config or "") if kc else ""
+        )
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(raw_kubeconfig)
         self.k8s = k8s.Provider(f"{name}-k8s", kubeconfig=kubeconfig, opts=child)
         kopts = pulumi.ResourceOptions(parent=self, provider=self.k8s)
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-ns", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace_name), opts=kopts
         )
         ns = self.namespace.metadata.name
-        secret_data = pulumi.Output.all(args.api_key, args.hf_token).apply(
+        secret_data: pulumi.Output[dict[str, str]] = pulumi.Output.all(args.api_key, args.hf_token).apply(
             lambda v: {k: s for k, s in (("VLLM_API_KEY", v[0]), ("HF_TOKEN", v[1])) if s is not None}
         )
         self.secret = k8s.core.v1.Secret(
             f"{name}-secrets",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name="vllm-secrets"),
-            string_data=pulumi.Output.secret(secret_data),
+            # mypy cannot solve Output.secret's T against string_data's Mapping[str, Input[str]] (invariance).
+            string_data=pulumi.Output.secret(secret_data),  # type: ignore[arg-type]
             opts=kopts,
         )
 
@@ -206,12 +210,11 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         self.nginx_auth: k8s.core.v1.Secret | None = None
         if args.api_key_set:
             # The edge API-key check's include holds the key itself: a Secret, mounted 0400 for the root master.
+            auth_data = args.api_key.apply(lambda key: {NGINX_AUTH_FILE: auth_map(key)} if key else {})
             self.nginx_auth = k8s.core.v1.Secret(
                 f"{name}-nginx-auth",
                 metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{NGINX_NAME}-auth", labels=labels),
-                string_data=pulumi.Output.secret(
-                    args.api_key.apply(lambda key: {NGINX_AUTH_FILE: auth_map(key)} if key else {})
-                ),
+                string_data=pulumi.Output.secret(auth_data),  # type: ignore[arg-type]  # (as for vllm-secrets)
                 opts=kopts,
             )
             volumes.append(k8s.core.v1.VolumeArgs(name="auth", secret=k8s.core.v1.SecretVolumeSourceArgs(
@@ -279,7 +282,7 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=self.service)])),
         )))
         ingress = self.lb_service.status.apply(
-            lambda s: (s.load_balancer.ingress or [None])[0] if s and s.load_balancer else None
+            lambda s: s.load_balancer.ingress[0] if s and s.load_balancer and s.load_balancer.ingress else None
         )
         self.endpoint: pulumi.Output[str] = ingress.apply(
             lambda i: f"http://{(i.ip or i.hostname) if i else 'pending'}/v1"
