@@ -7,7 +7,8 @@ scripts/install-validators.sh
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q -r requirements-dev.txt
 .venv/bin/ruff check .
-# Type-checks the program against the provider SDKs' signatures too: a misspelt resource argument fails here.
+# Type-checks the core and the program, including resource arguments passed straight to the provider SDKs'
+# typed constructors (a misspelt argument name also fails the mocked program run in the tests).
 .venv/bin/mypy
 # Two workers: the machine has 2 cores; data-plane tests pick free loopback ports so they can run side by side.
 .venv/bin/pytest -n 2 "$@"
