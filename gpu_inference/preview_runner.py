@@ -48,6 +48,8 @@ from gpu_inference.stack import ResolvedStack, resolve_stack
 PUBLIC_NET = ipaddress.ip_network("203.0.113.0/24")
 PRIVATE_NET = {"digitalocean": ipaddress.ip_network("10.10.0.0/24"), "aws": ipaddress.ip_network("10.42.1.0/24")}
 FAKE_AMI = "ami-0abc1234def567890"
+# Root snapshot of the mocked AMI lookup, in GiB (Ubuntu's is 8): below every root disk the program asks for.
+FAKE_AMI_ROOT_GB = 8
 PREVIEW_TIMEOUT_SECONDS = 300
 
 
@@ -67,6 +69,8 @@ class RecordedResource(BaseModel):
     additional_secret_outputs: list[str] = Field(default_factory=list)
     """``ResourceOptions.additional_secret_outputs`` as registered (wire names): all CrossGuard learns of secrecy."""
     delete_before_replace: bool = False
+    ignore_changes: list[str] = Field(default_factory=list)
+    """``ResourceOptions.ignore_changes`` as registered (wire names)."""
     dependencies: list[str] = Field(default_factory=list)
     """URNs of explicit ``depends_on`` resources (and of resources whose Outputs the inputs use)."""
     outputs: dict[str, Any] | None = None
@@ -210,8 +214,9 @@ class _Addresses:
 class RecordingMocks(mocks.Mocks):
     """Plausible outputs per resource type, and a record of every invoke (registrations: the monitor)."""
 
-    def __init__(self, provider: str, region: str) -> None:
+    def __init__(self, provider: str, region: str, ami_root_gb: int = FAKE_AMI_ROOT_GB) -> None:
         self.addresses = _Addresses(provider)
+        self.ami_root_gb = ami_root_gb
         self.region = region
         self.calls: list[tuple[str, dict[str, Any]]] = []
         # What EC2 would report for an instance launched on a pre-created interface: that interface's
@@ -283,7 +288,9 @@ class RecordingMocks(mocks.Mocks):
         self.calls.append((args.token, redact(dict(args.args))[0]))
         if args.token == "aws:ec2/getAmi:getAmi":
             return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
-                    "name": "preview-ami", "ownerId": "000000000000"}
+                    "name": "preview-ami", "ownerId": "000000000000", "rootDeviceName": "/dev/sda1",
+                    "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"volume_size": str(self.ami_root_gb)},
+                                             "noDevice": "", "virtualName": ""}]}
         if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
             return {"id": region, "locations": [f"{region}a", f"{region}b"],
                     "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}
@@ -324,6 +331,7 @@ class RecordingMonitor(mocks.MockMonitor):
                     id=response.id or None, addresses=addresses,
                     additional_secret_outputs=sorted(request.additionalSecretOutputs),
                     delete_before_replace=bool(request.deleteBeforeReplace),
+                    ignore_changes=sorted(request.ignoreChanges),
                     dependencies=sorted(request.dependencies),
                 ))
         return response
@@ -368,13 +376,13 @@ class _ProgramLog(logging.Handler):
 
 
 def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
-                provider: str, region: str) -> ProgramRun:
+                provider: str, region: str, ami_root_gb: int = FAKE_AMI_ROOT_GB) -> ProgramRun:
     """Run ``project_dir/__main__.py`` under recording mocks until every Output has settled."""
     _ensure_event_loop()
     # A second run in one process must not inherit the first one's stack, outputs or config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()
-    mock = RecordingMocks(provider, region)
+    mock = RecordingMocks(provider, region, ami_root_gb)
     monitor = RecordingMonitor(mock)
     log = _ProgramLog()
     mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor, logger=log.logger)

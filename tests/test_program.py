@@ -46,14 +46,15 @@ def stack_path(stack: str) -> Path:
     return PROJECT_DIR / f"Pulumi.{stack}.yaml" if "/" not in stack and not stack.endswith(".yaml") else Path(stack)
 
 
-def run(stack: str, overrides: dict[str, Any] | None = None) -> ProgramRun:
+def run(stack: str, overrides: dict[str, Any] | None = None, **mock_options: Any) -> ProgramRun:
     """Run the program for a stack file, optionally with some `gpu-inference:*` values replaced."""
     path = stack_path(stack)
     raw = dict(read_stack_file(path))
     raw.update({f"gpu-inference:{k}": v for k, v in (overrides or {}).items()})
     cfg = load_stack_config(path)
     config, secret_keys = engine_config(raw)
-    return run_program(PROJECT_DIR, path.stem.removeprefix("Pulumi."), config, secret_keys, cfg.provider, cfg.region)
+    return run_program(PROJECT_DIR, path.stem.removeprefix("Pulumi."), config, secret_keys, cfg.provider, cfg.region,
+                       **mock_options)
 
 
 def value(output: Output[Any]) -> Any:
@@ -174,6 +175,21 @@ def test_aws_instances_on_the_nvidia_ami_with_imdsv2_gp3_and_spot(aws: ProgramRu
     assert len(of_type(aws, "aws:ec2/vpc:Vpc")) == 1
     assert of_type(aws, "aws:ec2/subnet:Subnet")[0].inputs["availabilityZone"] == "us-east-1a"
     assert of_type(aws, "pulumi:providers:aws")[0].inputs["region"] == "us-east-1"
+
+
+def test_aws_root_volume_is_never_smaller_than_the_ami_snapshot() -> None:
+    # EC2 refuses "Volume of size N is smaller than snapshot": the Deep Learning AMI's root is far bigger
+    # than the ~57 GB this model's weights ask for.
+    big = run(str(STACKS / "aws-spot.yaml"), ami_root_gb=150)
+    instances = of_type(big, INSTANCE)
+    assert instances and all(r.inputs["rootBlockDevice"]["volumeSize"] == 150 for r in instances)
+
+
+def test_aws_instances_ignore_a_newer_ami(aws: ProgramRun) -> None:
+    # get_ami(most_recent=True) moves to each new AWS release: without ignore_changes every later `pulumi up`
+    # would replace every instance (the load balancer delete-first, an outage).
+    instances = of_type(aws, INSTANCE)
+    assert instances and all(r.ignore_changes == ["ami"] for r in instances)
 
 
 # ---------------------------------------------------------------------------------------------

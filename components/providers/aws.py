@@ -153,6 +153,10 @@ class AwsProvider:
                     instance_interruption_behavior="terminate", spot_instance_type="one-time"),
             )
         disk_gb = spec.disk_gb or BASE_DISK_GB.get(spec.role, 20)
+        # EC2 refuses a root volume smaller than the AMI's root snapshot ("Volume of size N is smaller than
+        # snapshot ..., expect size >= M", InvalidBlockDeviceMapping), and the Deep Learning AMIs' snapshot is
+        # far bigger than Ubuntu's: never ask for less than the image itself holds.
+        root_gb = ami.apply(lambda image: root_volume_gb(image, disk_gb))
         security_groups = [sg.id, network.identities[spec.role]]
         # The route to the internet must exist before boot, or cloud-init cannot pull anything.
         boot_after: list[pulumi.Resource] = [network.extra["route_assoc"]]
@@ -184,7 +188,7 @@ class AwsProvider:
             # cloud-init runs once per instance: new user data only takes effect on a new instance.
             user_data_replace_on_change=True,
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_type="gp3", volume_size=disk_gb,
+                volume_type="gp3", volume_size=root_gb,
                 encrypted=True, delete_on_termination=True,
             ),
             metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
@@ -199,8 +203,15 @@ class AwsProvider:
                 # A pre-created interface can be the primary (device 0) of one instance only, and never
                 # detaches from it: the old instance must be gone before its replacement can launch on it.
                 delete_before_replace=static is not None,
+                # most_recent follows AWS's new AMI every few weeks; without this every later `pulumi up`
+                # (a scale-out, a budget change) would replace every instance, the load balancer delete-first.
+                # New instances (added nodes, user-data replacements) still launch on the newest image.
+                ignore_changes=["ami"],
             )),
         )))
+        # The bill is computed now, before the AMI lookup resolves: price the disk asked for (the AMI's
+        # snapshot only raises it when the configured size is below the image's own).
+        network.priced[-1][2].setdefault("rootBlockDevice", {})["volumeSize"] = disk_gb
         if static is not None:
             # The interface's address is the instance's, and stays when the instance is replaced.
             return Machine(instance=instance, firewall=sg, id=instance.id,
@@ -263,6 +274,16 @@ class _StaticAddress:
     eni: aws.ec2.NetworkInterface
     eip: aws.ec2.Eip
     association: aws.ec2.EipAssociation
+
+
+def root_volume_gb(image: aws.ec2.GetAmiResult, wanted_gb: int) -> int:
+    """``wanted_gb``, raised to the size of the AMI's root snapshot when that is bigger."""
+    snapshot_gb = 0
+    for mapping in image.block_device_mappings or []:
+        if mapping.device_name == image.root_device_name:
+            size = (mapping.ebs or {}).get("volume_size")
+            snapshot_gb = int(size) if size else 0
+    return max(wanted_gb, snapshot_gb)
 
 
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
