@@ -248,7 +248,7 @@ def test_nginx_tls_and_auth_only_when_configured() -> None:
 
 
 def test_auth_map_refuses_keys_that_would_break_the_config() -> None:
-    assert '"Bearer abc-123" 1;' in auth_map("abc-123")
+    assert '"~^\\QBearer abc-123\\E$" 1;' in auth_map("abc-123")
     for bad in ['a"b', "a b", "a\\b", "a\nb", ""]:
         with pytest.raises(ValueError):
             auth_map(bad)

@@ -205,6 +205,69 @@ def test_nginx_config_also_checks_as_an_unprivileged_user() -> None:
         assert "[emerg]" not in result.stderr, result.stderr
 
 
+@pytest.mark.parametrize("key", ["AbC-def_123", "Mixed.Case$key*{x};'|(y)+?^["])
+def test_nginx_edge_key_check_is_exact_and_case_sensitive(key: str, tmp_path: Path) -> None:
+    """The auth include on real nginx: only `Bearer <key>` byte for byte passes. (A plain-string map key
+    matched case-insensitively: "Bearer abc-def_123" passed for "AbC-def_123".)"""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "logs").mkdir()
+    write(tmp_path / "auth.conf", auth_map(key))
+    conf = write(tmp_path / "nginx.conf", f"""
+pid {tmp_path}/nginx.pid;
+error_log {tmp_path}/logs/error.log;
+events {{}}
+http {{
+    access_log off;
+    client_body_temp_path {tmp_path}/body;
+    proxy_temp_path {tmp_path}/proxy;
+    fastcgi_temp_path {tmp_path}/fastcgi;
+    uwsgi_temp_path {tmp_path}/uwsgi;
+    scgi_temp_path {tmp_path}/scgi;
+    include {tmp_path}/auth.conf;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            if ($gpu_inference_authorized = 0) {{ return 401; }}
+            return 204;
+        }}
+    }}
+}}
+""")
+    started = run([tool("nginx"), "-c", str(conf), "-p", str(tmp_path)])
+    assert started.returncode == 0, started.stderr
+
+    def status(authorization: str | None) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/")
+        if authorization is not None:
+            req.add_header("Authorization", authorization)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    try:
+        for _ in range(100):
+            try:
+                status(None)
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert status(f"Bearer {key}") == 204
+        for wrong in (f"Bearer {key.lower()}", f"Bearer {key.upper()}", f"bearer {key}", f"Bearer {key}x",
+                      f"xBearer {key}", f"Bearer {key[:-1]}", "Bearer ", None):
+            assert status(wrong) == 401, wrong
+    finally:
+        run([tool("nginx"), "-c", str(conf), "-p", str(tmp_path), "-s", "stop"])
+
+
 def test_nginx_rejects_a_broken_config(tmp_path: Path) -> None:
     s = SCENARIOS["dev"]()
 

@@ -50,11 +50,14 @@ def auth_map(api_key: str) -> str:
     """The include file behind the edge API-key check; holds the key, so it is written root-only."""
     if not re.fullmatch(r"[\x21-\x7e]+", api_key) or '"' in api_key or "\\" in api_key:
         raise ValueError("the API key must be printable ASCII without spaces, quotes or backslashes")
+    # A plain string key would compare case-insensitively (nginx lowercases map keys and the looked-up
+    # value), so "bearer MYKEY" would pass for "Bearer mykey". A `~` regex is case-sensitive; \Q...\E
+    # takes the header literally (the key holds no backslash, so it cannot contain \E).
     return (
         f"# {RENDERED_BY}\n"
         "map $http_authorization $gpu_inference_authorized {\n"
         "    default 0;\n"
-        f'    "Bearer {api_key}" 1;\n'
+        f'    "~^\\QBearer {api_key}\\E$" 1;\n'
         "}\n"
     )
 
