@@ -259,6 +259,16 @@ def test_scaling_the_pool_keeps_the_endpoint(stack: str, static_types: tuple[str
     assert len(large.outputs["nodeAddresses"]) == 3
 
 
+@pytest.mark.parametrize("stack", ["dev", str(STACKS / "aws-spot.yaml")])
+@pytest.mark.parametrize("change", [{"nodeCount": 3}, {"monthlyBudgetUsd": 99999}])
+def test_scaling_or_rebudgeting_keeps_the_gpu_nodes(stack: str, change: dict[str, Any]) -> None:
+    # User data is immutable on both clouds (DigitalOcean: ForceNew; AWS: userDataReplaceOnChange), so a
+    # stack-wide value in a node's cloud-init would replace every GPU node on a scale-out or a budget edit.
+    before, after = run(stack, {"nodeCount": 1}), run(stack, {"nodeCount": 1, **change})
+    node = lambda program: program.namespace["pool"].services[0].user_data  # noqa: E731
+    assert value(node(before)) == value(node(after))
+
+
 # ---------------------------------------------------------------------------------------------
 # Network exposure
 # ---------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
     DCGM_EXPORTER_IMAGE,
+    DOCKER_LOG_ARGS,
     HEALTHCHECK_PATH,
     HEALTHCHECK_TIMER,
     HEALTHCHECK_UNIT,
@@ -100,7 +101,8 @@ Restart=always
 RestartSec=10
 ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStartPre=/bin/sh -c {systemd_quote(pull)}
-{exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *run_args, image, *cmd_args], own_line=[image])}
+{exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *DOCKER_LOG_ARGS, *run_args, image, *cmd_args],
+           own_line=[image])}
 ExecStop=/usr/bin/docker stop {name}
 
 [Install]
@@ -228,7 +230,18 @@ def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | No
         "write_files": files,
         "runcmd": [[BOOTSTRAP_PATH]],
     }
-    return _cloud_config(f"GPU node {node_name(node_index)} of stack {stack.name}: {stack.config.describe()}", doc)
+    return _cloud_config(f"GPU node {node_name(node_index)} of stack {stack.name}: {_node_description(stack)}", doc)
+
+
+def _node_description(stack: ResolvedStack) -> str:
+    """What this one node runs. Not the pool's size or the budget: user data is immutable (a change replaces
+    the machine), so a stack-wide value here would rebuild every GPU node on a scale-out or a budget edit."""
+    cfg = stack.config
+    return (
+        f"{cfg.gpu} on {cfg.provider}/{cfg.region} serving {cfg.model} ({cfg.dtype}, "
+        f"quant={cfg.quantization or 'checkpoint'}, kv={cfg.kv_cache_dtype}, max_model_len={cfg.max_model_len}, "
+        f"util={cfg.gpu_memory_utilization})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
