@@ -107,6 +107,16 @@ def test_vllm_unit_runs_the_pinned_container() -> None:
     assert timeout >= 900, "the image pull of ~10 GB needs minutes"
 
 
+@pytest.mark.parametrize("unit_file", ["vllm.service", "dcgm-exporter.service", "node-exporter.service"])
+def test_container_logs_are_bounded(unit_file: str) -> None:
+    """Docker's default json-file log never rotates; vLLM logs a line per request and per scrape."""
+    unit = dev().render()[f"nodes/node-0/{unit_file}"]
+    run_args = unit.split("ExecStart=/usr/bin/docker run", 1)[1].split("ExecStop=", 1)[0]
+    assert re.search(r"--log-driver json-file\b", run_args), run_args
+    assert re.search(r"--log-opt max-size=\d+m\b", run_args), run_args
+    assert re.search(r"--log-opt max-file=\d+\b", run_args), run_args
+
+
 def test_vllm_unit_uses_a_pinned_override_image() -> None:
     unit = vllm_unit(restack(dev().stack, vllm_image="vllm/vllm-openai:v0.11.0"))
     assert "vllm/vllm-openai:v0.11.0" in unit and "v0.19.0" not in unit

@@ -15,6 +15,12 @@ DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless"
 # AWS's NVIDIA-driver AMIs) differ in distro and package manager, Docker is the one thing they share.
 NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
 
+# Containers run attached under systemd, so their output already lands in the (size-capped) journal.
+# Docker also keeps its own copy; its default json-file driver never rotates, and vLLM writes an access-log
+# line per request and per /metrics scrape. Bounded explicitly (an explicit driver, because a daemon
+# default of journald or syslog would reject the max-size option).
+DOCKER_LOG_ARGS = ["--log-driver", "json-file", "--log-opt", "max-size=50m", "--log-opt", "max-file=2"]
+
 VLLM_CONTAINER = "vllm"
 VLLM_UNIT = "vllm.service"
 VLLM_ENV_FILE = "/etc/vllm/vllm.env"

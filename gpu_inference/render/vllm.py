@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from gpu_inference.constants import VLLM_PORT
 from gpu_inference.render._common import (
     CONTAINER_HF_CACHE,
+    DOCKER_LOG_ARGS,
     MODEL_CACHE_DIR,
     RENDERED_BY,
     VLLM_CONTAINER,
@@ -81,6 +82,7 @@ def docker_run_argv(stack: ResolvedStack) -> list[str]:
         # NCCL and PyTorch's shared-memory tensors between TP workers need more than Docker's 64 MB /dev/shm.
         "--ipc=host",
         "--gpus", "all",
+        *DOCKER_LOG_ARGS,
         "--env-file", VLLM_ENV_FILE,
         "-v", f"{MODEL_CACHE_DIR}:{CONTAINER_HF_CACHE}",
         "-p", f"{VLLM_PORT}:{VLLM_PORT}",
