@@ -16,6 +16,7 @@ from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
     DCGM_EXPORTER_IMAGE,
+    DOCKER_LOG_ARGS,
     HEALTHCHECK_PATH,
     HEALTHCHECK_TIMER,
     HEALTHCHECK_UNIT,
@@ -100,7 +101,8 @@ Restart=always
 RestartSec=10
 ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStartPre=/bin/sh -c {systemd_quote(pull)}
-{exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *run_args, image, *cmd_args], own_line=[image])}
+{exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *DOCKER_LOG_ARGS, *run_args, image, *cmd_args],
+           own_line=[image])}
 ExecStop=/usr/bin/docker stop {name}
 
 [Install]
