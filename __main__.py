@@ -12,7 +12,7 @@ import pulumi
 from components.config_source import read_stack_config
 from components.load_balanced_pool import LoadBalancedPool, LoadBalancedPoolArgs
 from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
-from components.providers import provider_for
+from components.providers import check_stack_name, provider_for
 from gpu_inference.catalog import UnknownCatalogEntry
 from gpu_inference.errors import ConfigError
 from gpu_inference.pricing import bill_for_resources
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # imported for real only by kubernetes stacks (pulumi_kuberne
 
 try:
     stack = resolve_stack(read_stack_config(), name=pulumi.get_stack())
+    check_stack_name(stack)
     provider = provider_for(stack) if stack.config.provider != "kubernetes" else None
 except ConfigError as exc:
     # One readable message, and nothing registered: a half-created stack is worse than none.

@@ -269,6 +269,16 @@ def test_scaling_or_rebudgeting_keeps_the_gpu_nodes(stack: str, change: dict[str
     assert value(node(before)) == value(node(after))
 
 
+@pytest.mark.parametrize("stack_name", ["qa_1", "dev.eu"])
+def test_a_stack_name_digitalocean_names_cannot_carry_is_refused_before_anything(stack_name: str) -> None:
+    # `pulumi stack init` accepts '_' and '.', but a droplet name takes no '_' and a tag no '.'.
+    path = stack_path("dev")
+    config, secret_keys = engine_config(dict(read_stack_file(path)))
+    with pytest.raises(ConfigError, match="stack name"):
+        run_program(PROJECT_DIR, stack_name, config, secret_keys, "digitalocean", "tor1")
+    assert run_program(PROJECT_DIR, "qa-1", config, secret_keys, "digitalocean", "tor1").outputs["endpoint"]
+
+
 # ---------------------------------------------------------------------------------------------
 # Network exposure
 # ---------------------------------------------------------------------------------------------

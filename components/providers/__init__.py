@@ -12,6 +12,7 @@ and every machine of that role carries it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -154,6 +155,21 @@ def cloud_name(name: str, stack: ResolvedStack) -> str:
     """Cloud-side name of a resource whose Pulumi name is ``name``: logical names are per stack, cloud names
     are per account, so the stack name is appended (``gpu-inference-node-0-dev``)."""
     return f"{name}-{stack.name}"
+
+
+# DigitalOcean rejects a droplet name outside hostname characters ("422 Only valid hostname characters are
+# allowed. (a-z, A-Z, 0-9, . and -)", digitalocean/doctl#257) and a tag outside [A-Za-z0-9_:-]; the stack
+# name is in both (``cloud_name``, the ``stack-<name>`` tag), so only what both accept will do.
+_DO_STACK_NAME = re.compile(r"[A-Za-z0-9-]+")
+
+
+def check_stack_name(stack: ResolvedStack) -> None:
+    """Refuse, before anything is created, a stack name the provider's cloud-side names cannot carry."""
+    if stack.config.provider in ("digitalocean", "kubernetes") and not _DO_STACK_NAME.fullmatch(stack.name):
+        raise ConfigError([
+            f"stack name {stack.name!r} cannot be part of DigitalOcean droplet names and tags: use only letters, "
+            "digits and '-' (create it with `pulumi stack init <name>`, or `pulumi stack rename`)"
+        ])
 
 
 def provider_for(stack: ResolvedStack) -> CloudProvider:
