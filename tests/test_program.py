@@ -279,6 +279,18 @@ def test_a_stack_name_digitalocean_names_cannot_carry_is_refused_before_anything
     assert run_program(PROJECT_DIR, "qa-1", config, secret_keys, "digitalocean", "tor1").outputs["endpoint"]
 
 
+def test_a_kubernetes_stack_name_too_long_for_the_node_pool_label_is_refused() -> None:
+    # The pods' nodeSelector is the pool name ("gpu-inference-gpu-<stack>"), a label value: 63 characters at most.
+    path = STACKS / "kubernetes.yaml"
+    config, secret_keys = engine_config(dict(read_stack_file(path)))
+    longest = "k" * (63 - len("gpu-inference-gpu-"))
+    with pytest.raises(ConfigError, match="label value"):
+        run_program(PROJECT_DIR, longest + "k", config, secret_keys, "kubernetes", "tor1")
+    fits = run_program(PROJECT_DIR, longest, config, secret_keys, "kubernetes", "tor1")
+    pool = next(r for r in fits.recorded if r.type == "digitalocean:index/kubernetesNodePool:KubernetesNodePool")
+    assert len(pool.inputs["name"]) == 63
+
+
 # ---------------------------------------------------------------------------------------------
 # Network exposure
 # ---------------------------------------------------------------------------------------------

@@ -163,12 +163,26 @@ def cloud_name(name: str, stack: ResolvedStack) -> str:
 _DO_STACK_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
+# Kubernetes label values are at most 63 characters; DOKS labels each node with its pool's name
+# (doks.digitalocean.com/node-pool), which the vLLM pods select on: "gpu-inference-gpu-<stack>".
+K8S_LABEL_VALUE_MAX = 63
+K8S_POOL_NAME_PREFIX = "gpu-inference-gpu-"
+
+
 def check_stack_name(stack: ResolvedStack) -> None:
     """Refuse, before anything is created, a stack name the provider's cloud-side names cannot carry."""
+    rename = "(create it with `pulumi stack init <name>`, or `pulumi stack rename`)"
     if stack.config.provider in ("digitalocean", "kubernetes") and not _DO_STACK_NAME.fullmatch(stack.name):
         raise ConfigError([
             f"stack name {stack.name!r} cannot be part of DigitalOcean droplet names and tags: use only letters, "
-            "digits and '-' (create it with `pulumi stack init <name>`, or `pulumi stack rename`)"
+            f"digits and '-' {rename}"
+        ])
+    longest = K8S_LABEL_VALUE_MAX - len(K8S_POOL_NAME_PREFIX)
+    if stack.config.provider == "kubernetes" and len(stack.name) > longest:
+        raise ConfigError([
+            f"stack name {stack.name!r} is {len(stack.name)} characters: the GPU node pool's name "
+            f"({K8S_POOL_NAME_PREFIX}<stack>) becomes a Kubernetes label value (at most {K8S_LABEL_VALUE_MAX}), "
+            f"so use at most {longest} {rename}"
         ])
 
 
