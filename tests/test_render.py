@@ -303,6 +303,21 @@ def test_alert_rules_shape(make) -> None:
     assert not used & REMOVED_METRICS
 
 
+def test_xid_alert_resolves_although_dcgm_keeps_the_last_code() -> None:
+    """DCGM_FI_DEV_XID_ERRORS is sticky (the last code, until the exporter restarts): `!= 0` alone would
+    fire forever after one application fault. The promtool case must check that it resolves."""
+    s = prod().stack
+    rules = {r["alert"]: r for r in yaml.safe_load(alert_rules(s))["groups"][0]["rules"]}
+    assert "changes(DCGM_FI_DEV_XID_ERRORS[" in rules["GpuXidErrors"]["expr"]
+    tests = yaml.safe_load(alert_rule_tests(s))["tests"]
+    [case] = [t for t in tests if t["name"].startswith("GpuXidErrors")]
+    steps = case["alert_rule_test"]
+    assert steps[-1]["exp_alerts"] == [] and duration_seconds(steps[-1]["eval_time"]) > duration_seconds(
+        steps[1]["eval_time"]
+    )
+    assert case["input_series"][0]["values"].endswith("79x115")  # still 79 when the alert must be gone
+
+
 def test_alert_thresholds_follow_config() -> None:
     s = prod().stack
     mon = s.config.monitoring
@@ -333,7 +348,8 @@ def test_every_alert_has_a_quiet_then_firing_case(make) -> None:
             assert all(step["exp_alerts"] == [] for step in steps)
             assert {step["alertname"] for step in steps} == {a.name for a in alerts(s.stack)}
             continue
-        first, last = steps[0], steps[-1]
+        # The last firing step (a case may go on to check that the alert resolves, as GpuXidErrors does).
+        first, last = steps[0], next(step for step in reversed(steps) if step["exp_alerts"])
         assert first["exp_alerts"] == [] and first["alertname"] == last["alertname"]
         assert duration_seconds(first["eval_time"]) < duration_seconds(last["eval_time"])
         (fired,) = last["exp_alerts"]

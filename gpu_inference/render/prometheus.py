@@ -26,6 +26,10 @@ GPU_MEMORY_FOR = "5m"
 GPU_TEMPERATURE_FOR = "5m"
 # Any XID is worth a look at once (61/62/79 mean the GPU fell off the bus or the driver crashed).
 XID_FOR = "0m"
+# DCGM_FI_DEV_XID_ERRORS holds the last XID code until the exporter restarts (NVIDIA/dcgm-exporter#500,
+# NVIDIA/DCGM#277): the alert fires when a new code appears and resolves this long after, instead of
+# firing forever after one application fault (XID 13/31/43 when vLLM crashes).
+XID_WINDOW = "15m"
 DISK_FOR = "5m"
 # predict_linear over 6 h, looking 24 h ahead; it must hold for a while so that one download burst
 # (a model being pulled into the cache) does not page anyone.
@@ -209,12 +213,13 @@ def alerts(stack: ResolvedStack) -> list[Alert]:
         ),
         Alert(
             "GpuXidErrors",
-            "DCGM_FI_DEV_XID_ERRORS != 0",
+            # `and` keeps the left-hand value: the XID code, for the description.
+            f"DCGM_FI_DEV_XID_ERRORS != 0 and changes(DCGM_FI_DEV_XID_ERRORS[{XID_WINDOW}]) > 0",
             XID_FOR,
             "critical",
             "GPU {{ $labels.gpu }} reported an XID error on {{ $labels.node }}",
             "GPU {{ $labels.gpu }} on {{ $labels.node }} reported XID {{ $value }} "
-            "(the value is the last XID code); check dmesg and consider replacing the node.",
+            f"(the last XID code, new within {XID_WINDOW}); check dmesg and consider replacing the node.",
         ),
         Alert(
             "DiskFillingUp",
@@ -460,13 +465,19 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
     ))
 
     a = by_name["GpuXidErrors"]
-    cases.append(_case(
-        a, "GpuXidErrors fires as soon as DCGM reports an XID",
+    xid_case = _case(
+        a, "GpuXidErrors fires as soon as DCGM reports an XID, and resolves although the value stays",
         [{"series": _sel("DCGM_FI_DEV_XID_ERRORS", _DCGM), "values": _step(0, 79)}],
         _DCGM,
-        "GPU 0 on node-0 reported XID 79 (the value is the last XID code); check dmesg and consider replacing "
-        "the node.",
-    ))
+        f"GPU 0 on node-0 reported XID 79 (the last XID code, new within {XID_WINDOW}); check dmesg and "
+        "consider replacing the node.",
+    )
+    # DCGM keeps reporting 79 for the rest of the test (the value is sticky): the alert must not stay.
+    xid_case["alert_rule_test"].append({
+        "eval_time": _ts(_ONSET_MIN + _minutes(duration_seconds(XID_WINDOW)) + 1), "alertname": a.name,
+        "exp_alerts": [],
+    })
+    cases.append(xid_case)
 
     # Disk: 1 TB filesystem; bad = half the threshold free.
     a = by_name["DiskFillingUp"]
