@@ -72,6 +72,8 @@ def test_minimal_config_gets_documented_defaults() -> None:
             ["gpu-inference:monitoring.queueDepthTreshold", "monitoring.queueDepthThreshold"],
         ),
         ({"monitoring": {"kvCacheFor": "5 minutes"}}, ["gpu-inference:monitoring.kvCacheFor", "'5 minutes'"]),
+        ({"monitoring": {"storageGb": 5}}, ["gpu-inference:monitoring.storageGb", "≥ 10"]),
+        ({"monitoring": {"storageGb": 20000}}, ["gpu-inference:monitoring.storageGb", "≤ 16384"]),
         ({"loadBalancer": {"maxFails": 0}}, ["gpu-inference:loadBalancer.maxFails", "≥ 1"]),
         ({"spot": True}, ["gpu-inference:spot", "only aws"]),
         ({"provider": "kubernetes"}, ["gpu-inference:kubernetes", "clusterId"]),
