@@ -248,6 +248,14 @@ class RecordingMocks(mocks.Mocks):
             state.update(ipAddress=public, urn=f"do:reservedip:{public}")
         elif typ == "digitalocean:index/reservedIpAssignment:ReservedIpAssignment":
             rid = f"{args.inputs.get('dropletId')}-{args.inputs.get('ipAddress')}-preview"
+        elif typ == "digitalocean:index/volume:Volume":
+            rid = f"00000000-0000-4000-9000-{n:012d}"
+            state.update(filesystemType="", dropletIds=[], urn=f"do:volume:{rid}")
+        elif typ == "digitalocean:index/volumeAttachment:VolumeAttachment":
+            rid = f"{args.inputs.get('dropletId')}-{args.inputs.get('volumeId')}-preview"
+        elif typ == "aws:ebs/volume:Volume":
+            rid = f"vol-0{n:016x}"
+            state.update(arn=f"arn:aws:ec2:{region}:000000000000:volume/{rid}", iops=3000, throughput=125)
         elif typ == "digitalocean:index/vpc:Vpc":
             rid = f"00000000-0000-4000-8000-{n:012d}"
             state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
@@ -264,7 +272,8 @@ class RecordingMocks(mocks.Mocks):
             kind = typ.rsplit(":", 1)[-1]
             prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
                       "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc", "NetworkInterface": "eni",
-                      "Eip": "eipalloc", "EipAssociation": "eipassoc"}.get(kind, kind.lower())
+                      "Eip": "eipalloc", "EipAssociation": "eipassoc",
+                      "VolumeAttachment": "vai"}.get(kind, kind.lower())
             rid = f"{prefix}-0{n:016x}"
             if kind == "NetworkInterface":
                 self.eni_private[rid] = private
@@ -455,6 +464,16 @@ def _sizing(stack: ResolvedStack) -> list[dict[str, Any]]:
     return [{"node": i, **per_node} for i in range(stack.config.node_count)]
 
 
+def _monitoring_volume(recorded: list[RecordedResource]) -> str | None:
+    """What the Prometheus volume's device is found by: its DigitalOcean name, or its (mocked) EBS id."""
+    for r in recorded:
+        if r.type == "digitalocean:index/volume:Volume" and r.inputs.get("name"):
+            return str(r.inputs["name"])
+        if r.type == "aws:ebs/volume:Volume" and r.id:
+            return r.id
+    return None
+
+
 def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> tuple[list[str], str, str]:
     """Node, load-balancer and Prometheus private addresses as the mocks handed them out."""
     nodes = [str(a) for a in outputs.get("nodeAddresses") or []]
@@ -463,7 +482,8 @@ def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> 
     return nodes, lb, mon
 
 
-def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str) -> list[str]:
+def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str,
+                monitoring_volume: str | None = None) -> list[str]:
     from gpu_inference.render import render_all
     from gpu_inference.render.kubernetes import render_kubernetes
 
@@ -476,6 +496,7 @@ def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, 
             stack, nodes, lb, mon,
             cfg.api_key.reveal() if cfg.api_key else None,
             cfg.hf_token.reveal() if cfg.hf_token else None,
+            monitoring_volume,
         )
     written: list[str] = []
     for rel, content in sorted(files.items()):
@@ -509,7 +530,7 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
     verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
     files: list[str] = []
     if out_dir is not None:
-        files = write_files(resolved, out_dir, *_addresses(recorded, outputs))
+        files = write_files(resolved, out_dir, *_addresses(recorded, outputs), _monitoring_volume(recorded))
     return PreviewReport(
         stack=name,
         stack_file=str(path),

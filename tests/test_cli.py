@@ -90,8 +90,9 @@ def test_cost_dev_matches_hand_computed_bill(capsys: pytest.CaptureFixture[str])
                            "--utilization", "0.5", "--json")
     assert code == 0
     data = json.loads(out)
-    # 1 × gpu-l40sx1-48gb at $1.57/h, Nginx s-1vcpu-2gb capped at $12, Prometheus s-2vcpu-4gb capped at $24.
-    expected = 1.57 * HOURS_PER_MONTH + 12.00 + 24.00
+    # 1 × gpu-l40sx1-48gb at $1.57/h, Nginx s-1vcpu-2gb capped at $12, Prometheus s-2vcpu-4gb capped at $24,
+    # its 20 GB data volume at $0.10/GB-month.
+    expected = 1.57 * HOURS_PER_MONTH + 12.00 + 24.00 + 20 * 0.10
     assert data["monthly_cost_usd"] == pytest.approx(expected, abs=0.01)
     assert sum(line["monthly_usd"] for line in data["cost_lines"]) == pytest.approx(data["monthly_cost_usd"])
     assert data["within_budget"] is True and data["budget_usd"] == 1250

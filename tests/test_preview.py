@@ -54,8 +54,9 @@ def test_json_report_has_the_contract_keys(report: tuple[str, Path, dict[str, An
 
 def test_costs_of_dev_and_prod(report: tuple[str, Path, dict[str, Any]]) -> None:
     stack, _out, data = report
-    # dev: 1 x L40S $1.57/h x 730 + $12 Nginx + $24 Prometheus; prod: 3 x H100 $3.39/h x 730 + the same two.
-    expected = {"dev": 1.57 * 730 + 36, "prod": 3 * 3.39 * 730 + 36}[stack]
+    # dev: 1 x L40S $1.57/h x 730 + $12 Nginx + $24 Prometheus + its 20 GB volume at $0.10/GB-month;
+    # prod: 3 x H100 $3.39/h x 730 + the same three.
+    expected = {"dev": 1.57 * 730 + 36 + 2, "prod": 3 * 3.39 * 730 + 36 + 2}[stack]
     assert data["monthly_cost_usd"] == pytest.approx(expected, abs=0.01)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_validators import nginx_test, run, systemd_root, systemd_verify, tool, write
+from test_validators import nginx_test, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
 from gpu_inference.render.nginx import NginxPaths, auth_map
@@ -91,6 +91,9 @@ def test_every_file_the_preview_writes_passes_its_validator(
         elif path.parent.name == "rules" and path.suffix == ".yml":
             result = run([tool("promtool"), "check", "rules", str(path)])
             assert result.returncode == 0, result.stdout + result.stderr
+        elif path.name == "prometheus-data-volume.conf":
+            result = verify_prometheus_dropin(tmp_path / "dropin", path.read_text())
+            assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
         elif path.suffix in {".service", ".timer"}:
             continue  # verified together per node below
         else:

@@ -37,6 +37,12 @@ RESERVED_IP_ASSIGNMENT = "digitalocean:index/reservedIpAssignment:ReservedIpAssi
 ENI = "aws:ec2/networkInterface:NetworkInterface"
 EIP = "aws:ec2/eip:Eip"
 EIP_ASSOCIATION = "aws:ec2/eipAssociation:EipAssociation"
+DO_VOLUME = "digitalocean:index/volume:Volume"
+DO_VOLUME_ATTACHMENT = "digitalocean:index/volumeAttachment:VolumeAttachment"
+EBS_VOLUME = "aws:ebs/volume:Volume"
+EBS_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
+LB = "gpu-inference-lb"
+PROMETHEUS = "gpu-inference-monitoring-prometheus"
 WORLD = {"0.0.0.0/0", "::/0"}
 INTERNAL_PORTS = {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, PROMETHEUS_PORT}
 PLACEHOLDER = SecretValue(ciphertext="x").reveal()
@@ -117,8 +123,10 @@ def test_dev_registers_one_gpu_droplet_lb_and_prometheus(dev: ProgramRun) -> Non
         DO_FIREWALL: 3,
         "digitalocean:index/vpc:Vpc": 1,
         "digitalocean:index/tag:Tag": 3,
-        RESERVED_IP: 1,  # the endpoint's address, assigned to the Nginx droplet
-        RESERVED_IP_ASSIGNMENT: 1,
+        RESERVED_IP: 2,  # the endpoint's and prometheusUrl's addresses, assigned to the Nginx / Prometheus droplets
+        RESERVED_IP_ASSIGNMENT: 2,
+        DO_VOLUME: 1,  # Prometheus' TSDB
+        DO_VOLUME_ATTACHMENT: 1,
         "gpu-inference:index:LoadBalancedPool": 1,
         "gpu-inference:index:VllmService": 1,
         "gpu-inference:index:GpuInferenceNode": 1,
@@ -155,8 +163,8 @@ def test_aws_instances_on_the_nvidia_ami_with_imdsv2_gp3_and_spot(aws: ProgramRu
         assert r.inputs["rootBlockDevice"]["volumeType"] == "gp3"
         assert r.inputs["rootBlockDevice"]["encrypted"] is True
         assert r.inputs["keyName"] == "ops-2026"
-        if r.name.endswith("-lb"):
-            continue  # launched on its own network interface: see test_aws_lb_launches_on_an_eni_with_an_eip
+        if r.name in (LB, PROMETHEUS):
+            continue  # launched on their own network interfaces: see the ENI tests below
         assert len(r.inputs["vpcSecurityGroupIds"]) == 2  # its own rules + its role's identity group
         assert r.inputs["associatePublicIpAddress"] is True and r.inputs["subnetId"]
     for r in gpu:
@@ -203,7 +211,8 @@ def one(program: ProgramRun, token: str) -> RecordedResource:
 
 
 def test_do_endpoint_is_the_reserved_ip_assigned_to_the_lb_droplet(dev: ProgramRun) -> None:
-    reserved, assignment = one(dev, RESERVED_IP), one(dev, RESERVED_IP_ASSIGNMENT)
+    reserved = named(dev, RESERVED_IP, f"{LB}-ip")
+    assignment = named(dev, RESERVED_IP_ASSIGNMENT, f"{LB}-ip-assignment")
     lb = next(r for r in of_type(dev, DROPLET) if r.name.endswith("-lb"))
     assert reserved.inputs == {"region": "tor1"}  # created on its own, not through the droplet's dropletId
     address = value(dev.namespace["pool"].lb.public_ip)
@@ -214,7 +223,8 @@ def test_do_endpoint_is_the_reserved_ip_assigned_to_the_lb_droplet(dev: ProgramR
 
 
 def test_aws_lb_launches_on_an_eni_with_an_eip(aws: ProgramRun) -> None:
-    eni, eip, association = one(aws, ENI), one(aws, EIP), one(aws, EIP_ASSOCIATION)
+    eni, eip = named(aws, ENI, f"{LB}-eni"), named(aws, EIP, f"{LB}-ip")
+    association = named(aws, EIP_ASSOCIATION, f"{LB}-ip-association")
     lb = next(r for r in of_type(aws, INSTANCE) if r.name.endswith("-lb"))
     lb_fw = next(r for r in of_type(aws, SECURITY_GROUP) if r.name.endswith("-lb-fw"))
     lb_identity = next(r for r in of_type(aws, SECURITY_GROUP) if r.name.endswith("-lb-id"))
@@ -238,25 +248,88 @@ def test_aws_lb_waits_for_its_eip_and_is_replaced_delete_first(aws: ProgramRun) 
     # The interface can be the primary of one instance only: the old one must go before the new one launches.
     lb = next(r for r in of_type(aws, INSTANCE) if r.name.endswith("-lb"))
     assert lb.delete_before_replace is True
-    assert one(aws, EIP_ASSOCIATION).urn in lb.dependencies
-    nodes = [r for r in of_type(aws, INSTANCE) if not r.name.endswith("-lb")]
+    assert named(aws, EIP_ASSOCIATION, f"{LB}-ip-association").urn in lb.dependencies
+    nodes = [r for r in of_type(aws, INSTANCE) if r.name not in (LB, PROMETHEUS)]
     assert nodes and not any(r.delete_before_replace for r in nodes)
 
 
 @pytest.mark.parametrize(
     ("stack", "static_types"),
-    [("dev", (RESERVED_IP, RESERVED_IP_ASSIGNMENT)), (str(STACKS / "aws-spot.yaml"), (ENI, EIP, EIP_ASSOCIATION))],
+    [("dev", (RESERVED_IP, RESERVED_IP_ASSIGNMENT, DO_VOLUME)),
+     (str(STACKS / "aws-spot.yaml"), (ENI, EIP, EIP_ASSOCIATION, EBS_VOLUME))],
 )
-def test_scaling_the_pool_keeps_the_endpoint(stack: str, static_types: tuple[str, ...]) -> None:
+def test_scaling_the_pool_keeps_the_endpoint_and_prometheus_address_and_data(
+    stack: str, static_types: tuple[str, ...]
+) -> None:
     small, large = run(stack, {"nodeCount": 1}), run(stack, {"nodeCount": 3})
     for token in static_types:
-        assert one(small, token).inputs == one(large, token).inputs, token
-    # ... while the load balancer itself is rebuilt with the new node list.
+        # Both static-address hosts, and the TSDB volume: the same inputs, so the engine keeps them.
+        before = {r.name: r.inputs for r in of_type(small, token)}
+        after = {r.name: r.inputs for r in of_type(large, token)}
+        assert before == after and before, token
+    for host in (LB, PROMETHEUS):
+        names = {r.name for token in static_types for r in of_type(small, token)}
+        assert any(n.startswith(f"{host}-") for n in names), host
+    # ... while both hosts are rebuilt with the new node list.
     field = "user_data_base64" if "aws" in stack else "user_data"
-    lb_small, lb_large = small.namespace["pool"].lb.instance, large.namespace["pool"].lb.instance
-    assert value(getattr(lb_small, field)) != value(getattr(lb_large, field))
+    for host in (lambda p: p.namespace["pool"].lb.instance, lambda p: p.namespace["monitoring"].host.instance):
+        assert value(getattr(host(small), field)) != value(getattr(host(large), field))
     assert small.outputs["endpoint"] == large.outputs["endpoint"]
+    assert small.outputs["prometheusUrl"] == large.outputs["prometheusUrl"]
     assert len(large.outputs["nodeAddresses"]) == 3
+
+
+def test_do_prometheus_url_is_its_reserved_ip_and_its_tsdb_volume_is_attached(dev: ProgramRun) -> None:
+    host = named(dev, DROPLET, PROMETHEUS)
+    reserved = named(dev, RESERVED_IP, f"{PROMETHEUS}-ip")
+    assignment = named(dev, RESERVED_IP_ASSIGNMENT, f"{PROMETHEUS}-ip-assignment")
+    address = value(dev.namespace["monitoring"].public_ip)
+    assert reserved.inputs == {"region": "tor1"}
+    assert assignment.inputs["ipAddress"] == address and str(assignment.inputs["dropletId"]) == host.id
+    assert dev.outputs["prometheusUrl"] == f"http://{address}:{PROMETHEUS_PORT}" and address != host.addresses["public"]
+    volume = named(dev, DO_VOLUME, f"{PROMETHEUS}-data")
+    # Nothing of the droplet in the volume's inputs: replacing the host never replaces its data.
+    assert volume.inputs["name"] == "gpu-inference-dev-prometheus-data"
+    assert volume.inputs["size"] == 20 and volume.inputs["region"] == "tor1"
+    assert not set(volume.dependencies) & {host.urn, named(dev, RESERVED_IP_ASSIGNMENT, f"{PROMETHEUS}-ip-assignment").urn}
+    attachment = named(dev, DO_VOLUME_ATTACHMENT, f"{PROMETHEUS}-data-attachment")
+    assert attachment.inputs["volumeId"] == volume.id and str(attachment.inputs["dropletId"]) == host.id
+    # One droplet at a time: the old attachment is released before the new one is made.
+    assert attachment.delete_before_replace is True
+    user_data = value(dev.namespace["monitoring"].host.instance.user_data)
+    assert "/dev/disk/by-id/scsi-0DO_Volume_gpu-inference-dev-prometheus-data" in user_data
+
+
+def test_aws_prometheus_on_an_eni_with_an_eip_and_an_ebs_volume_in_its_zone(aws: ProgramRun) -> None:
+    host = named(aws, INSTANCE, PROMETHEUS)
+    eni = named(aws, ENI, f"{PROMETHEUS}-eni")
+    eip = named(aws, EIP, f"{PROMETHEUS}-ip")
+    assert host.inputs["primaryNetworkInterface"] == {"networkInterfaceId": eni.id}
+    assert host.delete_before_replace is True
+    assert "associatePublicIpAddress" not in host.inputs  # the EIP is its only public address (and bill line)
+    identity = named(aws, SECURITY_GROUP, "gpu-inference-monitoring-id")
+    assert identity.id in eni.inputs["securityGroups"]  # what the nodes' and the LB's rules admit
+    assert aws.outputs["prometheusUrl"] == f"http://{value(aws.namespace['monitoring'].public_ip)}:{PROMETHEUS_PORT}"
+    assert value(aws.namespace["monitoring"].public_ip) == eip.addresses["public"]
+    volume = named(aws, EBS_VOLUME, f"{PROMETHEUS}-data")
+    subnet = one(aws, "aws:ec2/subnet:Subnet")
+    assert volume.inputs["availabilityZone"] == subnet.inputs["availabilityZone"]
+    assert volume.inputs["type"] == "gp3" and volume.inputs["size"] == 20 and volume.inputs["encrypted"] is True
+    attachment = named(aws, EBS_ATTACHMENT, f"{PROMETHEUS}-data-attachment")
+    assert attachment.inputs["volumeId"] == volume.id and attachment.inputs["instanceId"] == host.id
+    assert attachment.inputs["deviceName"] == "/dev/sdf"
+    # The old instance is stopped (Prometheus shut down, filesystem unmounted) before the volume leaves it.
+    assert attachment.inputs["stopInstanceBeforeDetaching"] is True and attachment.delete_before_replace is True
+    assert "skipDestroy" not in attachment.inputs
+
+
+def test_aws_prometheus_user_data_finds_its_volume_by_id(aws: ProgramRun) -> None:
+    import base64
+    import gzip
+
+    volume = named(aws, EBS_VOLUME, f"{PROMETHEUS}-data")
+    text = gzip.decompress(base64.b64decode(value(aws.namespace["monitoring"].host.instance.user_data_base64))).decode()
+    assert f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume.id.replace('-', '')}" in text
 
 
 @pytest.mark.parametrize("stack", ["dev", str(STACKS / "aws-spot.yaml")])
@@ -277,6 +350,15 @@ def test_a_stack_name_digitalocean_names_cannot_carry_is_refused_before_anything
     with pytest.raises(ConfigError, match="stack name"):
         run_program(PROJECT_DIR, stack_name, config, secret_keys, "digitalocean", "tor1")
     assert run_program(PROJECT_DIR, "qa-1", config, secret_keys, "digitalocean", "tor1").outputs["endpoint"]
+
+
+def test_a_stack_name_too_long_for_the_prometheus_volume_name_is_refused_before_anything() -> None:
+    # "gpu-inference-<stack>-prometheus-data" must fit DigitalOcean's 64 characters: 34 for the stack name.
+    path = stack_path("dev")
+    config, secret_keys = engine_config(dict(read_stack_file(path)))
+    with pytest.raises(ConfigError, match="at most 34 characters"):
+        run_program(PROJECT_DIR, "s" * 35, config, secret_keys, "digitalocean", "tor1")
+    assert run_program(PROJECT_DIR, "s" * 34, config, secret_keys, "digitalocean", "tor1").outputs["prometheusUrl"]
 
 
 def test_a_kubernetes_stack_name_too_long_for_the_node_pool_label_is_refused() -> None:
@@ -481,7 +563,7 @@ def test_exports(dev: ProgramRun) -> None:
     out = dev.outputs
     assert out["endpoint"].startswith("http://") and out["endpoint"].endswith("/v1")
     assert out["prometheusUrl"].endswith(f":{PROMETHEUS_PORT}")
-    assert out["monthlyCostUsd"] == pytest.approx(1182.10)
+    assert out["monthlyCostUsd"] == pytest.approx(1184.10)  # 1182.10 + the Prometheus volume, 20 GB x $0.10
     assert out["kvCacheTokensPerNode"] > 100_000
     assert out["maxConcurrencyPerNode"] > 1
 
@@ -698,3 +780,26 @@ def test_kubernetes_public_endpoint_without_api_key_is_the_only_finding() -> Non
     program = run_program(PROJECT_DIR, "kubernetes", config, secret_keys, "kubernetes", "tor1")
     [(name, message)] = check_security(_policy_views(program.recorded))
     assert name == "gpu-inference-vllm" and "without an API key" in message  # not an open vLLM port
+
+
+@pytest.mark.parametrize(("fixture", "expected"), [("dev", 20 * 0.10), ("aws", 20 * 0.08)])
+def test_prometheus_volume_is_priced_per_gb_month_and_its_attachment_is_free(
+    fixture: str, expected: float, request: pytest.FixtureRequest
+) -> None:
+    from gpu_inference.pricing import bill_for_resources
+
+    program: ProgramRun = request.getfixturevalue(fixture)
+    bill = bill_for_resources((r.type, r.name, r.inputs) for r in program.recorded if r.custom)
+    lines = bill.by_resource()
+    line = lines[f"{PROMETHEUS}-data"]
+    assert line.monthly_usd == pytest.approx(expected) and line.quantity == 20 and line.unit == "GB-month"
+    assert line.price_source and line.price_date
+    assert f"{PROMETHEUS}-data-attachment" not in lines
+    # The program's own export prices the same registrations.
+    assert program.outputs["monthlyCostUsd"] == pytest.approx(round(bill.total_monthly_usd, 2))
+
+
+def test_monitoring_storage_gb_sizes_the_volume() -> None:
+    program = run("dev", {"monitoring": {"storageGb": 100}})
+    assert named(program, DO_VOLUME, f"{PROMETHEUS}-data").inputs["size"] == 100
+    assert program.outputs["monthlyCostUsd"] == pytest.approx(1184.10 + 80 * 0.10)

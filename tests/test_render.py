@@ -27,6 +27,7 @@ from gpu_inference.render import (
     vllm_args,
     vllm_env_file,
     vllm_unit,
+    volume_devices,
 )
 from gpu_inference.render._common import systemd_quote
 from gpu_inference.render.healthcheck import BASE_GRACE_SECONDS, MAX_CONSECUTIVE_FAILURES, grace_seconds
@@ -434,12 +435,56 @@ def test_lb_and_monitoring_cloud_init() -> None:
     lb = yaml.safe_load(load_balancer_cloud_init(s.stack, ["10.0.1.2:8000"], API_KEY))
     assert {"nginx", "prometheus-node-exporter"} <= set(lb["packages"])
     assert all(f.get("defer") for f in lb["write_files"])  # after the nginx package, not before
-    mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"]))
+    devices = volume_devices("digitalocean", "gpu-inference-prod-prometheus-data")
+    mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
+                                               devices))
     assert {"prometheus", "prometheus-node-exporter"} <= set(mon["packages"])
     paths = {f["path"]: f for f in mon["write_files"]}
     assert "--storage.tsdb.retention.time=30d" in paths["/etc/default/prometheus"]["content"]
+    assert "--storage.tsdb.path=/var/lib/prometheus/metrics2" in paths["/etc/default/prometheus"]["content"]
     bootstrap = paths[mon["runcmd"][0][0]]["content"]
     assert "promtool check config" in bootstrap and "promtool check rules" in bootstrap
+
+
+def test_monitoring_cloud_init_mounts_the_tsdb_volume_before_prometheus_starts() -> None:
+    s = prod()
+    devices = volume_devices("digitalocean", "gpu-inference-prod-prometheus-data")
+    assert devices == ["/dev/disk/by-id/scsi-0DO_Volume_gpu-inference-prod-prometheus-data"]
+    mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
+                                               devices))
+    paths = {f["path"]: f for f in mon["write_files"]}
+    # The drop-in is written before the packages (not deferred): the package's own start of Prometheus, and
+    # any boot where the volume is missing, cannot put a TSDB on the root disk.
+    dropin = paths["/etc/systemd/system/prometheus.service.d/gpu-inference-data-volume.conf"]
+    assert not dropin.get("defer")
+    assert "ConditionPathIsMountPoint=/var/lib/prometheus/metrics2" in dropin["content"]
+    assert "RequiresMountsFor=/var/lib/prometheus/metrics2" in dropin["content"]
+    script = paths[mon["runcmd"][0][0]]["content"]
+    lines = script.splitlines()
+
+    def at(fragment: str) -> int:
+        return next(i for i, line in enumerate(lines) if fragment in line)
+
+    assert f"candidates=({devices[0]})" in script
+    # Bounded wait, format only a blank device, fstab by UUID with nofail, mount, own it, then start.
+    assert at("wait_seconds=") < at("for ((waited = 0; waited <= wait_seconds") < at('[[ -n "$device" ]] || die')
+    assert at('[[ "$probe" -eq 2 ]]') < at("mkfs.ext4") < at('entry="UUID=$uuid $data_dir $fstype defaults,nofail')
+    assert at("entry=") < at('mount "$data_dir"') < at("chown -h prometheus:prometheus") < at(
+        "systemctl restart prometheus.service")
+    assert script.count("mkfs") == 1 and "blkid -p" in script  # never formats a volume that holds anything
+    assert at("systemctl stop prometheus.service") < at('mount "$data_dir"')
+
+
+def test_monitoring_cloud_init_needs_the_volume() -> None:
+    with pytest.raises(ValueError):
+        monitoring_cloud_init(prod().stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"], [])
+
+
+def test_aws_volume_devices_by_ebs_volume_id() -> None:
+    assert volume_devices("aws", "vol-0123456789abcdef0") == [
+        "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",  # Nitro: serial = id without '-'
+        "/dev/xvdf",  # Xen instance types keep the attachment's name
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

@@ -506,3 +506,26 @@ def test_systemd_analyze_catches_a_missing_program(tmp_path: Path) -> None:
     result = systemd_verify(root, sorted(units))
     assert result.returncode != 0
     assert "vllm-healthcheck" in result.stderr
+
+
+PROMETHEUS_STUB = ("[Unit]\nDescription=stub of Debian's prometheus.service\n[Service]\nUser=prometheus\n"
+                   "EnvironmentFile=-/etc/default/prometheus\nExecStart=/usr/bin/prometheus $ARGS\n"
+                   "[Install]\nWantedBy=multi-user.target\n")
+PROMETHEUS_DROPIN = "prometheus.service.d/gpu-inference-data-volume.conf"
+
+
+def verify_prometheus_dropin(tmp_path: Path, dropin: str) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify of a stand-in for the Debian package's prometheus.service plus ``dropin``."""
+    units = {"prometheus.service": PROMETHEUS_STUB, PROMETHEUS_DROPIN: dropin}
+    root = systemd_root(tmp_path, units, {"/usr/bin/prometheus": "#!/bin/sh\nexit 0\n"})
+    return systemd_verify(root, ["prometheus.service"])
+
+
+@pytest.mark.parametrize("scenario", SCENARIO_NAMES)
+def test_systemd_analyze_verify_prometheus_data_volume_dropin(scenario: str, tmp_path: Path) -> None:
+    dropin = rendered(scenario)["monitoring/prometheus-data-volume.conf"]
+    result = verify_prometheus_dropin(tmp_path / "ok", dropin)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+    result = verify_prometheus_dropin(tmp_path / "broken", dropin.replace("RequiresMountsFor", "RequiresMountFor"))
+    assert "RequiresMountFor" in result.stderr

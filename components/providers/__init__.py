@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 Role = Literal["gpu", "lb", "monitoring"]
 ROLES: tuple[Role, ...] = ("gpu", "lb", "monitoring")
 
+# The Prometheus host's TSDB volume (MonitoringStack): its cloud name is volume_cloud_name(stack, this).
+PROMETHEUS_VOLUME_PURPOSE = "prometheus-data"
+
 WORLD_V4 = "0.0.0.0/0"
 WORLD_V6 = "::/0"
 
@@ -69,7 +72,35 @@ class MachineSpec:
     """The deployment spec as key/value labels (AWS tags); policies read them from the machine itself."""
     static_ip: bool = False
     """Give the machine a public IPv4 that outlives it (DigitalOcean reserved IP, AWS Elastic IP on its own
-    network interface): a machine replaced because its user data changed keeps the address clients use."""
+    network interface): a machine replaced because its user data changed keeps the address clients use.
+    The Nginx host and the Prometheus host both ask for one (their config lists the GPU nodes)."""
+    volumes: tuple[DataVolume, ...] = ()
+    """Block volumes (from ``CloudProvider.volume``) to attach to the machine; they outlive it."""
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """A block volume that outlives the machines it is attached to (the Prometheus TSDB)."""
+
+    role: Role
+    purpose: str
+    """Short lowercase word(s) for cloud-side names and tags, e.g. ``prometheus-data``."""
+    size_gb: int
+
+
+@dataclass(frozen=True)
+class DataVolume:
+    """A created block volume: its resource, and the device paths it shows up under on a machine.
+
+    ``devices`` are stable paths (``/dev/disk/by-id/...``) to try in order; the first that exists is the
+    volume. They depend only on the volume (its name or id), never on the machine.
+    """
+
+    name: str
+    """Its Pulumi name; an attachment is ``{name}-attachment``."""
+    resource: pulumi.CustomResource
+    id: pulumi.Output[str]
+    devices: pulumi.Output[list[str]]
 
 
 @dataclass
@@ -116,7 +147,15 @@ class CloudProvider(Protocol):
     def machine(
         self, name: str, spec: MachineSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
     ) -> Machine:
-        """Create one machine named ``name`` and its firewall ``{name}-fw`` (children of ``parent``)."""
+        """Create one machine named ``name`` and its firewall ``{name}-fw`` (children of ``parent``), and
+        attach ``spec.volumes`` to it (``{volume.name}-attachment``)."""
+        ...
+
+    def volume(
+        self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+    ) -> DataVolume:
+        """Create a block volume named ``name``, before and independent of any machine: replacing the machine
+        it is attached to never replaces it."""
         ...
 
 
@@ -169,6 +208,16 @@ K8S_LABEL_VALUE_MAX = 63
 K8S_POOL_NAME_PREFIX = "gpu-inference-gpu-"
 
 
+# DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter, at most 64 characters.
+DO_VOLUME_NAME_MAX = 64
+
+
+def volume_cloud_name(stack: ResolvedStack, purpose: str) -> str:
+    """Cloud-side name of a stack's block volume (``gpu-inference-dev-prometheus-data``), lowercase because
+    DigitalOcean accepts nothing else; on DigitalOcean it is also what the device is named after."""
+    return f"{resource_prefix(stack)}-{purpose}".lower()
+
+
 def check_stack_name(stack: ResolvedStack) -> None:
     """Refuse, before anything is created, a stack name the provider's cloud-side names cannot carry."""
     rename = "(create it with `pulumi stack init <name>`, or `pulumi stack rename`)"
@@ -177,6 +226,14 @@ def check_stack_name(stack: ResolvedStack) -> None:
             f"stack name {stack.name!r} cannot be part of DigitalOcean droplet names and tags: use only letters, "
             f"digits and '-' {rename}"
         ])
+    if stack.config.provider == "digitalocean" and stack.config.monitoring.enabled:
+        volume = volume_cloud_name(stack, PROMETHEUS_VOLUME_PURPOSE)
+        if len(volume) > DO_VOLUME_NAME_MAX:
+            raise ConfigError([
+                f"stack name {stack.name!r} makes the Prometheus volume's name {volume!r} {len(volume)} characters: "
+                f"DigitalOcean allows at most {DO_VOLUME_NAME_MAX}, so use at most "
+                f"{len(stack.name) - len(volume) + DO_VOLUME_NAME_MAX} characters {rename}"
+            ])
     longest = K8S_LABEL_VALUE_MAX - len(K8S_POOL_NAME_PREFIX)
     if stack.config.provider == "kubernetes" and len(stack.name) > longest:
         raise ConfigError([

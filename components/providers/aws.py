@@ -20,15 +20,17 @@ from components.providers import (
     ROLES,
     WORLD_V4,
     WORLD_V6,
+    DataVolume,
     IngressRule,
     Machine,
     MachineSpec,
     Network,
+    VolumeSpec,
     cloud_name,
     priced_args,
     resource_prefix,
 )
-from gpu_inference.render.cloud_init import user_data_base64_gzip
+from gpu_inference.render.cloud_init import user_data_base64_gzip, volume_devices
 
 if TYPE_CHECKING:
     from gpu_inference.stack import ResolvedStack
@@ -43,9 +45,13 @@ BASE_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
 BASE_AMI_OWNER = "099720109477"  # Canonical
 INSTANCE = "aws:ec2/instance:Instance"
 ELASTIC_IP = "aws:ec2/eip:Eip"
+EBS_VOLUME = "aws:ebs/volume:Volume"
+# Device names the data volumes are attached as (/dev/sdf, /dev/sdg, ...): what EC2 records; a Nitro
+# instance shows the volume as an NVMe device instead (render.cloud_init.volume_devices finds it by id).
+DATA_DEVICE_LETTERS = "fghijklmnop"
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDR = "10.42.1.0/24"
-# Root disk of the small hosts: OS, Nginx or Prometheus with its retention, logs.
+# Root disk of the small hosts: OS, Nginx or Prometheus, logs (Prometheus' TSDB lives on its own data volume).
 BASE_DISK_GB = {"lb": 20, "monitoring": 40}
 
 _EGRESS_ALL = [
@@ -111,7 +117,7 @@ class AwsProvider:
             provider=self.name,
             vpc_id=vpc.id,
             identities={role: sg.id for role, sg in identities.items()},
-            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc, "igw": igw},
+            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc, "igw": igw, "az": az},
         )
 
     def machine(
@@ -212,6 +218,8 @@ class AwsProvider:
         # The bill is computed now, before the AMI lookup resolves: price the disk asked for (the AMI's
         # snapshot only raises it when the configured size is below the image's own).
         network.priced[-1][2].setdefault("rootBlockDevice", {})["volumeSize"] = disk_gb
+        for i, volume in enumerate(spec.volumes):
+            self._attach(volume, f"/dev/sd{DATA_DEVICE_LETTERS[i]}", instance, opts)
         if static is not None:
             # The interface's address is the instance's, and stays when the instance is replaced.
             return Machine(instance=instance, firewall=sg, id=instance.id,
@@ -219,6 +227,43 @@ class AwsProvider:
         return Machine(
             instance=instance, firewall=sg, id=instance.id,
             public_ip=instance.public_ip, private_ip=instance.private_ip,
+        )
+
+    def volume(
+        self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+    ) -> DataVolume:
+        # In the subnet's zone (an EBS volume attaches only to instances in its own AZ); nothing of an
+        # instance, so replacing the instance never replaces the volume.
+        opts = pulumi.ResourceOptions(parent=parent, provider=network.extra["provider"])
+        volume = aws.ebs.Volume(name, **priced_args(network.priced, EBS_VOLUME, name, dict(
+            availability_zone=network.extra["az"],
+            size=spec.size_gb,
+            type="gp3",
+            encrypted=True,
+            tags=_tags(stack, name, spec.role),
+            opts=opts,
+        )))
+        return DataVolume(name=name, resource=volume, id=volume.id,
+                          devices=volume.id.apply(lambda vid: volume_devices(self.name, vid)))
+
+    @staticmethod
+    def _attach(volume: DataVolume, device_name: str, instance: aws.ec2.Instance, opts: pulumi.ResourceOptions) -> None:
+        """Attach ``volume`` to ``instance``; on a replacement, release it from the old instance cleanly first.
+
+        An EBS volume is attached to one instance at a time, so the old attachment goes first
+        (delete_before_replace; the static-address hosts are replaced delete-first anyway, and Pulumi deletes
+        this dependent before the instance). stop_instance_before_detaching stops the old instance before the
+        detach: its shutdown stops Prometheus and unmounts the filesystem, where a detach from a running
+        instance could leave the volume "busy" or cut writes off mid-flight. (skip_destroy would instead leave
+        the volume attached until the instance terminates.) The instance is being deleted anyway.
+        """
+        aws.ec2.VolumeAttachment(
+            f"{volume.name}-attachment",
+            device_name=device_name,
+            volume_id=volume.id,
+            instance_id=instance.id,
+            stop_instance_before_detaching=True,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
 
     @staticmethod

@@ -12,15 +12,19 @@ from components.providers import (
     ROLES,
     WORLD_V4,
     WORLD_V6,
+    DataVolume,
     IngressRule,
     Machine,
     MachineSpec,
     Network,
     Role,
+    VolumeSpec,
     cloud_name,
     priced_args,
     resource_prefix,
+    volume_cloud_name,
 )
+from gpu_inference.render.cloud_init import volume_devices
 
 if TYPE_CHECKING:
     from gpu_inference.stack import ResolvedStack
@@ -35,6 +39,7 @@ GPU_IMAGE_AMD = "gpu-amd-base"
 BASE_IMAGE = "ubuntu-24-04-x64"
 DROPLET = "digitalocean:index/droplet:Droplet"
 RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
+VOLUME = "digitalocean:index/volume:Volume"
 
 # Outbound is open: nodes pull the vLLM image and the weights, hosts fetch packages.
 _OUTBOUND = [
@@ -107,6 +112,8 @@ class DigitalOceanProvider:
             outbound_rules=_OUTBOUND,
             opts=opts,
         )
+        for volume in spec.volumes:
+            self._attach(volume, droplet, opts)
         public_ip = droplet.ipv4_address
         if spec.static_ip:
             public_ip = self._reserved_ip(name, droplet, network, stack, opts)
@@ -116,6 +123,41 @@ class DigitalOceanProvider:
             id=droplet.id,
             public_ip=public_ip,
             private_ip=droplet.ipv4_address_private,
+        )
+
+    def volume(
+        self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+    ) -> DataVolume:
+        # Region, size and name only: nothing of a droplet, so replacing the droplet never replaces this.
+        # Unformatted: the machine's first boot formats it only if blank (a volume keeps its filesystem).
+        volume_name = volume_cloud_name(stack, spec.purpose)
+        volume = do.Volume(name, **priced_args(network.priced, VOLUME, name, dict(
+            name=volume_name,
+            region=stack.config.region,
+            size=spec.size_gb,
+            description=f"gpu-inference stack {stack.name}: {spec.purpose} of the {spec.role} host",
+            tags=["gpu-inference", f"stack-{stack.name}", f"role-{spec.role}", *stack.config.tags],
+            opts=pulumi.ResourceOptions(parent=parent),
+        )))
+        return DataVolume(
+            name=name, resource=volume, id=volume.id,
+            devices=pulumi.Output.from_input(volume_devices(self.name, volume_name)),
+        )
+
+    @staticmethod
+    def _attach(volume: DataVolume, droplet: do.Droplet, opts: pulumi.ResourceOptions) -> None:
+        """Attach ``volume`` to ``droplet``, releasing it from a replaced droplet first.
+
+        A volume is attached to one droplet at a time, so on a droplet replacement the old attachment must
+        go before the new one is made (delete_before_replace). DigitalOcean cannot stop the old droplet
+        first: the detach is like a power cut to that disk (ext4's journal and Prometheus' WAL recover
+        from it; the last seconds of samples may be lost).
+        """
+        do.VolumeAttachment(
+            f"{volume.name}-attachment",
+            droplet_id=droplet.id.apply(int),
+            volume_id=volume.id,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
 
     @staticmethod

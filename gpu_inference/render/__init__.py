@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render._common import node_name
 from gpu_inference.render.cloud_init import (
+    PREVIEW_AWS_VOLUME_ID,
     dcgm_exporter_unit,
     gpu_node_bootstrap,
     gpu_node_cloud_init,
@@ -20,6 +21,8 @@ from gpu_inference.render.cloud_init import (
     monitoring_bootstrap,
     monitoring_cloud_init,
     node_exporter_unit,
+    prometheus_data_dropin,
+    volume_devices,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
@@ -48,6 +51,7 @@ __all__ = [
     "vllm_args",
     "vllm_env_file",
     "vllm_unit",
+    "volume_devices",
 ]
 
 
@@ -70,11 +74,14 @@ def render_all(
     monitoring_address: str,
     api_key: str | None,
     hf_token: str | None,
+    monitoring_volume: str | None = None,
 ) -> dict[str, str]:
     """Relative path → content of every rendered file (what the offline preview writes).
 
     ``monitoring_address`` is not part of any file today (Prometheus scrapes itself on localhost); it is
     taken so callers need not change when a file starts to need it (e.g. firewall notes).
+    ``monitoring_volume`` is the Prometheus volume's DigitalOcean name or EBS volume id (what its device is
+    found by); None renders a placeholder (golden files).
     """
     del monitoring_address
     files: dict[str, str] = {}
@@ -98,6 +105,16 @@ def render_all(
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
-        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm)
-        files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack)
+        devices = volume_devices(stack.config.provider, monitoring_volume or _placeholder_volume(stack))
+        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices)
+        files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
+        files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
     return files
+
+
+def _placeholder_volume(stack: ResolvedStack) -> str:
+    """What the Prometheus volume is found by, when the caller has no real one: the name the program gives
+    it on DigitalOcean (``components.providers.volume_cloud_name``), a fixed fake id on AWS."""
+    if stack.config.provider == "aws":
+        return PREVIEW_AWS_VOLUME_ID
+    return f"gpu-inference-{stack.name}-prometheus-data".lower()

@@ -310,39 +310,153 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
 # ---------------------------------------------------------------------------------------------
 
 
-def monitoring_bootstrap(stack: ResolvedStack) -> str:
+# Where Debian/Ubuntu's `prometheus` package keeps the TSDB (its default --storage.tsdb.path, also passed
+# explicitly in /etc/default/prometheus below): the data volume is mounted exactly here.
+PROMETHEUS_DATA_DIR = "/var/lib/prometheus/metrics2"
+PROMETHEUS_DROPIN = f"{SYSTEMD_DIR}/prometheus.service.d/gpu-inference-data-volume.conf"
+# How long first boot waits for the data volume. It is attached only once the new host exists (and, when
+# the host is replaced, once the old host has let go of it: AWS stops the old instance first).
+DATA_VOLUME_WAIT_SECONDS = 900
+# Placeholders the offline preview and the golden files use for the volume (the real ones come from the cloud).
+PREVIEW_AWS_VOLUME_ID = "vol-00000000000000000"
+
+
+def volume_devices(provider: str, volume: str) -> list[str]:
+    """Stable device paths of a block volume on its machine, to try in order.
+
+    ``volume`` is the DigitalOcean volume's name, or the EBS volume's id. DigitalOcean exposes a volume as
+    ``/dev/disk/by-id/scsi-0DO_Volume_<name>``. On Nitro instances an EBS volume is an NVMe device whose
+    serial number is the volume id without its dash, so udev links it as
+    ``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…`` (the ``/dev/sdf`` asked for at attachment is
+    not a device node there); on older Xen instance types it keeps the attachment's name, ``/dev/xvdf``.
+    """
+    if provider == "digitalocean":
+        return [f"/dev/disk/by-id/scsi-0DO_Volume_{volume}"]
+    if provider == "aws":
+        return [f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume.replace('-', '', 1)}", "/dev/xvdf"]
+    raise ValueError(f"no block volumes on provider {provider!r}")
+
+
+def prometheus_data_dropin() -> str:
+    """prometheus.service drop-in: never run Prometheus on the root disk.
+
+    Written before the package is installed, so the package's own start (before the bootstrap has mounted
+    the volume) is skipped rather than creating an empty TSDB on the root disk, and a boot where the volume
+    did not come back leaves Prometheus stopped instead of silently starting a second, empty history.
+    """
+    return f"""# {RENDERED_BY}
+[Unit]
+RequiresMountsFor={PROMETHEUS_DATA_DIR}
+ConditionPathIsMountPoint={PROMETHEUS_DATA_DIR}
+"""
+
+
+def monitoring_bootstrap(stack: ResolvedStack, data_devices: list[str]) -> str:
+    """First boot of the Prometheus host: mount the TSDB volume, validate with promtool, (re)start Prometheus.
+
+    The volume is prepared here rather than by cloud-init's ``disk_setup``/``fs_setup``/``mounts`` modules:
+    those run once, early in boot, and give up on a device that is not there yet, while the volume is
+    attached only after the host exists (and after the previous host released it). The script waits for it,
+    formats it only when it carries no filesystem or partition table at all, and is safe to run again.
+    """
+    devices = " ".join(shell_quote(d) for d in data_devices)
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
-# First boot of the Prometheus host: validate everything with promtool before (re)starting Prometheus.
+# First boot of the Prometheus host: mount the TSDB volume, validate everything with promtool, then (re)start
+# Prometheus. Safe to run again (e.g. by hand after the volume was late): every step checks first.
 set -euo pipefail
 
 log() {{ echo "gpu-inference-monitoring-bootstrap: $*"; }}
+die() {{ log "ERROR: $*"; exit 1; }}
+
+data_dir={PROMETHEUS_DATA_DIR}
+candidates=({devices})
+wait_seconds={DATA_VOLUME_WAIT_SECONDS}
+
+# The package may have tried to start Prometheus; the drop-in kept it off the root disk. Keep it stopped.
+systemctl stop prometheus.service || true
+
+device=""
+for ((waited = 0; waited <= wait_seconds; waited += 5)); do
+    for candidate in "${{candidates[@]}}"; do
+        if [[ -b "$candidate" ]]; then
+            device=$(readlink -f "$candidate")
+            break 2
+        fi
+    done
+    sleep 5
+done
+[[ -n "$device" ]] || die "no data volume after ${{wait_seconds}}s (looked for: ${{candidates[*]}});" \
+    "Prometheus stays stopped: attach the volume and run $0 again"
+udevadm settle || true
+log "data volume: $device"
+
+# Format only a blank volume: one that already holds a TSDB (the host was replaced) is kept as it is.
+probe=0
+blkid -p "$device" >/dev/null 2>&1 || probe=$?
+if [[ "$probe" -eq 2 ]]; then
+    log "$device is blank: creating an ext4 filesystem"
+    mkfs.ext4 -q -L prometheus "$device"
+elif [[ "$probe" -ne 0 ]]; then
+    die "cannot probe $device (blkid exit $probe)"
+fi
+fstype=$(blkid -p -o value -s TYPE "$device" || true)
+uuid=$(blkid -p -o value -s UUID "$device" || true)
+[[ -n "$fstype" && -n "$uuid" ]] || die "$device holds no filesystem with a UUID (a partition table?): not touching it"
+
+# By UUID, so a reboot that renames the device still mounts it; nofail, so a missing volume never stops the
+# boot (the drop-in then keeps Prometheus stopped rather than writing to the root disk).
+install -d -m 0755 "$data_dir"
+entry="UUID=$uuid $data_dir $fstype defaults,nofail,x-systemd.device-timeout=5min 0 2"
+if ! grep -qxF "$entry" /etc/fstab; then
+    sed -i "\\#[[:space:]]${{data_dir}}[[:space:]]#d" /etc/fstab
+    echo "$entry" >> /etc/fstab
+    systemctl daemon-reload
+fi
+mountpoint -q "$data_dir" || mount "$data_dir"
+if [[ "$fstype" == ext4 ]]; then
+    resize2fs "$device" >/dev/null 2>&1 || log "resize2fs $device failed; the filesystem keeps its size"
+fi
+# The prometheus user's uid may differ from the host that wrote the volume: own everything again.
+find "$data_dir" -xdev \\( ! -user prometheus -o ! -group prometheus \\) -exec chown -h prometheus:prometheus {{}} +
 
 promtool check config /etc/prometheus/prometheus.yml
 promtool check rules {RULES_PATH}
+systemctl daemon-reload
 systemctl enable prometheus.service prometheus-node-exporter.service
 systemctl restart prometheus.service
 systemctl restart prometheus-node-exporter.service
-log "Prometheus is scraping; alerts: http://localhost:9090/alerts"
+log "Prometheus is scraping into $data_dir on $device; alerts: http://localhost:9090/alerts"
 """
 
 
 def monitoring_cloud_init(
-    stack: ResolvedStack, vllm_targets: list[str], node_targets: list[str] | dict[str, str], dcgm_targets: list[str]
+    stack: ResolvedStack,
+    vllm_targets: list[str],
+    node_targets: list[str] | dict[str, str],
+    dcgm_targets: list[str],
+    data_devices: list[str],
 ) -> str:
     """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package).
 
-    The promtool tests of the rules are not shipped: CI runs them, and AWS caps user data at 16 KB.
+    ``data_devices``: the TSDB volume's stable device paths (:func:`volume_devices`); the bootstrap mounts
+    it at the data directory before Prometheus starts. The promtool tests of the rules are not shipped:
+    CI runs them, and AWS caps user data at 16 KB.
     """
+    if not data_devices:
+        raise ValueError("the Prometheus host needs its data volume's device paths")
     retention = stack.config.monitoring.retention
     files = [
+        # Not deferred: in place before the package's postinst tries to start Prometheus.
+        _file(PROMETHEUS_DROPIN, prometheus_data_dropin()),
         _file("/etc/prometheus/prometheus.yml", prometheus_config(stack, vllm_targets, node_targets, dcgm_targets),
               defer=True),
         _file(RULES_PATH, alert_rules(stack), defer=True),
         # Debian's prometheus.service passes $ARGS from this file to the server.
         _file("/etc/default/prometheus",
-              f'# {RENDERED_BY}\nARGS="--storage.tsdb.retention.time={retention}"\n', defer=True),
-        _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack), "0755", defer=True),
+              f'# {RENDERED_BY}\nARGS="--storage.tsdb.path={PROMETHEUS_DATA_DIR} '
+              f'--storage.tsdb.retention.time={retention}"\n', defer=True),
+        _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack, data_devices), "0755", defer=True),
     ]
     doc = {
         "hostname": hostname_for(stack, "monitoring"),
