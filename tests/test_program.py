@@ -291,6 +291,7 @@ def test_do_prometheus_url_is_its_reserved_ip_and_its_tsdb_volume_is_attached(de
     # Nothing of the droplet in the volume's inputs: replacing the host never replaces its data.
     assert volume.inputs["name"] == "gpu-inference-dev-prometheus-data"
     assert volume.inputs["size"] == 20 and volume.inputs["region"] == "tor1"
+    assert "description" not in volume.inputs  # ForceNew in the provider: rewording it would replace the volume
     assert not set(volume.dependencies) & {host.urn, named(dev, RESERVED_IP_ASSIGNMENT, f"{PROMETHEUS}-ip-assignment").urn}
     attachment = named(dev, DO_VOLUME_ATTACHMENT, f"{PROMETHEUS}-data-attachment")
     assert attachment.inputs["volumeId"] == volume.id and str(attachment.inputs["dropletId"]) == host.id

@@ -128,14 +128,15 @@ class DigitalOceanProvider:
     def volume(
         self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
     ) -> DataVolume:
-        # Region, size and name only: nothing of a droplet, so replacing the droplet never replaces this.
-        # Unformatted: the machine's first boot formats it only if blank (a volume keeps its filesystem).
+        # Region, size, name and tags only: nothing of a droplet, so replacing the droplet never replaces this.
+        # No description: the provider replaces a volume whose description changes (ForceNew), and rewording
+        # it must never cost the TSDB. Unformatted: the machine's first boot formats it only if blank.
+        # Size only grows in place; the provider refuses a smaller one ("can only be expanded and not shrunk").
         volume_name = volume_cloud_name(stack, spec.purpose)
         volume = do.Volume(name, **priced_args(network.priced, VOLUME, name, dict(
             name=volume_name,
             region=stack.config.region,
             size=spec.size_gb,
-            description=f"gpu-inference stack {stack.name}: {spec.purpose} of the {spec.role} host",
             tags=["gpu-inference", f"stack-{stack.name}", f"role-{spec.role}", *stack.config.tags],
             opts=pulumi.ResourceOptions(parent=parent),
         )))
