@@ -59,8 +59,9 @@ class MonitoringConfig(_Model):
     """How long Prometheus keeps samples (a Prometheus duration, e.g. 15d)."""
     storage_gb: int = Field(20, ge=10, le=16384)
     """Size in GB (10 to 16384) of the Prometheus host's data volume (DigitalOcean volume / EBS gp3), which keeps
-    the TSDB when the host is replaced. Only grow it (neither cloud shrinks a volume: the update is refused); after
-    growing, run `resize2fs` on the host (a replaced host does it at first boot)."""
+    the TSDB when the host is replaced; Prometheus fills at most 80% of it, dropping its oldest data first.
+    Only grow it (neither cloud shrinks a volume: the update is refused); the host is then rebuilt and grows
+    the filesystem at first boot."""
     queue_depth_threshold: int = Field(20, ge=1)
     """Alert when `vllm:num_requests_waiting` stays above this many requests."""
     queue_depth_for: str = Field("2m", pattern=_DURATION)

@@ -442,6 +442,8 @@ def test_lb_and_monitoring_cloud_init() -> None:
     paths = {f["path"]: f for f in mon["write_files"]}
     assert "--storage.tsdb.retention.time=30d" in paths["/etc/default/prometheus"]["content"]
     assert "--storage.tsdb.path=/var/lib/prometheus/metrics2" in paths["/etc/default/prometheus"]["content"]
+    # 80% of the default 20 GB volume: the oldest blocks go before the volume fills.
+    assert "--storage.tsdb.retention.size=16GB" in paths["/etc/default/prometheus"]["content"]
     bootstrap = paths[mon["runcmd"][0][0]]["content"]
     assert "promtool check config" in bootstrap and "promtool check rules" in bootstrap
 

@@ -317,6 +317,10 @@ PROMETHEUS_DROPIN = f"{SYSTEMD_DIR}/prometheus.service.d/gpu-inference-data-volu
 # How long first boot waits for the data volume. It is attached only once the new host exists (and, when
 # the host is replaced, once the old host has let go of it: AWS stops the old instance first).
 DATA_VOLUME_WAIT_SECONDS = 900
+# Share of the data volume Prometheus may fill (--storage.tsdb.retention.size): past it the oldest blocks go
+# first, so a volume too small for `retention` loses old history instead of failing writes. The rest is
+# headroom for the WAL, compaction and the filesystem's own overhead.
+TSDB_VOLUME_SHARE = 0.8
 # Placeholders the offline preview and the golden files use for the volume (the real ones come from the cloud).
 PREVIEW_AWS_VOLUME_ID = "vol-00000000000000000"
 
@@ -446,6 +450,7 @@ def monitoring_cloud_init(
     if not data_devices:
         raise ValueError("the Prometheus host needs its data volume's device paths")
     retention = stack.config.monitoring.retention
+    retention_size_gb = max(1, int(stack.config.monitoring.storage_gb * TSDB_VOLUME_SHARE))
     files = [
         # Not deferred: in place before the package's postinst tries to start Prometheus.
         _file(PROMETHEUS_DROPIN, prometheus_data_dropin()),
@@ -455,7 +460,8 @@ def monitoring_cloud_init(
         # Debian's prometheus.service passes $ARGS from this file to the server.
         _file("/etc/default/prometheus",
               f'# {RENDERED_BY}\nARGS="--storage.tsdb.path={PROMETHEUS_DATA_DIR} '
-              f'--storage.tsdb.retention.time={retention}"\n', defer=True),
+              f'--storage.tsdb.retention.time={retention} --storage.tsdb.retention.size={retention_size_gb}GB"\n',
+              defer=True),
         _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack, data_devices), "0755", defer=True),
     ]
     doc = {
