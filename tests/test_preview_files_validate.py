@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_validators import nginx_test, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
+from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
 from gpu_inference.render.nginx import NginxPaths, auth_map
@@ -44,15 +44,9 @@ def _validate_shell(path: Path) -> None:
 def _validate_nginx(path: Path, tmp: Path) -> None:
     # The file names production paths (/etc/nginx, /var/log/nginx, /run): point only those into a
     # temporary prefix so nginx -t can run here; test_validators proves nothing else differs.
-    prod = NginxPaths()
-    test_paths = NginxPaths(
-        pid=str(tmp / "nginx.pid"), error_log=str(tmp / "error.log"), access_log=str(tmp / "access.log"),
-        temp_dir=str(tmp / "tmp"), auth_include=str(tmp / "auth.conf"), tls_dir=str(tmp / "tls"), user=None,
-    )
-    text = path.read_text().replace(f"user {prod.user};\n", "")
-    for field in ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir"):
-        text = text.replace(getattr(prod, field), getattr(test_paths, field))
-    (tmp / "tmp").mkdir(parents=True, exist_ok=True)
+    text = relocate(path.read_text(), NginxPaths(), NginxPaths.inside(tmp))
+    for sub in ("logs", "tmp"):
+        (tmp / sub).mkdir(parents=True, exist_ok=True)
     write(tmp / "auth.conf", auth_map("PLACEHOLDER-api-key"))
     # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
     text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ")

@@ -131,15 +131,7 @@ def test_shellcheck_rejects_a_sloppy_script(tmp_path: Path) -> None:
 
 def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPaths], str] | None = None) -> Path:
     """nginx.conf + everything it references (auth include, TLS pair) inside a temporary prefix."""
-    paths = NginxPaths(
-        pid=str(prefix / "nginx.pid"),
-        error_log=str(prefix / "logs" / "error.log"),
-        access_log=str(prefix / "logs" / "access.log"),
-        temp_dir=str(prefix / "tmp"),
-        auth_include=str(prefix / "auth.conf"),
-        tls_dir=str(prefix / "tls"),
-        user=None,
-    )
+    paths = NginxPaths.inside(prefix)
     (prefix / "logs").mkdir(parents=True)
     (prefix / "tmp").mkdir()
     stack = scenario.stack
@@ -162,6 +154,18 @@ def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPat
     return write(prefix / "nginx.conf", text)
 
 
+PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir")
+
+
+def relocate(conf: str, src: NginxPaths, dst: NginxPaths, fields: tuple[str, ...] = PATH_FIELDS) -> str:
+    """An nginx.conf rendered with ``src`` paths, rewritten as if rendered with ``dst`` (paths only)."""
+    if dst.user is None and src.user:
+        conf = conf.replace(f"user {src.user};\n", "")
+    for field in fields:
+        conf = conf.replace(getattr(src, field), getattr(dst, field))
+    return conf
+
+
 def nginx_test(conf: Path, prefix: Path) -> subprocess.CompletedProcess[str]:
     return run([tool("nginx"), "-t", "-c", str(conf), "-p", str(prefix)])
 
@@ -182,11 +186,7 @@ def test_nginx_rendered_config_differs_from_the_tested_one_only_in_paths(scenari
     production = rendered(scenario)["loadbalancer/nginx.conf"]
     tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S", user=None)
     tested = nginx_conf(s.stack, [f"{a}:8000" for a in s.node_addresses], prefix_paths=tmp)
-    prod_paths = NginxPaths()
-    expected = production.replace(f"user {prod_paths.user};\n", "")
-    for field in ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir"):
-        expected = expected.replace(getattr(prod_paths, field), getattr(tmp, field)[0])
-    assert expected == tested
+    assert relocate(production, NginxPaths(), tmp) == tested
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
@@ -299,9 +299,7 @@ def kube_nginx_prefix(prefix: Path, strip_resolve: bool) -> Path:
     from gpu_inference.render.kubernetes import vllm_pod_targets
 
     stack = kube()
-    paths = NginxPaths(pid=str(prefix / "nginx.pid"), error_log=str(prefix / "logs" / "error.log"),
-                       access_log=str(prefix / "logs" / "access.log"), temp_dir=str(prefix / "tmp"),
-                       auth_include=str(prefix / "auth.conf"), tls_dir=str(prefix / "tls"), user=None)  # fmt: skip
+    paths = NginxPaths.inside(prefix)
     (prefix / "logs").mkdir(parents=True)
     (prefix / "tmp").mkdir()
     write(prefix / "auth.conf", auth_map(API_KEY))
@@ -341,10 +339,8 @@ def test_kubernetes_nginx_conf_differs_from_the_tested_one_only_in_paths_and_nam
     tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S",
                      mime_types="M", user=None)  # fmt: skip
     tested = nginx_conf(stack, list(vllm_pod_targets(stack).values()), prefix_paths=tmp, resolver=KUBE_DNS)
-    expected = production.replace(f"user {NGINX_PATHS.user};\n", "")
-    for field in ("pid", "error_log", "access_log", "temp_dir", "auth_include", "mime_types"):
-        expected = expected.replace(getattr(NGINX_PATHS, field), getattr(tmp, field)[0])
-    assert expected == tested
+    fields = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "mime_types")
+    assert relocate(production, NGINX_PATHS, tmp, fields) == tested
 
 
 def test_promtool_checks_the_kubernetes_prometheus_config(tmp_path: Path) -> None:

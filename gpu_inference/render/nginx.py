@@ -10,6 +10,8 @@ from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, VLLM_PORT
 from gpu_inference.render._common import RENDERED_BY
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from gpu_inference.stack import ResolvedStack
 
 # Idle upstream connections each worker keeps open to the nodes (saves a TCP handshake per request).
@@ -39,6 +41,20 @@ class NginxPaths:
     tls_dir: str = "/etc/nginx/tls"
     # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
     user: str | None = "www-data"
+
+    @classmethod
+    def inside(cls, prefix: Path) -> NginxPaths:
+        """Everything nginx writes or includes under ``prefix`` (logs/ and tmp/ must exist), no worker user:
+        how the tests run the rendered config as a normal process."""
+        return cls(
+            pid=str(prefix / "nginx.pid"),
+            error_log=str(prefix / "logs" / "error.log"),
+            access_log=str(prefix / "logs" / "access.log"),
+            temp_dir=str(prefix / "tmp"),
+            auth_include=str(prefix / "auth.conf"),
+            tls_dir=str(prefix / "tls"),
+            user=None,
+        )
 
 
 def tls_paths(domain: str, paths: NginxPaths) -> tuple[str, str]:

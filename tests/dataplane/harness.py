@@ -683,15 +683,8 @@ def render_nginx(stack: Any, backends: Sequence[str], prefix: Path, port: int) -
     from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
 
     prepare_prefix(prefix)
-    paths = NginxPaths(
-        pid=str(prefix / "nginx.pid"),
-        error_log=str(prefix / "logs" / "error.log"),
-        access_log=str(prefix / "logs" / "access.log"),
-        temp_dir=str(prefix / "tmp"),
-        auth_include=str(prefix / "auth.conf"),
-        tls_dir=str(prefix / "tls"),
-        user=None,  # as root, workers fall back to nobody; prepare_prefix made the prefix traversable
-    )
+    # No user directive: as root, workers fall back to nobody; prepare_prefix made the prefix traversable.
+    paths = NginxPaths.inside(prefix)
     if stack.config.api_key is not None:
         (prefix / "auth.conf").write_text(auth_map(stack.config.api_key.reveal()))
     return nginx_conf(stack, list(backends), listen=f"{LOOPBACK}:{port}", prefix_paths=paths)
