@@ -16,7 +16,6 @@ from gpu_inference.catalog import load_catalog
 from gpu_inference.config import load_stack_config
 from gpu_inference.constants import HOURS_PER_MONTH
 from gpu_inference.pricing import break_even_utilization, cost_per_million_tokens, spot_savings
-from gpu_inference.stack import resolve_stack
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -75,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.utilization <= 1:
         raise ValueError(f"--utilization = {args.utilization} must be in (0, 1]")
     cfg = load_stack_config(args.stack)
-    stack = resolve_stack(cfg, name=str(args.stack))
     # Imported here: the preview runner imports Pulumi, which the rest of the CLI does not need.
     from gpu_inference.preview_runner import run_preview
 
@@ -106,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0 if total <= budget else 1
 
-    print(f"Monthly bill of stack {args.stack} ({stack.config.describe()})")
+    print(f"Monthly bill of stack {args.stack} ({cfg.describe()})")
     print(f"Convention: {HOURS_PER_MONTH:.0f} hours per month; catalog list prices with their dates.\n")
     width = max([len(line["resource_name"]) for line in lines] + [8])
     print(f"{'resource':<{width}}  {'$/hour':>9}  {'$/month':>11}  description")
