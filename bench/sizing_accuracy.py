@@ -58,7 +58,8 @@ def default_csv() -> Path:
     env = os.environ.get("GPU_INFERENCE_CALIBRATION_CSV")
     if env:
         return Path(env)
-    return REPO.parent / "shared" / "reference" / "vllm-memory-calibration.csv"
+    # In the repo, with each row's source in its `source` column (bench/data/README.md).
+    return REPO / "bench" / "data" / "vllm-memory-calibration.csv"
 
 
 def _first_number(text: str) -> float | None:
