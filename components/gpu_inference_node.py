@@ -1,17 +1,17 @@
-"""GpuInferenceNode: one GPU machine and its firewall, on whichever provider the stack names."""
+"""GpuInferenceNode: one GPU machine and its firewall, on whichever machine cloud the stack names."""
 
-from __future__ import annotations
-
-import json
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Required
 
 import pulumi
 
-from components.providers import CloudProvider, IngressRule, MachineSpec, Network
+from components.args import StackArgs
+from components.clouds import IngressRule, MachineSpec, NetworkArgs, machine_cloud
+from components.stack_args import plain_int, resolve
+from gpu_inference.bill import Registration
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render.healthcheck import weights_gb
+from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:GpuInferenceNode"
@@ -34,62 +34,70 @@ def node_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
 
 
 def node_disk_gb(stack: ResolvedStack) -> int:
-    """Root disk where the provider sells it separately (AWS): config diskGb, else sized from the weights."""
+    """Root disk where the cloud sells it separately: config diskGb, else sized from the weights."""
     if stack.config.disk_gb:
         return stack.config.disk_gb
     gib = weights_gb(stack) * 1e9 / 2**30
     return math.ceil(gib * WEIGHTS_DISK_FACTOR + IMAGE_DISK_GB)
 
 
-def machine_labels(spec: dict[str, Any]) -> dict[str, str]:
-    """The spec as `gpu-inference:<key>` tags: AWS tag values are strings, so lists and booleans as JSON."""
-    return {f"gpu-inference:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in spec.items()}
+class GpuInferenceNodeArgs(StackArgs, total=False):
+    """The stack's config plus which node this is, its cloud-init and the network it joins."""
+
+    node_index: Required[pulumi.Input[int]]
+    """Which node of the pool (0-based): names its hostname and files."""
+    user_data: Required[pulumi.Input[str]]
+    """The node's cloud-init (a secret: it holds the API key and HF token)."""
+    network: Required[NetworkArgs]
+    """The private network and role identities to join (from a LoadBalancedPool)."""
 
 
-@dataclass(frozen=True)
-class GpuInferenceNodeArgs:
-    stack: ResolvedStack
-    provider: CloudProvider
-    network: Network
-    node_index: int
-    user_data: pulumi.Output[str]
-    spec: dict[str, Any] = field(default_factory=dict)
+NODE_KEYS = ("node_index", "user_data", "network")
 
 
 class GpuInferenceNode(pulumi.ComponentResource):
+    """One GPU machine with its own firewall: vLLM reachable only from the load balancer and Prometheus."""
+
+    private_ip: pulumi.Output[str]
+    """The node's address in the private network (what the load balancer and Prometheus reach)."""
+    public_ip: pulumi.Output[str]
+    """The node's public address (SSH from allowedCidrs only)."""
+
     def __init__(self, name: str, args: GpuInferenceNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        stack = args.stack
+        stack, _secrets = resolve(args, NODE_KEYS)
         ingress = node_ingress(stack)
+        index = plain_int(args, "node_index")
         props = {
             "provider": stack.config.provider,
             "region": stack.config.region,
             "size": stack.offering.id,
             "gpuCount": stack.offering.gpu_count,
-            "nodeIndex": args.node_index,
+            "nodeIndex": index,
             "ingress": [
                 {"port": r.port_range, "cidrs": list(r.cidrs), "peers": list(r.peers)} for r in ingress if not r.is_empty
             ],
         }
         super().__init__(TOKEN, name, props, opts)
-        self.machine = args.provider.machine(
+        self.machine = machine_cloud(stack).machine(
             name,
             MachineSpec(
                 role="gpu",
                 size=stack.offering.id,
-                user_data=args.user_data,
+                user_data=args["user_data"],
                 ingress=ingress,
                 gpu_count=stack.offering.gpu_count,
                 gpu_vendor=stack.gpu.vendor,
                 disk_gb=node_disk_gb(stack),
                 spot=stack.config.spot,
-                labels=machine_labels(args.spec),
+                labels=ServiceSpec.from_stack(stack).labels(),
             ),
-            args.network,
+            args["network"],
             stack,
-            self,
+            pulumi.ResourceOptions(parent=self),
         )
         self.instance = self.machine.instance
         self.firewall = self.machine.firewall
-        self.private_ip: pulumi.Output[str] = self.machine.private_ip
-        self.public_ip: pulumi.Output[str] = self.machine.public_ip
+        self.registrations: tuple[Registration, ...] = self.machine.registrations
+        self.private_ip = self.machine.private_ip
+        self.public_ip = self.machine.public_ip
         self.register_outputs({"id": self.machine.id, "privateIp": self.private_ip, "publicIp": self.public_ip})

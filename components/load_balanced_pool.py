@@ -1,15 +1,16 @@
 """LoadBalancedPool: the private network, N vLLM nodes, and the Nginx least-connections host in front."""
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
 import pulumi
 
-from components.providers import WORLD_V4, WORLD_V6, CloudProvider, IngressRule, MachineSpec, Network
-from components.vllm_service import VllmService, VllmServiceArgs, service_spec
+from components.args import StackArgs
+from components.clouds import WORLD_V4, WORLD_V6, IngressRule, MachineSpec, machine_cloud
+from components.stack_args import resolve
+from components.vllm_service import VllmService, VllmServiceArgs
+from gpu_inference import naming
+from gpu_inference.bill import Registration
 from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render import load_balancer_cloud_init
+from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:LoadBalancedPool"
@@ -28,57 +29,56 @@ def lb_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
     return tuple(rules)
 
 
-def lb_size(stack: ResolvedStack) -> str:
-    return stack.config.load_balancer.size or stack.catalog.default_infra_size(stack.config.provider, "loadbalancer")
-
-
-@dataclass(frozen=True)
-class LoadBalancedPoolArgs:
-    stack: ResolvedStack
-    provider: CloudProvider
-    api_key: pulumi.Output[str | None]
-    hf_token: pulumi.Output[str | None]
-    api_key_set: bool
-
-
 class LoadBalancedPool(pulumi.ComponentResource):
-    def __init__(self, name: str, args: LoadBalancedPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        stack = args.stack
+    """GPU machines serving one model behind an Nginx least-connections host, in a private network of their own."""
+
+    endpoint: pulumi.Output[str]
+    """The OpenAI-compatible base URL clients use (``…/v1``)."""
+    lb_public_ip: pulumi.Output[str]
+    """The load balancer's public address (static: it outlives the host)."""
+    lb_private_ip: pulumi.Output[str]
+    """The load balancer's address in the private network."""
+    node_private_ips: pulumi.Output[list[str]]
+    """Every GPU node's private address, in node order."""
+
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        stack, secrets = resolve(args)
         cfg = stack.config
-        ingress = lb_ingress(stack)
-        super().__init__(TOKEN, name, {**service_spec(stack, args.api_key_set), "lbSize": lb_size(stack)}, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        self.network: Network = args.provider.network(name, stack, self)
+        super().__init__(TOKEN, name, {**ServiceSpec.from_stack(stack).props(), "lbSize": stack.lb_size}, opts)
+        cloud = machine_cloud(stack)
+        self.network = cloud.network(name, stack, pulumi.ResourceOptions(parent=self))
+        # The network's explicit providers (e.g. one pinning the AWS region) serve every machine of the stack.
+        self.providers = self.network.providers
+        child = pulumi.ResourceOptions(parent=self, providers=list(self.providers))
         self.services = [
             VllmService(
-                f"{name}-vllm-{i}",
-                VllmServiceArgs(
-                    stack=stack, provider=args.provider, network=self.network, node_index=i,
-                    api_key=args.api_key, hf_token=args.hf_token, api_key_set=args.api_key_set,
-                ),
+                naming.vllm_service(name, i),
+                VllmServiceArgs(**args, node_index=i, network=self.network.args),  # type: ignore[typeddict-item]
                 child,
             )
             for i in range(cfg.node_count)
         ]
-        self.node_private_ips: pulumi.Output[list[str]] = pulumi.Output.all(*[s.private_ip for s in self.services])
-        lb_user_data = pulumi.Output.all(self.node_private_ips, args.api_key).apply(
+        self.node_private_ips = pulumi.Output.all(*[s.private_ip for s in self.services])  # type: ignore[assignment]
+        lb_user_data = pulumi.Output.all(self.node_private_ips, secrets.api_key).apply(
             lambda v: load_balancer_cloud_init(stack, [f"{ip}:{VLLM_PORT}" for ip in v[0]], v[1])
         )
-        self.lb = args.provider.machine(
-            f"{name}-lb",
+        self.lb = cloud.machine(
+            naming.lb_host(name),
             # nginx.conf lists the nodes, so scaling the pool replaces this host: a static address keeps
             # the endpoint (and any DNS record pointing at it) the same across that replacement.
-            MachineSpec(role="lb", size=lb_size(stack), user_data=pulumi.Output.secret(lb_user_data), ingress=ingress,
-                        static_ip=True),
-            self.network,
+            MachineSpec(role="lb", size=stack.lb_size, user_data=pulumi.Output.secret(lb_user_data),
+                        ingress=lb_ingress(stack), static_ip=True),
+            self.network.args,
             stack,
-            self,
+            child,
         )
-        self.priced = self.network.priced
+        self.registrations: tuple[Registration, ...] = (
+            *(r for s in self.services for r in s.registrations), *self.lb.registrations,
+        )
         self.lb_public_ip = self.lb.public_ip
         self.lb_private_ip = self.lb.private_ip
         tls_domain = cfg.load_balancer.tls_domain
-        self.endpoint: pulumi.Output[str] = (
+        self.endpoint = (
             pulumi.Output.from_input(f"https://{tls_domain}/v1") if tls_domain
             else pulumi.Output.concat("http://", self.lb.public_ip, "/v1")
         )

@@ -1,21 +1,20 @@
-"""MonitoringStack: a Prometheus host scraping every node (vLLM, node_exporter, DCGM) with the alert rules."""
+"""MonitoringStack: Prometheus scraping every node (vLLM, node_exporter, DCGM) and evaluating the alert rules.
 
-from __future__ import annotations
+On a machine cloud it is a host of its own with its TSDB on a block volume; on Kubernetes a Deployment in the
+pool's namespace (``components/kubernetes_gpu_pool.py`` builds it).
+"""
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 
-from components.providers import (
-    PROMETHEUS_VOLUME_PURPOSE,
-    CloudProvider,
-    DataVolume,
-    IngressRule,
-    MachineSpec,
-    Network,
-    VolumeSpec,
-)
+from components.args import StackArgs
+from components.clouds import DataVolume, IngressRule, MachineSpec, NetworkArgs, VolumeSpec, machine_cloud
+from components.stack_args import resolve
+from components.vllm_service import ClusterPlacementArgs
+from gpu_inference import naming
+from gpu_inference.bill import Registration
 from gpu_inference.constants import PROMETHEUS_PORT
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets
 from gpu_inference.stack import ResolvedStack
@@ -31,62 +30,90 @@ def monitoring_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
     )
 
 
-def monitoring_size(stack: ResolvedStack) -> str:
-    return stack.config.monitoring.size or stack.catalog.default_infra_size(stack.config.provider, "monitoring")
+class MonitoringStackArgs(StackArgs, total=False):
+    """The stack's config plus what Prometheus scrapes and where it runs."""
+
+    network: NetworkArgs
+    """Machine clouds: the private network and role identities the Prometheus host joins."""
+    node_private_ips: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Machine clouds: the GPU nodes' private addresses (vLLM, DCGM and node_exporter targets)."""
+    lb_private_ip: pulumi.Input[str]
+    """Machine clouds: the load balancer's private address (a node_exporter target)."""
+    cluster: ClusterPlacementArgs
+    """Kubernetes: the namespace of the pool it watches."""
 
 
-@dataclass(frozen=True)
-class MonitoringStackArgs:
-    stack: ResolvedStack
-    provider: CloudProvider
-    network: Network
-    node_private_ips: pulumi.Output[list[str]]
-    lb_private_ip: pulumi.Output[str]
+MONITORING_KEYS = ("network", "node_private_ips", "lb_private_ip", "cluster")
 
 
 class MonitoringStack(pulumi.ComponentResource):
+    """Prometheus with the stack's alert rules, scraping every vLLM node and host."""
+
+    prometheus_url: pulumi.Output[str]
+    """Prometheus' UI/API: its static public address on a machine cloud, its in-cluster URL on Kubernetes."""
+
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        stack = args.stack
+        stack, _secrets = resolve(args, MONITORING_KEYS)
         mon = stack.config.monitoring
-        props = {
-            "size": monitoring_size(stack),
+        on_kubernetes = stack.cloud.layout == "kubernetes"
+        props: dict[str, Any] = {
             "scrapeIntervalSeconds": mon.scrape_interval_seconds,
             "retention": mon.retention,
-            "storageGb": mon.storage_gb,
             "allowedCidrs": list(stack.config.allowed_cidrs),
         }
+        if not on_kubernetes:
+            props = {"size": stack.monitoring_size, **props, "storageGb": mon.storage_gb}
         super().__init__(TOKEN, name, props, opts)
+        self.registrations: tuple[Registration, ...] = ()
+        if on_kubernetes:
+            from components.kubernetes_gpu_pool import prometheus_deployment
+
+            if "cluster" not in args:
+                raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
+            self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
+        else:
+            self.prometheus_url = self._host(name, stack, args)
+        self.register_outputs({"prometheusUrl": self.prometheus_url})
+
+    def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs) -> pulumi.Output[str]:
+        """A Prometheus host with its TSDB on a block volume, behind a static address."""
+        for key in ("network", "node_private_ips", "lb_private_ip"):
+            if key not in args:
+                raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `{key}`")
+        mon = stack.config.monitoring
+        cloud = machine_cloud(stack)
+        child = pulumi.ResourceOptions(parent=self)
 
         def render(values: list[Any]) -> str:
             # The same target lists the offline preview renders: vLLM and DCGM on every node,
             # node_exporter on every host including the load balancer.
             return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2])
 
-        host_name = f"{name}-prometheus"
+        host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its
         # prometheus.yml lists the nodes) gets the same volume back, history included.
-        self.volume: DataVolume = args.provider.volume(
-            f"{host_name}-data",
-            VolumeSpec(role="monitoring", purpose=PROMETHEUS_VOLUME_PURPOSE, size_gb=mon.storage_gb),
-            args.network,
+        self.volume: DataVolume = cloud.volume(
+            naming.data_volume(host_name),
+            VolumeSpec(role="monitoring", purpose=naming.PROMETHEUS_VOLUME_PURPOSE, size_gb=mon.storage_gb),
+            args["network"],
             stack,
-            self,
+            child,
         )
-        self.host = args.provider.machine(
+        self.host = cloud.machine(
             host_name,
             # Like the Nginx host: a static address keeps prometheusUrl across the replacement.
             MachineSpec(
                 role="monitoring",
-                size=monitoring_size(stack),
-                user_data=pulumi.Output.all(args.node_private_ips, args.lb_private_ip, self.volume.devices).apply(render),
+                size=stack.monitoring_size,
+                user_data=pulumi.Output.all(args["node_private_ips"], args["lb_private_ip"], self.volume.devices).apply(render),
                 ingress=monitoring_ingress(stack),
                 static_ip=True,
                 volumes=(self.volume,),
             ),
-            args.network,
+            args["network"],
             stack,
-            self,
+            child,
         )
+        self.registrations = (*self.volume.registrations, *self.host.registrations)
         self.public_ip = self.host.public_ip
-        self.prometheus_url: pulumi.Output[str] = pulumi.Output.concat("http://", self.public_ip, f":{PROMETHEUS_PORT}")
-        self.register_outputs({"prometheusUrl": self.prometheus_url})
+        return pulumi.Output.concat("http://", self.public_ip, f":{PROMETHEUS_PORT}")

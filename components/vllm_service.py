@@ -1,88 +1,93 @@
-"""VllmService: one vLLM replica: its cloud-init (API key and HF token secret end to end) and its GPU node."""
+"""VllmService: one vLLM service and its deployment spec (what the policies read), wherever it runs.
 
-from __future__ import annotations
+On a machine cloud it is one replica: its cloud-init (API key and HF token secret end to end) and its GPU node.
+On Kubernetes it is the StatefulSet of every replica (``components/kubernetes_gpu_pool.py`` builds it). Either
+way its props and outputs are the :class:`~gpu_inference.service_spec.ServiceSpec`, so the policies find it
+the same way.
+"""
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 import pulumi
 
+from components.args import StackArgs
+from components.clouds import NetworkArgs
 from components.gpu_inference_node import GpuInferenceNode, GpuInferenceNodeArgs
-from components.providers import CloudProvider, Network
+from components.stack_args import plain_int, resolve
+from gpu_inference import naming
+from gpu_inference.bill import Registration
 from gpu_inference.render import gpu_node_cloud_init
-from gpu_inference.stack import ResolvedStack
+from gpu_inference.service_spec import ServiceSpec
 
 TOKEN = "gpu-inference:index:VllmService"
 
 
-def service_spec(stack: ResolvedStack, api_key_set: bool) -> dict[str, Any]:
-    """The deployment spec the policies read (vram-fit, kv-headroom, security), as plain values.
+class ClusterPlacementArgs(TypedDict):
+    """Where a vLLM service runs on a Kubernetes cluster (from a KubernetesGpuPool)."""
 
-    Keys are camelCase like the stack config; the same dict becomes `gpu-inference:<key>` tags on
-    AWS instances, because CrossGuard may not be shown component resources.
-    """
-    cfg = stack.config
-    return {
-        "model": cfg.model,
-        "servedModelName": cfg.name_for_clients,
-        "gpu": stack.offering.id,
-        "gpuName": stack.gpu.name,
-        "gpuCount": stack.offering.gpu_count,
-        "gpuMemoryGib": stack.gpu.usable_memory_gib,
-        "nodeCount": cfg.node_count,
-        "tensorParallelSize": stack.tensor_parallel_size,
-        "maxModelLen": cfg.max_model_len,
-        "maxNumSeqs": cfg.max_num_seqs,
-        "dtype": cfg.dtype,
-        "quantization": cfg.quantization or "checkpoint",
-        "kvCacheDtype": cfg.kv_cache_dtype,
-        "gpuMemoryUtilization": cfg.gpu_memory_utilization,
-        "vllmVersion": cfg.vllm_version,
-        "vllmImage": cfg.vllm_image,
-        "typicalRequestTokens": cfg.typical_request_tokens,
-        "provider": cfg.provider,
-        "region": cfg.region,
-        "apiKeySet": api_key_set,
-        # Stack-wide values the budget and security policies need next to the spec.
-        "monthlyBudgetUsd": cfg.monthly_budget_usd,
-        "allowedCidrs": list(cfg.allowed_cidrs),
-        "publicEndpoint": cfg.public_endpoint,
-    }
+    namespace: pulumi.Input[str]
+    """The namespace of the service's objects."""
+    node_pool: pulumi.Input[str]
+    """The GPU node pool whose nodes the pods are scheduled on (its name, as the nodes' pool label)."""
+    secret_name: pulumi.Input[str]
+    """The Secret holding VLLM_API_KEY and HF_TOKEN."""
+    instance: str
+    """The pool's name: the ``app.kubernetes.io/instance`` label of its objects, and their names' prefix."""
 
 
-@dataclass(frozen=True)
-class VllmServiceArgs:
-    stack: ResolvedStack
-    provider: CloudProvider
-    network: Network
-    node_index: int
-    api_key: pulumi.Output[str | None]
-    """Secret Output (or Output of None when the stack has no key)."""
-    hf_token: pulumi.Output[str | None]
-    api_key_set: bool
+class VllmServiceArgs(StackArgs, total=False):
+    """The stack's config plus where this service runs: a node of a machine cloud, or a cluster."""
+
+    node_index: pulumi.Input[int]
+    """Machine clouds: which node of the pool this service is (0-based)."""
+    network: NetworkArgs
+    """Machine clouds: the private network and role identities its node joins."""
+    cluster: ClusterPlacementArgs
+    """Kubernetes: the namespace, node pool and Secret of the pool it belongs to."""
+
+
+SERVICE_KEYS = ("node_index", "network", "cluster")
 
 
 class VllmService(pulumi.ComponentResource):
-    """cloud-init for one vLLM node, rendered inside ``apply`` so the secrets never leave Outputs."""
+    """A vLLM OpenAI-compatible server: its spec, and the machine or pods that run it."""
+
+    private_ip: pulumi.Output[str | None]
+    """Machine clouds: the node's private address (None on Kubernetes: the pods' DNS names are the addresses)."""
+    public_ip: pulumi.Output[str | None]
+    """Machine clouds: the node's public address."""
 
     def __init__(self, name: str, args: VllmServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        spec = service_spec(args.stack, args.api_key_set)
-        super().__init__(TOKEN, name, {**spec, "nodeIndex": args.node_index}, opts)
-        self.spec = spec
-        stack, index = args.stack, args.node_index
-        rendered = pulumi.Output.all(args.api_key, args.hf_token).apply(
-            lambda secrets: gpu_node_cloud_init(stack, index, secrets[0], secrets[1])
+        stack, secrets = resolve(args, SERVICE_KEYS)
+        index = plain_int(args, "node_index") if "node_index" in args else 0
+        spec = ServiceSpec.from_stack(stack).props()
+        super().__init__(TOKEN, name, {**spec, "nodeIndex": index}, opts)
+        self.registrations: tuple[Registration, ...] = ()
+        if stack.cloud.layout == "kubernetes":
+            from components.kubernetes_gpu_pool import vllm_statefulset
+
+            if "cluster" not in args:
+                raise ValueError(f"VllmService {name!r} on provider {stack.config.provider} needs `cluster`")
+            self.statefulset = vllm_statefulset(self, name, stack, args["cluster"])
+            self.private_ip = pulumi.Output.from_input(None)
+            self.public_ip = pulumi.Output.from_input(None)
+            self.register_outputs({**spec, "statefulSet": self.statefulset.metadata.name})
+            return
+        if "network" not in args:
+            raise ValueError(f"VllmService {name!r} on provider {stack.config.provider} needs `network`")
+        rendered = pulumi.Output.all(secrets.api_key, secrets.hf_token).apply(
+            lambda values: gpu_node_cloud_init(stack, index, values[0], values[1])
         )
         # Secret even when the stack has neither key: the file still names the gated model's token slot.
         self.user_data: pulumi.Output[str] = pulumi.Output.secret(rendered)
+        node_args = {k: v for k, v in args.items() if k not in SERVICE_KEYS}
         self.node = GpuInferenceNode(
-            f"{name}-node",
-            GpuInferenceNodeArgs(
-                stack=stack, provider=args.provider, network=args.network, node_index=index,
-                user_data=self.user_data, spec=spec,
-            ),
+            naming.gpu_node(name),
+            GpuInferenceNodeArgs(**node_args, node_index=index, user_data=self.user_data,  # type: ignore[typeddict-item]
+                                 network=args["network"]),
             pulumi.ResourceOptions(parent=self),
         )
+        self.registrations = self.node.registrations
         self.private_ip = self.node.private_ip
         self.public_ip = self.node.public_ip
         # The spec again: the budget StackValidationPolicy sees components' outputs, not their inputs, and

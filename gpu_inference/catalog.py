@@ -22,16 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gpu_inference.constants import DATA_DIR, HOURS_PER_MONTH
 
-Provider = Literal["digitalocean", "aws"]
 Vendor = Literal["nvidia", "amd"]
 InfraRole = Literal["loadbalancer", "monitoring"]
 StorageKind = Literal["volume", "ebs-gp3"]
 AddressKind = Literal["public-ipv4", "reserved-ipv4-assigned"]
 LoadBalancerKind = Literal["regional"]
 _M = TypeVar("_M", bound=BaseModel)
-
-# A DOKS node pool buys the same Droplet slugs, so the kubernetes provider reads DigitalOcean rows.
-PROVIDER_ALIASES: dict[str, Provider] = {"digitalocean": "digitalocean", "aws": "aws", "kubernetes": "digitalocean"}
 
 OFFERINGS_DIR = "offerings"
 INFRA_FILE = "infrastructure.yaml"
@@ -68,11 +64,12 @@ class Gpu(_Row):
 
 
 class Offering(_Row):
-    """A GPU machine size one provider rents: a DigitalOcean GPU Droplet slug or an EC2 instance type."""
+    """A GPU machine size one cloud rents (its own size slug or instance type)."""
 
     id: str = Field(min_length=1)
-    """The provider's own name: Droplet size slug or EC2 instance type."""
-    provider: Provider
+    """The cloud's own name for the size (a machine size slug or an instance type)."""
+    cloud: str = Field(min_length=1)
+    """The cloud that rents it (``Cloud.catalog_cloud`` of the clouds that buy it)."""
     gpu: str
     """``Gpu.id`` of the GPUs in the machine."""
     gpu_count: int = Field(ge=1)
@@ -114,19 +111,19 @@ class InfraOffering(_Row):
     """A small non-GPU host (Nginx load balancer, Prometheus)."""
 
     id: str = Field(min_length=1)
-    provider: Provider
+    cloud: str = Field(min_length=1)
     vcpus: int = Field(ge=1)
     memory_gib: float = Field(gt=0)
     hourly_usd: float = Field(gt=0)
     monthly_cap_usd: float | None = Field(gt=0)
-    """DigitalOcean never bills a Droplet more than this per month; ``None`` where there is no cap."""
+    """The most the cloud bills for the size per month (an hourly price capped monthly); ``None``: no cap."""
     price_date: datetime.date
     price_source: str = Field(min_length=1)
     roles: list[InfraRole] = Field(default_factory=list)
-    """Roles this size is the default for (at most one size per provider and role)."""
+    """Roles this size is the default for (at most one size per cloud and role)."""
 
     def monthly_usd(self, hours: float = HOURS_PER_MONTH) -> float:
-        """Cost of running it ``hours`` in a month, capped where the provider caps it."""
+        """Cost of running it ``hours`` in a month, capped where the cloud caps it."""
         uncapped = self.hourly_usd * hours
         return uncapped if self.monthly_cap_usd is None else min(uncapped, self.monthly_cap_usd)
 
@@ -134,9 +131,9 @@ class InfraOffering(_Row):
 class StoragePrice(_Row):
     """Block storage price per provisioned GB-month."""
 
-    provider: Provider
+    cloud: str = Field(min_length=1)
     kind: StorageKind
-    """``volume`` (DigitalOcean Volumes) or ``ebs-gp3`` (AWS EBS gp3)."""
+    """The cloud's volume product (``volume``, ``ebs-gp3``)."""
     usd_per_gb_month: float = Field(gt=0)
     price_date: datetime.date
     price_source: str = Field(min_length=1)
@@ -144,9 +141,9 @@ class StoragePrice(_Row):
 
 class AddressPrice(_Row):
     """A per-address charge (AWS bills every public IPv4 by the hour). Zero only for a sourced free case
-    (a DigitalOcean reserved IPv4 while it is assigned to a Droplet)."""
+    (e.g. a reserved IPv4 that is free while assigned to a machine)."""
 
-    provider: Provider
+    cloud: str = Field(min_length=1)
     kind: AddressKind
     hourly_usd: float = Field(ge=0)
     price_date: datetime.date
@@ -154,19 +151,19 @@ class AddressPrice(_Row):
 
 
 class LoadBalancerPrice(_Row):
-    """A managed cloud load balancer, priced per node (DigitalOcean scales a regional LB in nodes)."""
+    """A managed cloud load balancer, priced per node (a regional LB scales in nodes)."""
 
-    provider: Provider
+    cloud: str = Field(min_length=1)
     kind: LoadBalancerKind
     hourly_usd: float = Field(gt=0)
     """Per load-balancer node."""
     monthly_cap_usd: float | None = Field(gt=0)
-    """Per node; DigitalOcean bills hourly up to this cap, like a Droplet. ``None`` where there is no cap."""
+    """Per node, billed hourly up to this cap; ``None`` where there is no cap."""
     price_date: datetime.date
     price_source: str = Field(min_length=1)
 
     def monthly_usd(self, hours: float = HOURS_PER_MONTH) -> float:
-        """One node for ``hours`` in a month, capped where the provider caps it."""
+        """One node for ``hours`` in a month, capped where the cloud caps it."""
         uncapped = self.hourly_usd * hours
         return uncapped if self.monthly_cap_usd is None else min(uncapped, self.monthly_cap_usd)
 
@@ -201,11 +198,11 @@ class Catalog(BaseModel):
     offerings: dict[str, Offering]
     infra: dict[str, InfraOffering]
     storage: dict[str, StoragePrice]
-    """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/ebs-gp3"``; use ``storage_price``."""
+    """Keyed ``"<cloud>/<kind>"``, e.g. ``"aws/ebs-gp3"``; use ``storage_price``."""
     addresses: dict[str, AddressPrice] = Field(default_factory=dict)
-    """Keyed ``"<provider>/<kind>"``, e.g. ``"aws/public-ipv4"``; use ``address_price``."""
+    """Keyed ``"<cloud>/<kind>"``, e.g. ``"aws/public-ipv4"``; use ``address_price``."""
     load_balancers: dict[str, LoadBalancerPrice] = Field(default_factory=dict)
-    """Keyed ``"<provider>/<kind>"``, e.g. ``"digitalocean/regional"``; use ``load_balancer_price``."""
+    """Keyed ``"<cloud>/<kind>"``, e.g. ``"aws/regional"``; use ``load_balancer_price``."""
 
     def gpu(self, gpu_id: str) -> Gpu:
         try:
@@ -219,10 +216,9 @@ class Catalog(BaseModel):
         except KeyError:
             raise UnknownCatalogEntry("GPU offering", offering_id, self.offerings) from None
 
-    def offerings_for(self, provider: str) -> list[Offering]:
-        """GPU offerings of one provider, cheapest first; ``kubernetes`` means DOKS (DigitalOcean slugs)."""
-        wanted = _provider(provider)
-        rows = [o for o in self.offerings.values() if o.provider == wanted]
+    def offerings_for(self, cloud: str) -> list[Offering]:
+        """GPU offerings one cloud rents (a ``Cloud.catalog_cloud``), cheapest first."""
+        rows = [o for o in self.offerings.values() if o.cloud == cloud]
         return sorted(rows, key=lambda o: (o.hourly_usd, o.id))
 
     def gpu_of(self, offering_id: str) -> Gpu:
@@ -234,41 +230,33 @@ class Catalog(BaseModel):
         except KeyError:
             raise UnknownCatalogEntry("infrastructure size", infra_id, self.infra) from None
 
-    def storage_price(self, provider: str, kind: str) -> StoragePrice:
-        key = f"{_provider(provider)}/{kind}"
+    def storage_price(self, cloud: str, kind: str) -> StoragePrice:
+        key = f"{cloud}/{kind}"
         try:
             return self.storage[key]
         except KeyError:
             raise UnknownCatalogEntry("storage price", key, self.storage) from None
 
-    def address_price(self, provider: str, kind: str) -> AddressPrice:
-        key = f"{_provider(provider)}/{kind}"
+    def address_price(self, cloud: str, kind: str) -> AddressPrice:
+        key = f"{cloud}/{kind}"
         try:
             return self.addresses[key]
         except KeyError:
             raise UnknownCatalogEntry("address price", key, self.addresses) from None
 
-    def load_balancer_price(self, provider: str, kind: str) -> LoadBalancerPrice:
-        key = f"{_provider(provider)}/{kind}"
+    def load_balancer_price(self, cloud: str, kind: str) -> LoadBalancerPrice:
+        key = f"{cloud}/{kind}"
         try:
             return self.load_balancers[key]
         except KeyError:
             raise UnknownCatalogEntry("load balancer price", key, self.load_balancers) from None
 
-    def default_infra_size(self, provider: str, role: InfraRole) -> str:
-        """The size a stack uses for its load balancer or Prometheus host on ``provider``."""
-        wanted = _provider(provider)
+    def default_infra_size(self, cloud: str, role: InfraRole) -> str:
+        """The size a stack uses for its load balancer or Prometheus host on ``cloud`` (a catalog cloud)."""
         for row in self.infra.values():
-            if row.provider == wanted and role in row.roles:
+            if row.cloud == cloud and role in row.roles:
                 return row.id
-        raise UnknownCatalogEntry(f"default {role} size for provider", wanted, [])
-
-
-def _provider(name: str) -> Provider:
-    try:
-        return PROVIDER_ALIASES[name]
-    except KeyError:
-        raise UnknownCatalogEntry("provider", name, PROVIDER_ALIASES) from None
+        raise UnknownCatalogEntry(f"default {role} size for cloud", cloud, [])
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -311,8 +299,8 @@ def _add_unique(target: dict[str, _M], key: str, value: _M, path: Path, seen: di
     target[key] = value
 
 
-# File-level defaults a row may override; `provider` lets an offerings file skip it on every row.
-_OFFERING_DEFAULTS = ("provider", "price_date", "price_source", "regions_source")
+# File-level defaults a row may override; `cloud` lets an offerings file skip it on every row.
+_OFFERING_DEFAULTS = ("cloud", "price_date", "price_source", "regions_source")
 
 
 def _load(data_dir: Path) -> Catalog:
@@ -349,34 +337,33 @@ def _load(data_dir: Path) -> Catalog:
     storage: dict[str, StoragePrice] = {}
     for i, row in enumerate(_rows(infra_path, infra_data, "storage")):
         price = _build(StoragePrice, infra_path, "storage", i, row)
-        key = f"{price.provider}/{price.kind}"
+        key = f"{price.cloud}/{price.kind}"
         if key in storage:
             raise CatalogError(f"{infra_path}: storage[{i}]: a {key} price is already defined")
         storage[key] = price
     addresses: dict[str, AddressPrice] = {}
     for i, row in enumerate(infra_data.get("addresses") or []):
         address = _build(AddressPrice, infra_path, "addresses", i, row)
-        key = f"{address.provider}/{address.kind}"
+        key = f"{address.cloud}/{address.kind}"
         if key in addresses:
             raise CatalogError(f"{infra_path}: addresses[{i}]: a {key} price is already defined")
         addresses[key] = address
     load_balancers: dict[str, LoadBalancerPrice] = {}
     for i, row in enumerate(infra_data.get("load_balancers") or []):
         lb = _build(LoadBalancerPrice, infra_path, "load_balancers", i, row)
-        key = f"{lb.provider}/{lb.kind}"
+        key = f"{lb.cloud}/{lb.kind}"
         if key in load_balancers:
             raise CatalogError(f"{infra_path}: load_balancers[{i}]: a {key} price is already defined")
         load_balancers[key] = lb
 
-    # Every provider must have exactly one default host per role, or stacks could not be priced.
-    providers: tuple[Provider, ...] = ("digitalocean", "aws")
+    # Every cloud with GPU offerings needs exactly one default host per role, or its stacks could not be priced.
     roles: tuple[InfraRole, ...] = ("loadbalancer", "monitoring")
-    for provider in providers:
+    for cloud in sorted({o.cloud for o in offerings.values()}):
         for role in roles:
-            ids = [h.id for h in infra.values() if h.provider == provider and role in h.roles]
+            ids = [h.id for h in infra.values() if h.cloud == cloud and role in h.roles]
             if len(ids) != 1:
                 raise CatalogError(
-                    f"{infra_path}: provider {provider} needs exactly one infra row with role {role!r}, "
+                    f"{infra_path}: cloud {cloud} needs exactly one infra row with role {role!r}, "
                     f"found {ids or 'none'}"
                 )
 

@@ -14,21 +14,27 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
+from gpu_inference import clouds
 from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, VLLM_IMAGE
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
+from gpu_inference.vocabulary import (
+    DEFAULT_DTYPE,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_KV_CACHE_DTYPE,
+    Dtype,
+    KvCacheDtype,
+    Quantization,
+)
 
 NAMESPACE = PROJECT_NAME
-Provider = Literal["digitalocean", "aws", "kubernetes"]
-Dtype = Literal["auto", "bfloat16", "float16", "float32"]
-Quantization = Literal["none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4"]
-KvCacheDtype = Literal["auto", "fp8"]
 
 # Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h).
 _DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
@@ -58,7 +64,7 @@ class MonitoringConfig(_Model):
     retention: str = Field("15d", pattern=_DURATION)
     """How long Prometheus keeps samples (a Prometheus duration, e.g. 15d)."""
     storage_gb: int = Field(20, ge=10, le=16384)
-    """Size in GB (10 to 16384) of the Prometheus host's data volume (DigitalOcean volume / EBS gp3), which keeps
+    """Size in GB (10 to 16384) of the Prometheus host's data volume (a block volume of the cloud), which keeps
     the TSDB when the host is replaced; Prometheus fills at most 80% of it, dropping its oldest data first.
     Only grow it (neither cloud shrinks a volume: the update is refused); the host is then rebuilt and grows
     the filesystem at first boot."""
@@ -104,7 +110,7 @@ class LoadBalancerConfig(_Model):
 
 
 class KubernetesConfig(_Model):
-    """Where the GPU pool goes when provider is kubernetes (an existing DigitalOcean Kubernetes cluster)."""
+    """Where the GPU pool goes when provider is kubernetes (an existing managed Kubernetes cluster)."""
 
     cluster_id: str = Field(min_length=1)
     """ID of the existing DOKS cluster that gets the GPU node pool."""
@@ -115,12 +121,12 @@ class KubernetesConfig(_Model):
 class StackConfig(_Model):
     """Everything a stack needs, validated before any resource exists."""
 
-    provider: Provider
-    """Where the GPUs are rented: DigitalOcean GPU droplets, AWS GPU instances, or a GPU pool on Kubernetes."""
+    provider: str
+    """Where the GPUs are rented: one of the clouds of `gpu_inference/clouds` (listed below)."""
     region: str = Field(min_length=2)
-    """Provider region (DigitalOcean region slug like tor1, AWS region like us-east-1)."""
+    """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
     gpu: str = Field(min_length=1)
-    """Catalog offering id: a DigitalOcean GPU size slug (gpu-l40sx1-48gb) or an AWS instance type (g6e.xlarge)."""
+    """Catalog offering id: the cloud's size slug or instance type (e.g. gpu-l40sx1-48gb, g6e.xlarge)."""
     node_count: int = Field(1, ge=1, le=64)
     """How many GPU nodes serve the model behind the load balancer."""
     model: str = Field(min_length=1)
@@ -130,7 +136,7 @@ class StackConfig(_Model):
     Required when `model` is a config.json path (a fine-tune)."""
     served_model_name: str | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
-    dtype: Dtype = "auto"
+    dtype: Dtype = DEFAULT_DTYPE
     """Weights/activation dtype passed to vLLM --dtype."""
     quantization: Quantization | None = None
     """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
@@ -138,11 +144,11 @@ class StackConfig(_Model):
     """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
     max_num_seqs: int = Field(256, ge=1, le=4096)
     """Most requests one vLLM instance runs at once, vLLM --max-num-seqs."""
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    gpu_memory_utilization: float = Field(DEFAULT_GPU_MEMORY_UTILIZATION, gt=0, le=1)
     """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
     tensor_parallel_size: int | None = Field(None, ge=1, le=16)
     """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
-    kv_cache_dtype: KvCacheDtype = "auto"
+    kv_cache_dtype: KvCacheDtype = DEFAULT_KV_CACHE_DTYPE
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: str = VLLM_IMAGE
     """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
@@ -159,9 +165,9 @@ class StackConfig(_Model):
     hf_token: SecretValue | None = None
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
     ssh_keys: list[str] = Field(default_factory=list)
-    """DigitalOcean SSH key IDs/fingerprints, or the AWS key pair name (first entry)."""
+    """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: bool = False
-    """Run GPU nodes on spot capacity where the provider has it (AWS); cheaper, can be reclaimed."""
+    """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
     disk_gb: int | None = Field(None, ge=20, le=16384)
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: list[str] = Field(default_factory=list)
@@ -197,30 +203,35 @@ class StackConfig(_Model):
     def _tags_are_simple(cls, tags: list[str]) -> list[str]:
         for tag in tags:
             if not re.fullmatch(r"[A-Za-z0-9_:-]{1,255}", tag):
-                raise ValueError(f"tag {tag!r} may hold only letters, digits, '_', ':' and '-' (DigitalOcean's rule)")
+                raise ValueError(f"tag {tag!r} may hold only letters, digits, '_', ':' and '-' (the strictest cloud's rule)")
         return tags
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_is_a_cloud(cls, provider: str) -> str:
+        if provider not in clouds.CLOUDS:
+            # The same error (and message) a Literal field gives: the registry is the list of choices.
+            raise PydanticCustomError(
+                "literal_error", "Input should be {expected}",
+                {"expected": " or ".join(repr(name) for name in clouds.names())},
+            )
+        return provider
 
     @model_validator(mode="after")
     def _fields_agree(self) -> StackConfig:
-        if self.provider == "kubernetes" and self.kubernetes is None:
-            raise ValueError(
-                f"{NAMESPACE}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
-            )
-        if self.provider == "kubernetes" and self.load_balancer.tls_domain:
-            # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.
-            raise ValueError(
-                f"{NAMESPACE}:loadBalancer.tlsDomain is not supported with provider kubernetes: remove it "
-                "(terminate TLS in front of the cluster's LoadBalancer Service instead)"
-            )
+        cloud = clouds.cloud_for(self.provider)
+        for problem in cloud.config_problems(self):
+            raise ValueError(problem)
         if self.model.endswith(".json") and not self.model_repo:
             raise ValueError(
                 f"{NAMESPACE}:modelRepo is required when {NAMESPACE}:model is a config.json path "
                 f"({self.model!r}): set it to the Hugging Face repo id of the fine-tune's weights"
             )
-        if self.spot and self.provider != "aws":
+        if self.spot and not cloud.supports_spot:
+            spot_clouds = ", ".join(name for name, c in clouds.CLOUDS.items() if c.supports_spot)
             raise ValueError(
                 f"{NAMESPACE}:spot = true is not allowed with provider {self.provider}: "
-                "only aws has a spot tier for GPUs (set spot: false)"
+                f"only {spot_clouds} has a spot tier for GPUs (set spot: false)"
             )
         return self
 
@@ -388,7 +399,7 @@ def parse_stack_config(
 
 
 def split_namespaced(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``{"gpu-inference:nodeCount": 1, "aws:region": ...}`` → (ours without prefix, everyone else's)."""
+    """``{"gpu-inference:nodeCount": 1, "other:key": ...}`` → (ours without prefix, everyone else's)."""
     ours: dict[str, Any] = {}
     others: dict[str, Any] = {}
     for key, value in config.items():

@@ -6,6 +6,8 @@ the README and the models drift apart, so the docs cannot lie about a key.
 
 from __future__ import annotations
 
+import textwrap
+
 from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 
@@ -49,3 +51,71 @@ def readme_section() -> str:
 def replace_section(readme: str) -> str:
     start, end = readme.index(BEGIN), readme.index(END) + len(END)
     return readme[:start] + readme_section() + readme[end:]
+
+
+# ---------------------------------------------------------------------------------------------
+# The components' args: TypedDicts with the same keys (snake_case) as the stack config
+# ---------------------------------------------------------------------------------------------
+
+ARGS_HEADER = '''"""The components' plain-data args: the stack config's keys as TypedDicts of ``pulumi.Input`` values.
+
+GENERATED from the config models' fields and docstrings by ``scripts/update_component_args.py``; a test fails
+when this file and ``gpu_inference/config.py`` drift apart. Keys are the config keys in snake_case (Pulumi's
+schema inference camelCases them back: ``node_count`` is ``nodeCount``, as in the stack file); secrets
+(``api_key``, ``hf_token``) are plain ``Input[str]`` here and must be passed as ``pulumi.Output.secret``.
+No ``from __future__ import annotations``: the schema inference reads these annotations as objects.
+"""
+
+from collections.abc import Sequence
+from typing import Required, TypedDict
+
+import pulumi
+'''
+
+_ARG_TYPES = {str: "str", int: "int", float: "float", bool: "bool"}
+_NESTED: dict[str, tuple[str, type[BaseModel]]] = {
+    "monitoring": ("MonitoringArgs", MonitoringConfig),
+    "load_balancer": ("LoadBalancerArgs", LoadBalancerConfig),
+    "kubernetes": ("KubernetesArgs", KubernetesConfig),
+}
+
+
+def _arg_type(model: type[BaseModel], name: str) -> str:
+    import types
+    import typing
+
+    info = model.model_fields[name]
+    if name in _NESTED and model is StackConfig:
+        return _NESTED[name][0]
+    annotation = info.annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] if isinstance(
+        annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union else [annotation]
+    base = args[0]
+    if typing.get_origin(base) is list:
+        return "pulumi.Input[Sequence[pulumi.Input[str]]]"
+    if typing.get_origin(base) is typing.Literal:
+        return "pulumi.Input[str]"
+    if base in _ARG_TYPES:
+        return f"pulumi.Input[{_ARG_TYPES[base]}]"
+    return "pulumi.Input[str]"  # SecretValue: a secret string
+
+
+def _typed_dict(class_name: str, doc: str, model: type[BaseModel]) -> str:
+    lines = [f"class {class_name}(TypedDict, total=False):", f'    """{doc}"""', ""]
+    for name, info in model.model_fields.items():
+        typ = _arg_type(model, name)
+        if info.is_required():
+            typ = f"Required[{typ}]"
+        text = " ".join((info.description or "").split()).replace('"""', "'''").replace("\\", "\\\\")
+        wrapped = textwrap.wrap(text, 116) or [""]
+        lines += [f"    {name}: {typ}", f'    """{wrapped[0]}' + "".join(f"\n    {w}" for w in wrapped[1:]) + '"""']
+    return "\n".join(lines) + "\n"
+
+
+def component_args_source() -> str:
+    """The source of ``components/args.py``."""
+    parts = [ARGS_HEADER]
+    for _key, (class_name, model) in _NESTED.items():
+        parts.append("\n" + _typed_dict(class_name, (model.__doc__ or "").strip().splitlines()[0], model))
+    parts.append("\n" + _typed_dict("StackArgs", "Everything a stack needs: the `gpu-inference:*` config keys.", StackConfig))
+    return "\n".join(parts)

@@ -5,7 +5,7 @@ of the stack costs the same whichever fix is chosen):
 
 1. quantize the weights: fp8 where the GPU has FP8 tensor cores, else awq (4-bit, needs an AWQ checkpoint);
 2. lower max-model-len to the largest that fits (the sizing core computes it);
-3. a larger GPU offering of the same provider in the same region (same GPU count, TP unchanged), or
+3. a larger GPU offering of the same cloud in the same region (same GPU count, TP unchanged), or
    one no larger but with FP8 (an L4 serves fp8 where an A10G of the same size cannot);
 4. a multi-GPU offering with tensor parallelism across all its GPUs (TP = N);
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gpu_inference.catalog import Offering
 from gpu_inference.config import NAMESPACE
-from gpu_inference.stack import OFFERING_PROVIDER, ResolvedStack
+from gpu_inference.stack import ResolvedStack
 
 FixKind = Literal["quantize", "max-model-len", "larger-gpu", "other-gpu", "more-gpus"]
 _ORDER: dict[FixKind, int] = {"quantize": 0, "max-model-len": 1, "larger-gpu": 2, "other-gpu": 3, "more-gpus": 4}
@@ -132,14 +132,13 @@ def _fix(rs: ResolvedStack, variant: ResolvedStack, kinds: tuple[FixKind, ...]) 
 
 
 def candidate_offerings(rs: ResolvedStack) -> list[Offering]:
-    """Every other offering of the same provider, region and GPU vendor (the image differs: CUDA vs ROCm).
+    """Every other offering of the same cloud, region and GPU vendor (the image differs: CUDA vs ROCm).
 
     Not filtered by memory: a same-size GPU with FP8 can be the cheapest fix, and the sizing core,
     not a memory comparison here, decides what fits.
     """
-    provider = OFFERING_PROVIDER[rs.config.provider]
     return [
-        o for o in rs.catalog.offerings_for(provider)
+        o for o in rs.catalog.offerings_for(rs.cloud.catalog_cloud)
         if o.id != rs.offering.id and rs.config.region in o.regions and rs.catalog.gpu(o.gpu).vendor == rs.gpu.vendor
     ]
 

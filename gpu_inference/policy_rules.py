@@ -1,16 +1,16 @@
-"""The five stack policies as pure functions over a neutral view of registered resources.
+"""The stack policies as pure functions over a neutral view of registered resources, and their one registry.
 
-Both consumers call these functions, so no rule is written twice:
+``POLICIES`` is the only list of policies. Both consumers build from it, so no rule is written twice:
 
-- the CrossGuard pack (``policies/gpu_inference_policies.py``) turns each ``ResourceValidationArgs`` /
-  ``PolicyResource`` the engine sends into a :class:`ResourceView`;
-- the offline preview (``gpu_inference.preview_runner``) records every registration under mocks and
-  calls :func:`evaluate_policies`.
+- the CrossGuard pack (``policies/gpu_inference_policies.py``) turns each registry entry into a
+  ``ResourceValidationPolicy`` / ``StackValidationPolicy`` and each engine resource into a :class:`ResourceView`;
+- the offline preview (``gpu_inference.preview_runner``) records every registration under mocks and calls
+  :func:`evaluate_policies`, which runs the same entries over the same views.
 
-Where the spec comes from: the Pulumi engine sends component resources to analyzers exactly like
-custom ones (``Analyze`` with the props the component passed to ``ComponentResource.__init__``,
-``AnalyzeStack`` with what it passed to ``register_outputs``), so the vLLM spec is read from the
-``gpu-inference:index:VllmService`` component's props; see ``SPEC_PROPS`` and ``policies/README.md``.
+Where the spec comes from: the Pulumi engine sends component resources to analyzers exactly like custom ones
+(``Analyze`` with the props the component passed to ``ComponentResource.__init__``, ``AnalyzeStack`` with what
+it passed to ``register_outputs``), so the vLLM spec is read from the ``gpu-inference:index:VllmService``
+component's props, a :class:`~gpu_inference.service_spec.ServiceSpec`; see ``policies/README.md``.
 
 No Pulumi import: views hold plain JSON-like values.
 """
@@ -21,52 +21,24 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gpu_inference.catalog import Catalog, UnknownCatalogEntry, load_catalog
+from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
+from gpu_inference.clouds import CLOUDS, OpenPort, cloud_for
 from gpu_inference.config import NAMESPACE, parse_stack_config
-from gpu_inference.constants import (
-    DCGM_EXPORTER_PORT,
-    NODE_EXPORTER_PORT,
-    PROMETHEUS_PORT,
-    VLLM_PORT,
-)
+from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, VLLM_PORT
 from gpu_inference.errors import ConfigError
-from gpu_inference.stack import OFFERING_PROVIDER, ResolvedStack, resolve_stack
+from gpu_inference.service_spec import ServiceSpec
+from gpu_inference.stack import ResolvedStack, resolve_stack
 
 VLLM_SERVICE = "gpu-inference:index:VllmService"
-DO_FIREWALL = "digitalocean:index/firewall:Firewall"
-AWS_SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
-AWS_SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
-AWS_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
-K8S_SERVICE = "kubernetes:core/v1:Service"
 
 PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability"]
 Level = Literal["mandatory", "advisory", "disabled"]
-POLICY_NAMES: tuple[PolicyName, ...] = ("vram-fit", "kv-headroom", "budget", "security", "gpu-availability")
-
-# Defaults: refusing money spent on a model that cannot start (vram-fit), on a GPU the region does
-# not have (gpu-availability) or over budget is the product's promise, so those are mandatory. A
-# thin KV cache still serves (requests queue), so kv-headroom only advises. Security is advisory
-# for dev stacks (people poke at them from laptops) and mandatory for prod (see for_stack).
-DEFAULT_LEVELS: dict[PolicyName, Level] = {
-    "vram-fit": "mandatory",
-    "kv-headroom": "advisory",
-    "budget": "mandatory",
-    "security": "advisory",
-    "gpu-availability": "mandatory",
-}
-
-# The VllmService props the policies read (camelCase, as Pulumi sends them). Everything else on the
-# component is ignored. ``vllmVersion`` becomes the pinned image the sizing calibration follows.
-SPEC_PROPS = (
-    "model", "gpu", "provider", "region", "nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs",
-    "dtype", "quantization", "kvCacheDtype", "gpuMemoryUtilization", "vllmVersion", "typicalRequestTokens",
-    "monthlyBudgetUsd", "allowedCidrs", "publicEndpoint", "vllmImage",
-)  # fmt: skip
 
 # Ports that must never face the whole internet: they have no authentication of their own
 # (vLLM's API key is enforced by Nginx in front, the exporters and Prometheus have none).
@@ -140,32 +112,48 @@ class PolicyVerdict(BaseModel):
 
 
 class PolicySettings(BaseModel):
-    """Enforcement levels and thresholds; the CrossGuard policy config and the offline preview share them."""
+    """Enforcement levels, thresholds and the stack-wide facts the checks need.
+
+    The CrossGuard pack fills it from each policy's config and the stack config the engine hands the pack;
+    the offline preview from the stack file. Fields left None are then taken from the resources themselves
+    (:meth:`with_facts_from`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    levels: dict[PolicyName, Level] = Field(default_factory=lambda: dict(DEFAULT_LEVELS))
-    """Enforcement level per policy."""
+    levels: dict[PolicyName, Level] = Field(default_factory=dict)
+    """Enforcement level per policy (missing: the registry's default)."""
     typical_request_tokens: int | None = Field(None, ge=1)
     """Overrides the service's typicalRequestTokens in the kv-headroom check."""
-    monthly_budget_usd: float | None = Field(None, gt=0)
-    """Overrides the stack's monthlyBudgetUsd in the budget check."""
-    budget_slack_usd: float = Field(0.0, ge=0)
+    monthly_budget_usd: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """The stack's budget (policy config, else the stack's monthlyBudgetUsd)."""
+    budget_slack_usd: float = Field(0.0, ge=0, allow_inf_nan=False)
     """Overrun tolerated before the budget check fails (USD per month)."""
     allowed_cidrs: list[str] | None = None
-    """Overrides the stack's allowedCidrs as the only sources SSH may come from."""
+    """The only sources SSH may come from (policy config, else the stack's allowedCidrs)."""
+    public_endpoint: bool | None = None
+    """The stack's publicEndpoint, for a VllmService whose props do not carry it."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
         """Defaults for a stack: security is mandatory for ``prod*`` stacks, advisory elsewhere."""
-        levels = dict(DEFAULT_LEVELS)
-        if is_prod_stack(stack_name):
-            levels["security"] = "mandatory"
+        levels: dict[PolicyName, Level] = {"security": "mandatory"} if is_prod_stack(stack_name) else {}
         levels.update(overrides.pop("levels", {}) or {})
         return cls(levels=levels, **overrides)
 
     def level(self, name: PolicyName) -> Level:
-        return self.levels.get(name, DEFAULT_LEVELS[name])
+        return self.levels.get(name, POLICY_BY_NAME[name].default_level)
+
+    def with_facts_from(self, views: Iterable[ResourceView]) -> PolicySettings:
+        """Fill what is still unknown from the resources: the VllmService components carry the stack's
+        budget and allowedCidrs."""
+        views = list(views)
+        update: dict[str, Any] = {}
+        if self.monthly_budget_usd is None:
+            update["monthly_budget_usd"] = budget_from_views(views)
+        if self.allowed_cidrs is None:
+            update["allowed_cidrs"] = allowed_cidrs_from_views(views)
+        return self.model_copy(update=update)
 
 
 def is_prod_stack(stack_name: str | None) -> bool:
@@ -181,28 +169,6 @@ def is_vllm_service(view: ResourceView) -> bool:
     return view.type == VLLM_SERVICE
 
 
-def spec_config(props: Mapping[str, Any]) -> dict[str, Any]:
-    """VllmService props → the raw ``gpu-inference:*`` config they came from (present keys only)."""
-    raw: dict[str, Any] = {k: props[k] for k in SPEC_PROPS if props.get(k) is not None and k != "vllmVersion"}
-    version = props.get("vllmVersion")
-    if props.get("vllmImage"):
-        raw["vllmImage"] = props["vllmImage"]
-    elif version:
-        raw["vllmImage"] = f"vllm/vllm-openai:v{str(version).removeprefix('v')}"
-    if raw.get("quantization") == "checkpoint":  # the component's word for "whatever the checkpoint has"
-        del raw["quantization"]
-    # Sizing does not read these two, but StackConfig requires them; placeholders keep one parser
-    # (and its messages) for both the stack file and the component props.
-    raw.setdefault("monthlyBudgetUsd", 1.0)
-    if raw.get("provider") == "kubernetes":
-        raw.setdefault("kubernetes", {"clusterId": "from-component"})
-    for key in ("nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs", "typicalRequestTokens"):
-        # Protobuf Structs carry every number as a double.
-        if isinstance(raw.get(key), float) and raw[key].is_integer():
-            raw[key] = int(raw[key])
-    return raw
-
-
 @functools.lru_cache(maxsize=256)
 def _resolve_cached(name: str, props_json: str) -> ResolvedStack | tuple[str, ...]:
     props = json.loads(props_json)
@@ -213,7 +179,14 @@ def _resolve_cached(name: str, props_json: str) -> ResolvedStack | tuple[str, ..
             for k in missing
         )
     try:
-        config = parse_stack_config(spec_config(props), source=f"VllmService {name!r}")
+        spec = ServiceSpec.from_props(props)
+    except ValidationError as exc:
+        return tuple(
+            f"{VLLM_SERVICE} {name!r} prop {'.'.join(str(p) for p in err['loc'])!r}: {err['msg']}"
+            for err in exc.errors(include_url=False)
+        )
+    try:
+        config = parse_stack_config(spec.stack_config(), source=f"VllmService {name!r}")
         return resolve_stack(config, name=name)
     except ConfigError as exc:
         return tuple(exc.messages)
@@ -223,10 +196,6 @@ def resolve_service(view: ResourceView) -> ResolvedStack | list[str]:
     """The service's config resolved against the catalog, or the messages saying why it cannot be."""
     result = _resolve_cached(view.name, json.dumps(view.props, sort_keys=True, default=str))
     return list(result) if isinstance(result, tuple) else result
-
-
-def _catalog() -> Catalog:
-    return load_catalog()
 
 
 def precision_label(rs: ResolvedStack) -> str:
@@ -260,7 +229,12 @@ def _gpus_text(rs: ResolvedStack) -> str:
     return f"{tp} × {rs.gpu.id} ({per}{' each' if tp > 1 else ''})"
 
 
-def _vram_fit(view: ResourceView) -> tuple[list[str], str]:
+Outcome = tuple[list[str], str]
+"""(failure messages, the message of a pass): every check returns one."""
+
+
+def vram_fit(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """vram-fit: the service's model, precision, context and TP fit its node's GPUs (sizing core)."""
     rs = resolve_service(view)
     if isinstance(rs, list):
         return [f"cannot size {view.name!r}: {m}" for m in rs], ""
@@ -278,19 +252,13 @@ def _vram_fit(view: ResourceView) -> tuple[list[str], str]:
 
     fixes = advise_fit(rs)
     fix_text = f" Cheapest fix: {format_fixes(fixes)}" if fixes else (
-        f" No single change within {rs.offering.provider}/{rs.config.region} makes it fit: choose a smaller model."
+        f" No single change within {rs.offering.cloud}/{rs.config.region} makes it fit: choose a smaller model."
     )
     return [f"{head}does not fit {_gpus_text(rs)}: {need}.{fix_text}"], ""
 
 
-def check_vram_fit(view: ResourceView) -> list[str]:
-    """vram-fit: the service's model, precision, context and TP fit its node's GPUs (sizing core)."""
-    if not is_vllm_service(view):
-        return []
-    return _vram_fit(view)[0]
-
-
-def _kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) -> tuple[list[str], str]:
+def kv_headroom(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """kv-headroom: the KV cache holds maxNumSeqs requests of typicalRequestTokens."""
     # When the service cannot be sized or does not fit, vram-fit already says so: say it once.
     skipped = "not checked: the service does not fit its GPUs (see vram-fit)"
     rs = resolve_service(view)
@@ -302,7 +270,7 @@ def _kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) 
         return [], skipped
     if not result.fits:
         return [], skipped
-    typical = typical_request_tokens or rs.config.typical_request_tokens
+    typical = settings.typical_request_tokens or rs.config.typical_request_tokens
     seqs = rs.config.max_num_seqs
     capacity = int(getattr(result, "kv_cache_tokens", 0) or 0)
     holds = capacity // typical
@@ -323,28 +291,25 @@ def _kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) 
     ], ""
 
 
-def check_kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) -> list[str]:
-    """kv-headroom: the KV cache holds maxNumSeqs requests of typicalRequestTokens."""
-    if not is_vllm_service(view):
-        return []
-    return _kv_headroom(view, typical_request_tokens)[0]
-
-
-def _gpu_availability(view: ResourceView) -> tuple[list[str], str]:
+def gpu_availability(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """gpu-availability: the service's offering exists, belongs to its provider and is sold in its region."""
     props = view.props
     gpu, provider, region = props.get("gpu"), props.get("provider"), props.get("region")
     if not gpu or not provider or not region:
         return [f"{view.name!r} does not say which offering (gpu), provider and region it uses"], ""
-    catalog = _catalog()
+    catalog = load_catalog()
     try:
         offering = catalog.offering(str(gpu))
     except UnknownCatalogEntry as exc:
         return [f"{NAMESPACE}:gpu = {gpu!r} is not a catalog offering ({exc}); see gpu_inference/data/offerings/"], ""
-    wanted = OFFERING_PROVIDER.get(str(provider), str(provider))
-    if offering.provider != wanted:
+    try:
+        wanted = cloud_for(str(provider)).catalog_cloud
+    except LookupError as exc:
+        return [f"{NAMESPACE}:provider = {provider!r}: {exc}"], ""
+    if offering.cloud != wanted:
         choices = ", ".join(o.id for o in catalog.offerings_for(wanted) if str(region) in o.regions)
         return [
-            f"{gpu} is a {offering.provider} offering but the service runs on {provider}; "
+            f"{gpu} is a {offering.cloud} offering but the service runs on {provider}; "
             f"offerings in {region}: {choices or 'none'}"
         ], ""
     if str(region) not in offering.regions:
@@ -357,11 +322,17 @@ def _gpu_availability(view: ResourceView) -> tuple[list[str], str]:
     return [], f"{gpu} ({offering.gpu_count} × {offering.gpu}) is offered in {provider}/{region}"
 
 
+def check_vram_fit(view: ResourceView) -> list[str]:
+    return vram_fit(view, PolicySettings())[0] if is_vllm_service(view) else []
+
+
+def check_kv_headroom(view: ResourceView, typical_request_tokens: int | None = None) -> list[str]:
+    settings = PolicySettings(typical_request_tokens=typical_request_tokens)
+    return kv_headroom(view, settings)[0] if is_vllm_service(view) else []
+
+
 def check_gpu_availability(view: ResourceView) -> list[str]:
-    """gpu-availability: the service's offering exists, belongs to its provider and is sold in its region."""
-    if not is_vllm_service(view):
-        return []
-    return _gpu_availability(view)[0]
+    return gpu_availability(view, PolicySettings())[0] if is_vllm_service(view) else []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,9 +347,14 @@ def budget_from_views(views: Iterable[ResourceView]) -> float | None:
     return min(budgets) if budgets else None
 
 
-def _budget(views: list[ResourceView], budget_usd: float, slack_usd: float = 0.0) -> tuple[list[str], str]:
+def budget(views: list[ResourceView], settings: PolicySettings) -> Outcome:
+    """budget: the monthly price of every registered resource is within the budget (plus slack)."""
     from gpu_inference.pricing import bill_for_resources  # imported late: pricing is heavier than the rules
 
+    budget_usd = settings.monthly_budget_usd or budget_from_views(views)
+    if budget_usd is None:
+        return [f"no monthly budget is known: set {NAMESPACE}:monthlyBudgetUsd "
+                "(or the budget policy's monthlyBudgetUsd config)"], ""
     try:
         bill = bill_for_resources([(v.type, v.name, v.props) for v in views])
     except (LookupError, ValueError) as exc:
@@ -387,7 +363,7 @@ def _budget(views: list[ResourceView], budget_usd: float, slack_usd: float = 0.0
     total = bill.total_monthly_usd
     lines = sorted(bill.lines, key=lambda line: -line.monthly_usd)
     breakdown = "; ".join(f"{ln.resource_name} ({ln.description}) ${ln.monthly_usd:,.2f}" for ln in lines)
-    if total <= budget_usd + slack_usd:
+    if total <= budget_usd + settings.budget_slack_usd:
         return [], f"${total:,.2f}/month of the ${budget_usd:,.2f} budget ({breakdown or 'nothing priced'})"
     over = total - budget_usd
     return [
@@ -398,12 +374,11 @@ def _budget(views: list[ResourceView], budget_usd: float, slack_usd: float = 0.0
 
 
 def check_budget(views: list[ResourceView], budget_usd: float, slack_usd: float = 0.0) -> list[str]:
-    """budget: the monthly price of every registered resource is within the budget (plus slack)."""
-    return _budget(views, budget_usd, slack_usd)[0]
+    return budget(views, PolicySettings(monthly_budget_usd=budget_usd, budget_slack_usd=slack_usd))[0]
 
 
 # ---------------------------------------------------------------------------------------------
-# security
+# security (per resource)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -414,65 +389,10 @@ def _is_world(cidr: Any) -> bool:
         return False
 
 
-def _port_range(protocol: Any, port_range: Any) -> tuple[int, int] | None:
-    """DigitalOcean portRange ("22", "8000-8001", "all", "1-65535") → inclusive range; None for ICMP."""
-    if str(protocol).lower() == "icmp":
-        return None
-    text = str(port_range or "all").strip().lower()
-    if text in ("all", "0", ""):
-        return (1, 65535)
-    low, _, high = text.partition("-")
-    try:
-        return (int(low), int(high or low))
-    except ValueError:
-        return (1, 65535)  # an unparsable range is treated as everything: fail closed
-
-
-def _aws_range(protocol: Any, from_port: Any, to_port: Any) -> tuple[int, int] | None:
-    proto = str(protocol).lower()
-    if proto in ("icmp", "icmpv6", "58", "1"):
-        return None
-    if proto in ("-1", "all"):
-        return (1, 65535)
-    try:
-        low, high = int(float(from_port)), int(float(to_port))
-    except (TypeError, ValueError):
-        return (1, 65535)
-    return (1, 65535) if (low, high) == (0, 0) else (low, high)
-
-
-def _ingress_rules(view: ResourceView) -> Iterator[tuple[tuple[int, int], list[str], str]]:
-    """(port range, source CIDRs, how to name the rule) for every inbound rule a view opens."""
-    p = view.props
-    if view.type == DO_FIREWALL:
-        for rule in p.get("inboundRules") or []:
-            ports = _port_range(rule.get("protocol"), rule.get("portRange"))
-            if ports:
-                yield ports, list(rule.get("sourceAddresses") or []), f"inboundRules {rule.get('portRange') or 'all'}"
-    elif view.type == AWS_SECURITY_GROUP:
-        for rule in p.get("ingress") or []:
-            ports = _aws_range(rule.get("protocol"), rule.get("fromPort"), rule.get("toPort"))
-            if ports:
-                sources = list(rule.get("cidrBlocks") or []) + list(rule.get("ipv6CidrBlocks") or [])
-                yield ports, sources, f"ingress {rule.get('fromPort')}-{rule.get('toPort')}"
-    elif view.type == AWS_SECURITY_GROUP_RULE and p.get("type") == "ingress":
-        ports = _aws_range(p.get("protocol"), p.get("fromPort"), p.get("toPort"))
-        if ports:
-            sources = list(p.get("cidrBlocks") or []) + list(p.get("ipv6CidrBlocks") or [])
-            yield ports, sources, f"ingress {p.get('fromPort')}-{p.get('toPort')}"
-    elif view.type == K8S_SERVICE and (p.get("spec") or {}).get("type") == "LoadBalancer":
-        spec = p.get("spec") or {}
-        # A cloud load balancer with no loadBalancerSourceRanges accepts the whole internet.
-        sources = list(spec.get("loadBalancerSourceRanges") or ["0.0.0.0/0"])
-        for port in spec.get("ports") or []:
-            for number in {port.get("port"), port.get("targetPort")}:
-                if isinstance(number, int | float):
-                    yield (int(number), int(number)), sources, f"LoadBalancer port {port.get('port')}"
-    elif view.type == AWS_INGRESS_RULE:
-        ports = _aws_range(p.get("ipProtocol"), p.get("fromPort"), p.get("toPort"))
-        if ports:
-            sources = [c for c in (p.get("cidrIpv4"), p.get("cidrIpv6")) if c]
-            yield ports, sources, f"ingress {p.get('fromPort')}-{p.get('toPort')}"
+def open_ports(view: ResourceView) -> Iterator[OpenPort]:
+    """Every inbound rule a resource opens, read by the cloud module that owns its type."""
+    for cloud in CLOUDS.values():
+        yield from cloud.open_ports(view.type, view.props)
 
 
 def _walk_strings(value: Any) -> Iterator[str]:
@@ -524,53 +444,163 @@ def allowed_cidrs_from_views(views: Iterable[ResourceView]) -> list[str] | None:
     return None
 
 
-def check_security(views: list[ResourceView], allowed_cidrs: list[str] | None = None) -> list[tuple[str, str]]:
-    """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key
-    when the endpoint is public, no credential in a plain (non-secret) input. → (resource name, message)."""
-    allowed = allowed_cidrs if allowed_cidrs is not None else allowed_cidrs_from_views(views)
-    problems: list[tuple[str, str]] = []
-    world_open_public = False
-    for view in views:
-        for (low, high), sources, rule in _ingress_rules(view):
-            world = [s for s in sources if _is_world(s)]
-            if world and any(low <= p <= high for p in PUBLIC_PORTS):
-                world_open_public = True
-            for port, what in SENSITIVE_PORTS.items():
-                if world and low <= port <= high:
-                    problems.append((view.name, (
-                        f"{view.name!r} {rule} opens port {port} ({what}) to {', '.join(world)}: it has no "
-                        f"authentication of its own; allow only the load balancer / Prometheus host "
-                        f"(sourceDropletIds / securityGroups) or {NAMESPACE}:allowedCidrs"
-                    )))
-            if low <= SSH_PORT <= high and sources:
-                if world:
-                    problems.append((view.name, (
-                        f"{view.name!r} {rule} opens SSH (22) to {', '.join(world)}: allow only "
-                        f"{NAMESPACE}:allowedCidrs ({', '.join(allowed) if allowed else 'empty: SSH closed'})"
-                    )))
-                elif allowed is not None:
-                    extra = [s for s in sources if s not in allowed]
-                    if extra:
-                        problems.append((view.name, (
-                            f"{view.name!r} {rule} allows SSH (22) from {', '.join(extra)}, not in "
-                            f"{NAMESPACE}:allowedCidrs ({', '.join(allowed) or 'empty'}); remove them"
-                        )))
-        problems.extend((view.name, m) for m in _plain_secrets(view))
-    for view in views:
-        if not is_vllm_service(view):
-            continue
-        public = view.props.get("publicEndpoint")
-        is_public = public is not False or world_open_public  # StackConfig's default is public
-        if is_public and view.props.get("apiKeySet") is not True:
-            problems.append((view.name, (
+def security(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key when the
+    endpoint is public, no credential in a plain (non-secret) input."""
+    allowed = settings.allowed_cidrs
+    problems: list[str] = []
+    for port in open_ports(view):
+        world = [s for s in port.sources if _is_world(s)]
+        for number, what in SENSITIVE_PORTS.items():
+            if world and port.low <= number <= port.high:
+                problems.append(
+                    f"{view.name!r} {port.rule} opens port {number} ({what}) to {', '.join(world)}: it has no "
+                    f"authentication of its own; allow only the load balancer / Prometheus host "
+                    f"(sourceDropletIds / securityGroups) or {NAMESPACE}:allowedCidrs"
+                )
+        if port.low <= SSH_PORT <= port.high and port.sources:
+            if world:
+                problems.append(
+                    f"{view.name!r} {port.rule} opens SSH (22) to {', '.join(world)}: allow only "
+                    f"{NAMESPACE}:allowedCidrs ({', '.join(allowed) if allowed else 'empty: SSH closed'})"
+                )
+            elif allowed is not None:
+                extra = [s for s in port.sources if s not in allowed]
+                if extra:
+                    problems.append(
+                        f"{view.name!r} {port.rule} allows SSH (22) from {', '.join(extra)}, not in "
+                        f"{NAMESPACE}:allowedCidrs ({', '.join(allowed) or 'empty'}); remove them"
+                    )
+    problems.extend(_plain_secrets(view))
+    if is_vllm_service(view):
+        public = view.props.get("publicEndpoint", settings.public_endpoint)
+        if public is not False and view.props.get("apiKeySet") is not True:  # StackConfig's default is public
+            problems.append(
                 f"{view.name!r} serves a public endpoint without an API key: set one with "
                 f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or set {NAMESPACE}:publicEndpoint false"
-            )))
-    return problems
+            )
+    return problems, "no world-open internal port, SSH restricted, no plain secret"
+
+
+def check_security(views: list[ResourceView], allowed_cidrs: list[str] | None = None) -> list[tuple[str, str]]:
+    """``security`` over a whole stack, the stack-wide facts taken from its resources → (resource name, message)."""
+    settings = PolicySettings(allowed_cidrs=allowed_cidrs).with_facts_from(views)
+    return [(view.name, message) for view in views for message in security(view, settings)[0]]
 
 
 # ---------------------------------------------------------------------------------------------
-# Everything at once (the offline preview; the CrossGuard pack calls the same helpers one by one)
+# The registry: what each policy is, for the pack and the offline evaluation alike
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyConfigKey:
+    """A key of a policy's CrossGuard config (``--policy-pack-config``) and the setting it fills."""
+
+    setting: str
+    """The :class:`PolicySettings` field it sets."""
+    schema: dict[str, Any]
+    """Its JSON schema (a ``PolicyConfigSchema`` property)."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One policy: its CrossGuard declaration and the pure check both the pack and the preview run."""
+
+    name: PolicyName
+    description: str
+    default_level: Level
+    kind: Literal["resource", "stack"]
+    check: Callable[..., Outcome]
+    """Resource policies: ``check(view, settings)``; stack policies: ``check(views, settings)``."""
+    applies: Callable[[ResourceView], bool] = lambda view: True
+    """Resource policies: which resources it looks at."""
+    remediation: str | None = None
+    config: dict[str, PolicyConfigKey] = field(default_factory=dict)
+    summarize: bool = False
+    """Offline: one stack-wide PASS when no resource fails, instead of one verdict per resource."""
+
+
+# Defaults: refusing money spent on a model that cannot start (vram-fit), on a GPU the region does not have
+# (gpu-availability) or over budget is the product's promise, so those are mandatory. A thin KV cache still
+# serves (requests queue), so kv-headroom only advises. Security is advisory for dev stacks (people poke at
+# them from laptops) and mandatory for prod (PolicySettings.for_stack).
+POLICIES: tuple[Policy, ...] = (
+    Policy(
+        name="gpu-availability",
+        description="The GPU offering exists, belongs to the stack's provider and is sold in the stack's region.",
+        default_level="mandatory",
+        kind="resource",
+        check=gpu_availability,
+        applies=is_vllm_service,
+    ),
+    Policy(
+        name="vram-fit",
+        description="Every vLLM service fits its node's GPUs (weights, activations, CUDA graphs and KV cache).",
+        default_level="mandatory",
+        kind="resource",
+        check=vram_fit,
+        applies=is_vllm_service,
+        remediation="Apply the cheapest fix the message names: quantize, lower maxModelLen, a larger GPU, or more GPUs.",
+    ),
+    Policy(
+        name="kv-headroom",
+        description="The KV cache holds maxNumSeqs requests of typicalRequestTokens.",
+        default_level="advisory",
+        kind="resource",
+        check=kv_headroom,
+        applies=is_vllm_service,
+        config={"typicalRequestTokens": PolicyConfigKey("typical_request_tokens", {
+            "type": "integer", "minimum": 1,
+            "description": "Prompt + output tokens of a typical request; default: the service's typicalRequestTokens.",
+        })},
+    ),
+    Policy(
+        name="budget",
+        description="The stack's monthly cost (730 h, catalog prices) is within its budget.",
+        default_level="mandatory",
+        kind="stack",
+        check=budget,
+        config={
+            "monthlyBudgetUsd": PolicyConfigKey("monthly_budget_usd", {
+                "type": "number", "minimum": 0,
+                "description": "Monthly budget in USD; default: the stack's gpu-inference:monthlyBudgetUsd.",
+            }),
+            "slackUsd": PolicyConfigKey("budget_slack_usd", {
+                "type": "number", "minimum": 0,
+                "description": "Overrun tolerated before the policy fails, USD per month (default 0).",
+            }),
+        },
+    ),
+    Policy(
+        name="security",
+        description=(
+            "No vLLM/exporter/Prometheus port open to the world, SSH only from allowedCidrs, an API key on a "
+            "public endpoint, no credential in a plain input."
+        ),
+        default_level="advisory",
+        kind="resource",
+        check=security,
+        summarize=True,
+        config={"allowedCidrs": PolicyConfigKey("allowed_cidrs", {
+            "type": "array", "items": {"type": "string"},
+            "description": "The only networks SSH may come from; default: the stack's gpu-inference:allowedCidrs.",
+        })},
+    ),
+)
+POLICY_BY_NAME: dict[PolicyName, Policy] = {p.name: p for p in POLICIES}
+POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_BY_NAME)
+DEFAULT_LEVELS: dict[PolicyName, Level] = {p.name: p.default_level for p in POLICIES}
+
+
+def settings_from_policy_config(policy: Policy, config: Mapping[str, Any], base: PolicySettings) -> PolicySettings:
+    """``base`` with the values one policy's CrossGuard config sets (absent keys leave ``base`` as it is)."""
+    update = {key.setting: config[name] for name, key in policy.config.items() if config.get(name) is not None}
+    return base.model_validate({**base.model_dump(), **update}) if update else base
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything at once (the offline preview; the CrossGuard pack runs the same entries one by one)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -582,45 +612,41 @@ def _verdicts(
     return [PolicyVerdict(name=name, passed=True, level=level, message=pass_message or "ok", resource=subject)]
 
 
-def evaluate_policies(
-    views: list[ResourceView], budget_usd: float | None, settings: PolicySettings
-) -> list[PolicyVerdict]:
-    """Every policy over a stack's registered resources: one verdict per (policy, subject), passes included."""
+def evaluate_policies(views: list[ResourceView], settings: PolicySettings) -> list[PolicyVerdict]:
+    """Every policy of the registry over a stack's registered resources: one verdict per (policy, subject),
+    passes included. Per-resource verdicts come resource by resource (each service's checks together), then
+    the stack-wide and summarised ones in registry order."""
+    settings = settings.with_facts_from(views)
     verdicts: list[PolicyVerdict] = []
-
-    def run(name: PolicyName, subject: str | None, check: Any) -> None:
-        level = settings.level(name)
-        if level == "disabled":
-            verdicts.append(PolicyVerdict(name=name, passed=True, level=level, message="disabled by policy config",
-                                          resource=subject))
-            return
-        failures, ok = check()
-        verdicts.extend(_verdicts(name, level, subject, failures, ok))
-
-    services = [v for v in views if is_vllm_service(v)]
-    for svc in services:
-        run("gpu-availability", svc.name, lambda svc=svc: _gpu_availability(svc))
-        run("vram-fit", svc.name, lambda svc=svc: _vram_fit(svc))
-        run("kv-headroom", svc.name, lambda svc=svc: _kv_headroom(svc, settings.typical_request_tokens))
-
-    budget = settings.monthly_budget_usd or budget_usd or budget_from_views(views)
-
-    def budget_check() -> tuple[list[str], str]:
-        if budget is None:
-            return [f"no monthly budget is known: set {NAMESPACE}:monthlyBudgetUsd "
-                    "(or the budget policy's monthlyBudgetUsd config)"], ""
-        return _budget(views, budget, settings.budget_slack_usd)
-
-    run("budget", None, budget_check)
-
-    def security_check() -> tuple[list[str], str]:
-        return [], f"{len(views)} resources checked: no world-open internal port, SSH restricted, no plain secret"
-
-    level = settings.level("security")
-    found = check_security(views, settings.allowed_cidrs) if level != "disabled" else []
-    if found:
-        verdicts.extend(PolicyVerdict(name="security", passed=False, level=level, message=m, resource=r)
-                        for r, m in found)
-    else:
-        run("security", None, security_check)
+    per_resource = [p for p in POLICIES if p.kind == "resource" and not p.summarize]
+    for view in views:
+        for policy in per_resource:
+            if policy.applies(view):
+                verdicts.extend(_run(policy, view.name, functools.partial(policy.check, view, settings), settings))
+    for policy in POLICIES:
+        if policy.kind == "stack":
+            verdicts.extend(_run(policy, None, functools.partial(policy.check, views, settings), settings))
+        elif policy.summarize:
+            verdicts.extend(_run_summarized(policy, views, settings))
     return verdicts
+
+
+def _run(policy: Policy, subject: str | None, check: Callable[[], Outcome], settings: PolicySettings) -> list[PolicyVerdict]:
+    level = settings.level(policy.name)
+    if level == "disabled":
+        return _verdicts(policy.name, level, subject, [], "disabled by policy config")
+    failures, ok = check()
+    return _verdicts(policy.name, level, subject, failures, ok)
+
+
+def _run_summarized(policy: Policy, views: list[ResourceView], settings: PolicySettings) -> list[PolicyVerdict]:
+    """A resource policy reported for the whole stack: each failure with its resource, else one PASS."""
+    level = settings.level(policy.name)
+    if level == "disabled":
+        return _verdicts(policy.name, level, None, [], "disabled by policy config")
+    outcomes = [(view.name, policy.check(view, settings)) for view in views if policy.applies(view)]
+    failures = [(name, message) for name, (failed, _ok) in outcomes for message in failed]
+    if failures:
+        return [PolicyVerdict(name=policy.name, passed=False, level=level, message=m, resource=r) for r, m in failures]
+    ok = outcomes[0][1][1] if outcomes else "ok"
+    return _verdicts(policy.name, level, None, [], f"{len(views)} resources checked: {ok}")

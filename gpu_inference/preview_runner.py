@@ -18,10 +18,7 @@ import atexit
 import ipaddress
 import json
 import logging
-import os
 import runpy
-import subprocess
-import sys
 import tempfile
 import threading
 import zlib
@@ -37,20 +34,19 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 from pydantic import BaseModel, Field
 
+from gpu_inference import naming
+from gpu_inference.clouds import CLOUDS, FakeAddress, cloud_for
 from gpu_inference.config import load_stack_config, read_stack_file, stack_file_path
 from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME
 from gpu_inference.errors import ConfigError
+from gpu_inference.preview_subprocess import preview_checkout
 from gpu_inference.secrets import REDACTED, SecretValue
 from gpu_inference.stack import ResolvedStack, resolve_stack
 
-# Deterministic fake addresses: documentation ranges (RFC 5737) for public IPs, the VPC ranges the
-# providers would hand out for private ones, so rendered files look real and never point anywhere.
+# Deterministic fake addresses: a documentation range (RFC 5737) for public IPs, the range the stack's cloud
+# would hand out for private ones (``Cloud.private_network``), so rendered files look real and never point
+# anywhere.
 PUBLIC_NET = ipaddress.ip_network("203.0.113.0/24")
-PRIVATE_NET = {"digitalocean": ipaddress.ip_network("10.10.0.0/24"), "aws": ipaddress.ip_network("10.42.1.0/24")}
-FAKE_AMI = "ami-0abc1234def567890"
-# Root snapshot of the mocked AMI lookup, in GiB (Ubuntu's is 8): below every root disk the program asks for.
-FAKE_AMI_ROOT_GB = 8
-PREVIEW_TIMEOUT_SECONDS = 300
 
 
 class RecordedResource(BaseModel):
@@ -195,7 +191,7 @@ class _Addresses:
     (registrations arrive from several threads), so rendered files are identical run after run."""
 
     def __init__(self, provider: str) -> None:
-        self.private_net = PRIVATE_NET.get(provider, PRIVATE_NET["digitalocean"])
+        self.private_net = cloud_for(provider).private_network
         self.lock = threading.Lock()
         self.taken: dict[int, str] = {}
 
@@ -212,98 +208,33 @@ class _Addresses:
 
 
 class RecordingMocks(mocks.Mocks):
-    """Plausible outputs per resource type, and a record of every invoke (registrations: the monitor)."""
+    """Plausible outputs per resource type (each cloud module mocks its own), and a record of every invoke."""
 
-    def __init__(self, provider: str, region: str, ami_root_gb: int = FAKE_AMI_ROOT_GB) -> None:
+    def __init__(self, provider: str, region: str, **cloud_options: Any) -> None:
         self.addresses = _Addresses(provider)
-        self.ami_root_gb = ami_root_gb
         self.region = region
+        self.clouds = [cloud.mocks(**cloud_options) for cloud in CLOUDS.values()]
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        # What EC2 would report for an instance launched on a pre-created interface: that interface's
-        # private address, and the Elastic IP associated with it.
-        self.eni_private: dict[str, str] = {}
-        self.eip_public: dict[str, str] = {}
-        self.eni_public: dict[str, str] = {}
 
     def new_resource(self, args: Any) -> tuple[str | None, dict[str, Any]]:
-        region = self.region
         n = self.addresses.index(f"{args.typ}::{args.name}")
-        state = dict(args.inputs)
-        private = str(self.addresses.private_net.network_address + 10 + n)
-        public = str(PUBLIC_NET.network_address + 10 + n)
-        typ = args.typ
-        if typ == "digitalocean:index/droplet:Droplet":
-            rid = str(500_000_000 + n)
-            state.update(ipv4Address=public, ipv4AddressPrivate=private, status="active",
-                         urn=f"do:droplet:{rid}")
-        elif typ == "aws:ec2/instance:Instance":
-            rid = f"i-0{n:016x}"
-            eni = str((args.inputs.get("primaryNetworkInterface") or {}).get("networkInterfaceId") or "")
-            if eni:
-                # No address of its own: EC2 assigns none to an interface it did not create at launch.
-                public, private = self.eni_public.get(eni, ""), self.eni_private.get(eni, private)
-            state.update(publicIp=public, privateIp=private, arn=f"arn:aws:ec2:{region}:000000000000:instance/{rid}")
-        elif typ == "digitalocean:index/reservedIp:ReservedIp":
-            rid = public
-            state.update(ipAddress=public, urn=f"do:reservedip:{public}")
-        elif typ == "digitalocean:index/reservedIpAssignment:ReservedIpAssignment":
-            rid = f"{args.inputs.get('dropletId')}-{args.inputs.get('ipAddress')}-preview"
-        elif typ == "digitalocean:index/volume:Volume":
-            rid = f"00000000-0000-4000-9000-{n:012d}"
-            state.update(filesystemType="", dropletIds=[], urn=f"do:volume:{rid}")
-        elif typ == "digitalocean:index/volumeAttachment:VolumeAttachment":
-            rid = f"{args.inputs.get('dropletId')}-{args.inputs.get('volumeId')}-preview"
-        elif typ == "aws:ebs/volume:Volume":
-            rid = f"vol-0{n:016x}"
-            state.update(arn=f"arn:aws:ec2:{region}:000000000000:volume/{rid}", iops=3000, throughput=125)
-        elif typ == "digitalocean:index/vpc:Vpc":
-            rid = f"00000000-0000-4000-8000-{n:012d}"
-            state.setdefault("ipRange", str(self.addresses.private_net.supernet(new_prefix=20)))
-        elif typ == "kubernetes:core/v1:Service":
-            rid = f"{args.name}-id"
-            if (args.inputs.get("spec") or {}).get("type") == "LoadBalancer":
-                state["status"] = {"loadBalancer": {"ingress": [{"ip": public}]}}
-        elif typ == "digitalocean:index/kubernetesCluster:KubernetesCluster":
-            rid = str(args.resource_id or args.name)
-            state["kubeConfigs"] = [{"rawConfig": "apiVersion: v1\nkind: Config\n# preview placeholder\n"}]
-        elif typ == "digitalocean:index/tag:Tag":
-            rid = str(args.inputs.get("name") or args.name)
-        elif typ.startswith("aws:ec2/"):
-            kind = typ.rsplit(":", 1)[-1]
-            prefix = {"SecurityGroup": "sg", "Vpc": "vpc", "Subnet": "subnet", "InternetGateway": "igw",
-                      "RouteTable": "rtb", "RouteTableAssociation": "rtbassoc", "NetworkInterface": "eni",
-                      "Eip": "eipalloc", "EipAssociation": "eipassoc",
-                      "VolumeAttachment": "vai"}.get(kind, kind.lower())
-            rid = f"{prefix}-0{n:016x}"
-            if kind == "NetworkInterface":
-                self.eni_private[rid] = private
-                state.update(privateIp=private, privateIps=[private])
-            elif kind == "Eip":
-                self.eip_public[rid] = public
-                state.update(allocationId=rid, publicIp=public, domain=args.inputs.get("domain") or "vpc")
-            elif kind == "EipAssociation":
-                eip = str(args.inputs.get("allocationId") or "")
-                eni = str(args.inputs.get("networkInterfaceId") or "")
-                if eip in self.eip_public and eni:
-                    self.eni_public[eni] = self.eip_public[eip]
-                state.update(publicIp=self.eip_public.get(eip, ""))
-        else:
-            rid = f"{args.name}-id"
-        return rid, state
+        fake = FakeAddress(n=n, public=str(PUBLIC_NET.network_address + 10 + n),
+                           private=str(self.addresses.private_net.network_address + 10 + n))
+        for cloud in self.clouds:
+            mocked = cloud.new_resource(args.typ, args.name, args.inputs, args.resource_id, fake, self.region)
+            if mocked is not None:
+                return mocked
+        return f"{args.name}-id", dict(args.inputs)
 
     # The SDK's MockMonitor accepts a plain dict as well as (dict, failures); its annotation names only the tuple.
     def call(self, args: Any) -> dict[str, Any]:  # type: ignore[override]
-        region = self.region
         self.calls.append((args.token, redact(dict(args.args))[0]))
-        if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": FAKE_AMI, "imageId": FAKE_AMI, "architecture": "x86_64",
-                    "name": "preview-ami", "ownerId": "000000000000", "rootDeviceName": "/dev/sda1",
-                    "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"volume_size": str(self.ami_root_gb)},
-                                             "noDevice": "", "virtualName": ""}]}
-        if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
-            return {"id": region, "locations": [f"{region}a", f"{region}b"],
-                    "locationTypes": ["availability-zone"] * 2, "instanceTypes": ["preview"] * 2}
+        for cloud in self.clouds:
+            result = cloud.call(args.token, dict(args.args), self.region)
+            if result is not None:
+                return result
         return {}
+
 
 class RecordingMonitor(mocks.MockMonitor):
     """The mock monitor, plus a record of every registration with its parent."""
@@ -385,13 +316,13 @@ class _ProgramLog(logging.Handler):
 
 
 def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secret_keys: list[str],
-                provider: str, region: str, ami_root_gb: int = FAKE_AMI_ROOT_GB) -> ProgramRun:
+                provider: str, region: str, **cloud_options: Any) -> ProgramRun:
     """Run ``project_dir/__main__.py`` under recording mocks until every Output has settled."""
     _ensure_event_loop()
     # A second run in one process must not inherit the first one's stack, outputs or config.
     settings.ROOT.set(None)
     settings.SETTINGS.outputs.clear()
-    mock = RecordingMocks(provider, region, ami_root_gb)
+    mock = RecordingMocks(provider, region, **cloud_options)
     monitor = RecordingMonitor(mock)
     log = _ProgramLog()
     mocks.set_mocks(mock, project=PROJECT_NAME, stack=stack_name, preview=True, monitor=monitor, logger=log.logger)
@@ -464,40 +395,36 @@ def _sizing(stack: ResolvedStack) -> list[dict[str, Any]]:
     return [{"node": i, **per_node} for i in range(stack.config.node_count)]
 
 
-def _monitoring_volume(recorded: list[RecordedResource]) -> str | None:
-    """What the Prometheus volume's device is found by: its DigitalOcean name, or its (mocked) EBS id."""
-    for r in recorded:
-        if r.type == "digitalocean:index/volume:Volume" and r.inputs.get("name"):
-            return str(r.inputs["name"])
-        if r.type == "aws:ebs/volume:Volume" and r.id:
-            return r.id
-    return None
+def _recorded(recorded: list[RecordedResource], name: str) -> RecordedResource | None:
+    return next((r for r in recorded if r.name == name and r.custom), None)
+
+
+def _monitoring_volume(stack: ResolvedStack, recorded: list[RecordedResource]) -> str | None:
+    """What the Prometheus volume's device is found by (its cloud-side name or its mocked id), per its cloud."""
+    volume = _recorded(recorded, naming.data_volume(naming.prometheus_host(naming.MONITORING)))
+    return stack.cloud.volume_ref(volume.inputs, volume.id) if volume else None
 
 
 def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> tuple[list[str], str, str]:
     """Node, load-balancer and Prometheus private addresses as the mocks handed them out."""
     nodes = [str(a) for a in outputs.get("nodeAddresses") or []]
-    lb = next((r.addresses.get("private", "") for r in recorded if r.name.endswith("-lb") and r.addresses), "")
-    mon = next((r.addresses.get("private", "") for r in recorded if r.name.endswith("-prometheus") and r.addresses), "")
+    hosts = [_recorded(recorded, naming.lb_host(naming.POOL)),
+             _recorded(recorded, naming.prometheus_host(naming.MONITORING))]
+    lb, mon = (host.addresses.get("private", "") if host else "" for host in hosts)
     return nodes, lb, mon
 
 
 def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str,
                 monitoring_volume: str | None = None) -> list[str]:
-    from gpu_inference.render import render_all
-    from gpu_inference.render.kubernetes import render_kubernetes
+    from gpu_inference.render import render_stack
 
     cfg = stack.config
-    if cfg.provider == "kubernetes":
-        # Pods, not machines: no cloud-init or units, only the files the ConfigMaps carry.
-        files = render_kubernetes(stack)
-    else:
-        files = render_all(
-            stack, nodes, lb, mon,
-            cfg.api_key.reveal() if cfg.api_key else None,
-            cfg.hf_token.reveal() if cfg.hf_token else None,
-            monitoring_volume,
-        )
+    files = render_stack(
+        stack, nodes, lb, mon,
+        cfg.api_key.reveal() if cfg.api_key else None,
+        cfg.hf_token.reveal() if cfg.hf_token else None,
+        monitoring_volume,
+    )
     written: list[str] = []
     for rel, content in sorted(files.items()):
         path = out_dir / rel
@@ -527,10 +454,11 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
     program = run_program(project_dir, name, config, secret_keys, cfg.provider, cfg.region)
     recorded, outputs = program.recorded, program.outputs
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in recorded if r.custom)
-    verdicts = evaluate_policies(_policy_views(recorded), cfg.monthly_budget_usd, PolicySettings.for_stack(name))
+    settings = PolicySettings.for_stack(name, monthly_budget_usd=cfg.monthly_budget_usd)
+    verdicts = evaluate_policies(_policy_views(recorded), settings)
     files: list[str] = []
     if out_dir is not None:
-        files = write_files(resolved, out_dir, *_addresses(recorded, outputs), _monitoring_volume(recorded))
+        files = write_files(resolved, out_dir, *_addresses(recorded, outputs), _monitoring_volume(resolved, recorded))
     return PreviewReport(
         stack=name,
         stack_file=str(path),
@@ -550,19 +478,14 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
 
 
 def _run_in_subprocess(stack: str, out_dir: Path | None, project_dir: Path) -> PreviewReport:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
-    env["PYTHONPATH"] = str(project_dir)
-    with tempfile.TemporaryDirectory(prefix="gpu-inference-preview-") as scratch:
+    with tempfile.TemporaryDirectory(prefix=f"{PROJECT_NAME}-preview-") as scratch:
         # Always --out (every revision with a preview has it); files into a scratch dir when none was asked.
-        target = out_dir if out_dir is not None else Path(scratch)
-        cmd = [sys.executable, "-m", "gpu_inference", "preview", stack, "--json", "--out", str(target)]
-        proc = subprocess.run(cmd, cwd=project_dir, env=env, capture_output=True, text=True,
-                              timeout=PREVIEW_TIMEOUT_SECONDS, check=False)
-    if proc.returncode == 2:
-        raise ConfigError([proc.stderr.strip().removeprefix("error: ")], source=str(project_dir))
-    if proc.returncode not in (0, 1):
-        raise PreviewError(f"preview in {project_dir} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
-    report = PreviewReport.model_validate_json(proc.stdout)
+        outcome = preview_checkout(project_dir, stack, out_dir if out_dir is not None else Path(scratch))
+    if outcome.status == "invalid":
+        raise ConfigError([outcome.message or "invalid stack config"], source=str(project_dir))
+    if outcome.report is None:
+        raise PreviewError(f"preview in {project_dir} failed: {outcome.message}")
+    report = PreviewReport.model_validate(outcome.report)
     return report if out_dir is not None else report.model_copy(update={"files": []})
 
 

@@ -10,14 +10,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gpu_inference.catalog import Catalog, Gpu, Offering, UnknownCatalogEntry, load_catalog
+from gpu_inference.clouds import Cloud, cloud_for
 from gpu_inference.config import NAMESPACE, StackConfig
 from gpu_inference.errors import ConfigError
 from gpu_inference.model_arch import ModelArchitecture, UnknownModel, resolve_model
 from gpu_inference.sizing import SizingRequest, SizingResult, size_deployment
-
-# The kubernetes provider buys its GPU pool as a DigitalOcean Kubernetes node pool, so it draws on
-# DigitalOcean's GPU offerings.
-OFFERING_PROVIDER = {"digitalocean": "digitalocean", "aws": "aws", "kubernetes": "digitalocean"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +27,21 @@ class ResolvedStack:
     gpu: Gpu
     model: ModelArchitecture
     catalog: Catalog = field(repr=False, compare=False)
+
+    @property
+    def cloud(self) -> Cloud:
+        """The cloud module of the stack's provider."""
+        return cloud_for(self.config.provider)
+
+    @property
+    def lb_size(self) -> str:
+        """Size of the Nginx host: the config's, else the catalog's default for the stack's cloud."""
+        return self.config.load_balancer.size or self.catalog.default_infra_size(self.cloud.catalog_cloud, "loadbalancer")
+
+    @property
+    def monitoring_size(self) -> str:
+        """Size of the Prometheus host: the config's, else the catalog's default for the stack's cloud."""
+        return self.config.monitoring.size or self.catalog.default_infra_size(self.cloud.catalog_cloud, "monitoring")
 
     @property
     def gpus_per_node(self) -> int:
@@ -72,10 +84,11 @@ def resolve_stack(config: StackConfig, name: str = "stack", catalog: Catalog | N
         offering = catalog.offering(config.gpu)
     except UnknownCatalogEntry as exc:
         problems.append(f"{NAMESPACE}:gpu = {config.gpu!r} is not in the catalog: {exc}")
-    if offering is not None and offering.provider != OFFERING_PROVIDER[config.provider]:
-        choices = ", ".join(o.id for o in catalog.offerings_for(OFFERING_PROVIDER[config.provider]))
+    sold_by = cloud_for(config.provider).catalog_cloud
+    if offering is not None and offering.cloud != sold_by:
+        choices = ", ".join(o.id for o in catalog.offerings_for(sold_by))
         problems.append(
-            f"{NAMESPACE}:gpu = {config.gpu!r} is a {offering.provider} offering but provider is "
+            f"{NAMESPACE}:gpu = {config.gpu!r} is a {offering.cloud} offering but provider is "
             f"{config.provider}; choose one of {choices}"
         )
     model: ModelArchitecture | None = None
@@ -93,3 +106,10 @@ def resolve_stack(config: StackConfig, name: str = "stack", catalog: Catalog | N
     return ResolvedStack(
         name=name, config=config, offering=offering, gpu=catalog.gpu(offering.gpu), model=model, catalog=catalog
     )
+
+
+def check_stack_name(stack: ResolvedStack) -> None:
+    """Refuse, before anything is created, a stack name the cloud's cloud-side names cannot carry."""
+    problems = stack.cloud.stack_name_problems(stack.name, stack.config)
+    if problems:
+        raise ConfigError(problems)

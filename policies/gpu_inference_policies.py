@@ -107,144 +107,72 @@ def stack_config() -> dict[str, Any]:
     return out
 
 
-def _report_all(report_violation: ReportViolation, messages: list[str], urn: str | None = None) -> None:
-    for message in messages:
-        report_violation(message, urn)
-
-
 # ---------------------------------------------------------------------------------------------
-# Validators (module-level, typed; each message says how to fix it)
+# The pack: one CrossGuard policy per entry of the rules' registry (the pack itself is built in __main__.py)
 # ---------------------------------------------------------------------------------------------
 
 
-def vram_fit(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != rules.VLLM_SERVICE:
-        return
-    _report_all(report_violation, rules.check_vram_fit(view_of(args)))
+def _settings(policy: rules.Policy, config: Mapping[str, Any] | None, views: list[rules.ResourceView]) -> rules.PolicySettings:
+    """What a check needs beyond the resources. Each fact comes from this policy's config first, then from the
+    resources themselves (the VllmService components carry the stack's budget and allowedCidrs), then from the
+    stack config the engine hands the pack."""
+    settings = rules.settings_from_policy_config(policy, config or {}, rules.PolicySettings()).with_facts_from(views)
+    stack = stack_config()
+    fallback: dict[str, Any] = {}
+    if settings.monthly_budget_usd is None:
+        fallback["monthly_budget_usd"] = _number(stack.get("monthlyBudgetUsd"))
+    if settings.allowed_cidrs is None and isinstance(stack.get("allowedCidrs"), list):
+        fallback["allowed_cidrs"] = [str(c) for c in stack["allowedCidrs"]]
+    if isinstance(stack.get("publicEndpoint"), bool):
+        fallback["public_endpoint"] = stack["publicEndpoint"]
+    return settings.model_copy(update=fallback)
 
 
-def kv_headroom(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != rules.VLLM_SERVICE:
-        return
-    typical = args.get_config().get("typicalRequestTokens")
-    _report_all(report_violation, rules.check_kv_headroom(view_of(args), int(typical) if typical else None))
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
-def gpu_availability(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    if args.resource_type != rules.VLLM_SERVICE:
-        return
-    _report_all(report_violation, rules.check_gpu_availability(view_of(args)))
+def _resource_validator(policy: rules.Policy) -> Any:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        view = view_of(args)
+        if policy.applies(view):
+            for message in policy.check(view, _settings(policy, args.get_config(), [view]))[0]:
+                report_violation(message, None)
+
+    validate.__name__ = policy.name.replace("-", "_")
+    return validate
 
 
-def _allowed_cidrs(config: Mapping[str, Any], views: list[rules.ResourceView]) -> list[str] | None:
-    if isinstance(config.get("allowedCidrs"), list):
-        return [str(c) for c in config["allowedCidrs"]]
-    from_props = rules.allowed_cidrs_from_views(views)
-    if from_props is not None:
-        return from_props
-    cidrs = stack_config().get("allowedCidrs")
-    return [str(c) for c in cidrs] if isinstance(cidrs, list) else None
+def _stack_validator(policy: rules.Policy) -> Any:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        views = [view_of(r) for r in args.resources]
+        for message in policy.check(views, _settings(policy, args.get_config(), views))[0]:
+            report_violation(message, None)
+
+    validate.__name__ = policy.name.replace("-", "_")
+    return validate
 
 
-def security(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-    """Per resource: its own ports, its own plain inputs; the API-key rule for VllmService components."""
-    view = view_of(args)
-    if view.type == rules.VLLM_SERVICE and "publicEndpoint" not in view.props:
-        public = stack_config().get("publicEndpoint")
-        if isinstance(public, bool):
-            view.props["publicEndpoint"] = public
-    for _name, message in rules.check_security([view], _allowed_cidrs(args.get_config(), [view])):
-        report_violation(message, None)
-
-
-def budget(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    config = args.get_config()
-    views = [view_of(r) for r in args.resources]
-    amount = config.get("monthlyBudgetUsd") or rules.budget_from_views(views) or stack_config().get("monthlyBudgetUsd")
-    if not amount:
-        report_violation(
-            f"no monthly budget is known: set {NAMESPACE}:monthlyBudgetUsd in the stack config, or "
-            '--policy-pack-config with {"budget": {"monthlyBudgetUsd": <USD>}}',
-            None,
+def _declare(policy: rules.Policy) -> ResourceValidationPolicy | StackValidationPolicy:
+    schema = PolicyConfigSchema(properties={k: v.schema for k, v in policy.config.items()}) if policy.config else None
+    if policy.kind == "stack":
+        return StackValidationPolicy(
+            name=policy.name, description=policy.description, enforcement_level=_level(policy.name),
+            validate=_stack_validator(policy), config_schema=schema, remediation_steps=policy.remediation,
         )
-        return
-    slack = float(config.get("slackUsd") or 0.0)
-    _report_all(report_violation, rules.check_budget(views, float(amount), slack))
+    return ResourceValidationPolicy(
+        name=policy.name, description=policy.description, enforcement_level=_level(policy.name),
+        validate=_resource_validator(policy), config_schema=schema, remediation_steps=policy.remediation,
+    )
 
 
-# ---------------------------------------------------------------------------------------------
-# Policies (the pack itself is built in __main__.py)
-# ---------------------------------------------------------------------------------------------
-
-vram_fit_policy = ResourceValidationPolicy(
-    name="vram-fit",
-    description="Every vLLM service fits its node's GPUs (weights, activations, CUDA graphs and KV cache).",
-    enforcement_level=_level("vram-fit"),
-    validate=vram_fit,
-    remediation_steps="Apply the cheapest fix the message names: quantize, lower maxModelLen, a larger GPU, or more GPUs.",
-)
-
-kv_headroom_policy = ResourceValidationPolicy(
-    name="kv-headroom",
-    description="The KV cache holds maxNumSeqs requests of typicalRequestTokens.",
-    enforcement_level=_level("kv-headroom"),
-    validate=kv_headroom,
-    config_schema=PolicyConfigSchema(
-        properties={
-            "typicalRequestTokens": {
-                "type": "integer",
-                "minimum": 1,
-                "description": "Prompt + output tokens of a typical request; default: the service's typicalRequestTokens.",
-            },
-        },
-    ),
-)
-
-gpu_availability_policy = ResourceValidationPolicy(
-    name="gpu-availability",
-    description="The GPU offering exists, belongs to the stack's provider and is sold in the stack's region.",
-    enforcement_level=_level("gpu-availability"),
-    validate=gpu_availability,
-)
-
-security_policy = ResourceValidationPolicy(
-    name="security",
-    description=(
-        "No vLLM/exporter/Prometheus port open to the world, SSH only from allowedCidrs, an API key on a "
-        "public endpoint, no credential in a plain input."
-    ),
-    enforcement_level=_level("security"),
-    validate=security,
-    config_schema=PolicyConfigSchema(
-        properties={
-            "allowedCidrs": {
-                "type": "array",
-                "items": {"type": "string"},
-                "description": "The only networks SSH may come from; default: the stack's gpu-inference:allowedCidrs.",
-            },
-        },
-    ),
-)
-
-budget_policy = StackValidationPolicy(
-    name="budget",
-    description="The stack's monthly cost (730 h, catalog prices) is within its budget.",
-    enforcement_level=_level("budget"),
-    validate=budget,
-    config_schema=PolicyConfigSchema(
-        properties={
-            "monthlyBudgetUsd": {
-                "type": "number",
-                "minimum": 0,
-                "description": "Monthly budget in USD; default: the stack's gpu-inference:monthlyBudgetUsd.",
-            },
-            "slackUsd": {
-                "type": "number",
-                "minimum": 0,
-                "description": "Overrun tolerated before the policy fails, USD per month (default 0).",
-            },
-        },
-    ),
-)
-
-POLICIES = [vram_fit_policy, kv_headroom_policy, gpu_availability_policy, security_policy, budget_policy]
+POLICIES = [_declare(policy) for policy in rules.POLICIES]
+_BY_NAME = {p.name: p for p in POLICIES}
+vram_fit_policy = _BY_NAME["vram-fit"]
+kv_headroom_policy = _BY_NAME["kv-headroom"]
+gpu_availability_policy = _BY_NAME["gpu-availability"]
+security_policy = _BY_NAME["security"]
+budget_policy = _BY_NAME["budget"]

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render._common import node_name
 from gpu_inference.render.cloud_init import (
-    PREVIEW_AWS_VOLUME_ID,
     dcgm_exporter_unit,
     gpu_node_bootstrap,
     gpu_node_cloud_init,
@@ -22,7 +21,6 @@ from gpu_inference.render.cloud_init import (
     monitoring_cloud_init,
     node_exporter_unit,
     prometheus_data_dropin,
-    volume_devices,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
@@ -48,10 +46,10 @@ __all__ = [
     "node_exporter_unit",
     "prometheus_config",
     "render_all",
+    "render_stack",
     "vllm_args",
     "vllm_env_file",
     "vllm_unit",
-    "volume_devices",
 ]
 
 
@@ -105,16 +103,27 @@ def render_all(
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
-        devices = volume_devices(stack.config.provider, monitoring_volume or _placeholder_volume(stack))
+        cloud = stack.cloud
+        devices = cloud.volume_devices(monitoring_volume or cloud.placeholder_volume(stack.name))
         files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
     return files
 
 
-def _placeholder_volume(stack: ResolvedStack) -> str:
-    """What the Prometheus volume is found by, when the caller has no real one: the name the program gives
-    it on DigitalOcean (``components.providers.volume_cloud_name``), a fixed fake id on AWS."""
-    if stack.config.provider == "aws":
-        return PREVIEW_AWS_VOLUME_ID
-    return f"gpu-inference-{stack.name}-prometheus-data".lower()
+def render_stack(
+    stack: ResolvedStack,
+    node_addresses: list[str],
+    lb_address: str,
+    monitoring_address: str,
+    api_key: str | None,
+    hf_token: str | None,
+    monitoring_volume: str | None = None,
+) -> dict[str, str]:
+    """Every file the stack's layout puts on its machines (or, on Kubernetes, mounts into its pods)."""
+    if stack.cloud.layout == "kubernetes":
+        # Pods, not machines: no cloud-init or units, only the files the ConfigMaps carry.
+        from gpu_inference.render.kubernetes import render_kubernetes
+
+        return render_kubernetes(stack)
+    return render_all(stack, node_addresses, lb_address, monitoring_address, api_key, hf_token, monitoring_volume)

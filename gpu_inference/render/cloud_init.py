@@ -7,8 +7,6 @@ deterministic (no timestamps, no random names), so golden files are stable.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -45,21 +43,6 @@ MONITORING_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-monitoring-bootstrap"
 # Self-signed certificate the LB starts with when TLS is configured and no certificate is there yet, so
 # nginx can start; the operator replaces it (e.g. certbot) — see docs/runbooks.md#tls.
 SELF_SIGNED_DAYS = 30
-# EC2 refuses user data over 16 KB (raw, before base64). cloud-init reads gzip-compressed user data
-# transparently, so a large document (Prometheus host of a big pool) is sent compressed.
-AWS_USER_DATA_LIMIT_BYTES = 16 * 1024
-
-
-def user_data_base64_gzip(text: str) -> str:
-    """Deterministic gzip (mtime 0) + base64 of a cloud-config, for EC2's ``user_data_base64``."""
-    return base64.b64encode(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
-
-
-def fits_aws_user_data(text: str) -> bool:
-    """Whether the plain text fits EC2's limit (if not, send :func:`user_data_base64_gzip`)."""
-    return len(text.encode("utf-8")) <= AWS_USER_DATA_LIMIT_BYTES
-
-
 def _file(path: str, content: str, permissions: str = "0644", defer: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
     if defer:
@@ -321,26 +304,6 @@ DATA_VOLUME_WAIT_SECONDS = 900
 # first, so a volume too small for `retention` loses old history instead of failing writes. The rest is
 # headroom for the WAL, compaction and the filesystem's own overhead.
 TSDB_VOLUME_SHARE = 0.8
-# Placeholders the offline preview and the golden files use for the volume (the real ones come from the cloud).
-PREVIEW_AWS_VOLUME_ID = "vol-00000000000000000"
-
-
-def volume_devices(provider: str, volume: str) -> list[str]:
-    """Stable device paths of a block volume on its machine, to try in order.
-
-    ``volume`` is the DigitalOcean volume's name, or the EBS volume's id. DigitalOcean exposes a volume as
-    ``/dev/disk/by-id/scsi-0DO_Volume_<name>``. On Nitro instances an EBS volume is an NVMe device whose
-    serial number is the volume id without its dash, so udev links it as
-    ``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…`` (the ``/dev/sdf`` asked for at attachment is
-    not a device node there); on older Xen instance types it keeps the attachment's name, ``/dev/xvdf``.
-    """
-    if provider == "digitalocean":
-        return [f"/dev/disk/by-id/scsi-0DO_Volume_{volume}"]
-    if provider == "aws":
-        return [f"/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_{volume.replace('-', '', 1)}", "/dev/xvdf"]
-    raise ValueError(f"no block volumes on provider {provider!r}")
-
-
 def prometheus_data_dropin() -> str:
     """prometheus.service drop-in: never run Prometheus on the root disk.
 

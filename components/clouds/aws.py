@@ -1,4 +1,6 @@
-"""AWS: GPU instances on the NVIDIA-driver Deep Learning Base AMI, in a small VPC of the stack's own.
+"""AWS machines: GPU instances on the NVIDIA-driver Deep Learning Base AMI, in a small VPC of the stack's own.
+
+The pure facts (type tokens, AMI names, CIDRs, tags, prices) are in ``gpu_inference/clouds/aws.py``.
 
 Why a VPC of its own rather than the default VPC: many accounts (AWS Organizations landing zones, anyone
 who followed CIS advice) have deleted the default VPC, and its subnets span every Availability Zone while
@@ -7,15 +9,13 @@ actually offers the GPU instance type (asked of EC2, not guessed), an internet g
 None of these cost money; they are deleted with the stack.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.providers import (
+from components.clouds import (
     INSTANCE_SECRET_OUTPUTS,
     ROLES,
     WORLD_V4,
@@ -25,34 +25,15 @@ from components.providers import (
     Machine,
     MachineSpec,
     Network,
+    NetworkArgs,
     VolumeSpec,
-    cloud_name,
-    priced_args,
-    resource_prefix,
+    identity,
+    registration,
 )
-from gpu_inference.render.cloud_init import user_data_base64_gzip, volume_devices
-
-if TYPE_CHECKING:
-    from gpu_inference.stack import ResolvedStack
-
-# AWS Deep Learning Base AMI with the open-source NVIDIA kernel driver, CUDA, Docker and the NVIDIA
-# container toolkit preinstalled (what vLLM's container needs), x86_64. AWS publishes a new one every
-# few weeks; most_recent picks the newest, named e.g. "... (Ubuntu 22.04) 20261006".
-GPU_AMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
-GPU_AMI_OWNER = "amazon"
-# Nginx and Prometheus hosts: Canonical's Ubuntu 24.04 LTS (the renderers' cloud-init targets Ubuntu).
-BASE_AMI_NAME = "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*"
-BASE_AMI_OWNER = "099720109477"  # Canonical
-INSTANCE = "aws:ec2/instance:Instance"
-ELASTIC_IP = "aws:ec2/eip:Eip"
-EBS_VOLUME = "aws:ebs/volume:Volume"
-# Device names the data volumes are attached as (/dev/sdf, /dev/sdg, ...): what EC2 records; a Nitro
-# instance shows the volume as an NVMe device instead (render.cloud_init.volume_devices finds it by id).
-DATA_DEVICE_LETTERS = "fghijklmnop"
-VPC_CIDR = "10.42.0.0/16"
-SUBNET_CIDR = "10.42.1.0/24"
-# Root disk of the small hosts: OS, Nginx or Prometheus, logs (Prometheus' TSDB lives on its own data volume).
-BASE_DISK_GB = {"lb": 20, "monitoring": 40}
+from gpu_inference import naming
+from gpu_inference.bill import Registration
+from gpu_inference.clouds import aws as facts
+from gpu_inference.stack import ResolvedStack
 
 _EGRESS_ALL = [
     aws.ec2.SecurityGroupEgressArgs(
@@ -62,25 +43,29 @@ _EGRESS_ALL = [
 ]
 
 
-def _tags(stack: ResolvedStack, name: str, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-    tags = {"Name": cloud_name(name, stack), "gpu-inference:stack": stack.name, "gpu-inference:role": role}
-    tags.update({t: "" for t in stack.config.tags})
-    tags.update(extra or {})
-    return tags
+def _tags(stack: ResolvedStack, name: str, role: str, labels: dict[str, str] | None = None) -> dict[str, str]:
+    return facts.tags(stack.name, name, role, list(stack.config.tags), labels)
 
 
-class AwsProvider:
-    name = "aws"
+@dataclass(frozen=True)
+class _StaticAddress:
+    eni: aws.ec2.NetworkInterface
+    eip: aws.ec2.Eip
+    association: aws.ec2.EipAssociation
+    registration: Registration
 
-    def network(self, name: str, stack: ResolvedStack, parent: pulumi.Resource) -> Network:
+
+class AwsMachines:
+
+    def network(self, name: str, stack: ResolvedStack, opts: pulumi.ResourceOptions) -> Network:
         region = stack.config.region
         # An explicit provider pins the stack's region: `aws:region` from the environment never decides it.
         # Explicit providers do not read the stack's `aws:*` config, so the profile is passed on by hand
         # (credentials from the environment work as usual).
         provider = aws.Provider(
-            f"{name}-aws", region=region, profile=pulumi.Config("aws").get("profile"),
-            opts=pulumi.ResourceOptions(parent=parent),
+            f"{name}-aws", region=region, profile=pulumi.Config("aws").get("profile"), opts=opts,
         )
+        parent = opts.parent
         opts = pulumi.ResourceOptions(parent=parent, provider=provider)
         invoke = pulumi.InvokeOutputOptions(parent=parent, provider=provider)
         offerings = aws.ec2.get_instance_type_offerings_output(
@@ -89,14 +74,14 @@ class AwsProvider:
             opts=invoke,
         )
         az = offerings.locations.apply(lambda zones: _first_zone(zones, stack))
-        prefix = resource_prefix(stack)
+        prefix = naming.resource_prefix(stack.name)
         vpc = aws.ec2.Vpc(
-            f"{name}-vpc", cidr_block=VPC_CIDR, enable_dns_hostnames=True, enable_dns_support=True,
+            f"{name}-vpc", cidr_block=facts.VPC_CIDR, enable_dns_hostnames=True, enable_dns_support=True,
             tags={"Name": f"{prefix}-vpc"}, opts=opts,
         )
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{prefix}-igw"}, opts=opts)
         subnet = aws.ec2.Subnet(
-            f"{name}-subnet", vpc_id=vpc.id, cidr_block=SUBNET_CIDR, availability_zone=az,
+            f"{name}-subnet", vpc_id=vpc.id, cidr_block=facts.SUBNET_CIDR, availability_zone=az,
             map_public_ip_on_launch=True, tags={"Name": f"{prefix}-public"}, opts=opts,
         )
         routes = aws.ec2.RouteTable(
@@ -113,40 +98,47 @@ class AwsProvider:
             )
             for role in ROLES
         }
+        # Machines launch in the subnet only once it routes to the internet (cloud-init pulls at first boot) and
+        # an Elastic IP can only be associated once the gateway exists: both ride on the subnet id's Output.
+        subnet_id = pulumi.Output.all(subnet.id, assoc.id, igw.id).apply(lambda ids: ids[0])
         return Network(
-            provider=self.name,
-            vpc_id=vpc.id,
-            identities={role: sg.id for role, sg in identities.items()},
-            extra={"provider": provider, "subnet_id": subnet.id, "route_assoc": assoc, "igw": igw, "az": az},
+            args=NetworkArgs(
+                vpc_id=vpc.id,
+                gpu_identity=identities["gpu"].id,
+                lb_identity=identities["lb"].id,
+                monitoring_identity=identities["monitoring"].id,
+                subnet_id=subnet_id,
+                availability_zone=az,
+            ),
+            providers=(provider,),
         )
 
     def machine(
-        self, name: str, spec: MachineSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+        self, name: str, spec: MachineSpec, network: NetworkArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions
     ) -> Machine:
-        provider: aws.Provider = network.extra["provider"]
-        opts = pulumi.ResourceOptions(parent=parent, provider=provider)
+        invoke = _invoke_options(opts)
         if spec.role == "gpu":
             ami = aws.ec2.get_ami_output(
-                most_recent=True, owners=[GPU_AMI_OWNER],
-                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[GPU_AMI_NAME]),
+                most_recent=True, owners=[facts.GPU_AMI_OWNER],
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[facts.GPU_AMI_NAME]),
                          aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
                          aws.ec2.GetAmiFilterArgs(name="state", values=["available"])],
-                opts=pulumi.InvokeOutputOptions(parent=parent, provider=provider),
+                opts=invoke,
             )
         else:
             ami = aws.ec2.get_ami_output(
-                most_recent=True, owners=[BASE_AMI_OWNER],
-                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[BASE_AMI_NAME]),
+                most_recent=True, owners=[facts.BASE_AMI_OWNER],
+                filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[facts.BASE_AMI_NAME]),
                          aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"])],
-                opts=pulumi.InvokeOutputOptions(parent=parent, provider=provider),
+                opts=invoke,
             )
         sg = aws.ec2.SecurityGroup(
-            f"{name}-fw",
-            vpc_id=network.vpc_id,
-            description=f"inbound rules of {cloud_name(name, stack)}",
+            naming.firewall(name),
+            vpc_id=network["vpc_id"],
+            description=f"inbound rules of {naming.cloud_name(name, stack.name)}",
             ingress=[self._ingress(rule, network) for rule in spec.ingress if not rule.is_empty],
             egress=_EGRESS_ALL,
-            tags=_tags(stack, f"{name}-fw", spec.role),
+            tags=_tags(stack, naming.firewall(name), spec.role),
             opts=opts,
         )
         market = None
@@ -158,18 +150,21 @@ class AwsProvider:
                 spot_options=aws.ec2.InstanceInstanceMarketOptionsSpotOptionsArgs(
                     instance_interruption_behavior="terminate", spot_instance_type="one-time"),
             )
-        disk_gb = spec.disk_gb or BASE_DISK_GB.get(spec.role, 20)
+        disk_gb = spec.disk_gb or facts.BASE_DISK_GB.get(spec.role, 20)
         # EC2 refuses a root volume smaller than the AMI's root snapshot ("Volume of size N is smaller than
         # snapshot ..., expect size >= M", InvalidBlockDeviceMapping), and the Deep Learning AMIs' snapshot is
         # far bigger than Ubuntu's: never ask for less than the image itself holds.
         root_gb = ami.apply(lambda image: root_volume_gb(image, disk_gb))
-        security_groups = [sg.id, network.identities[spec.role]]
-        # The route to the internet must exist before boot, or cloud-init cannot pull anything.
-        boot_after: list[pulumi.Resource] = [network.extra["route_assoc"]]
+        security_groups = [sg.id, identity(network, spec.role)]
+        # The route to the internet must exist before boot, or cloud-init cannot pull anything: it rides on
+        # the subnet id (NetworkArgs), which the instance or its interface takes.
+        boot_after: list[pulumi.Resource] = []
         placement: dict[str, Any]
         static: _StaticAddress | None = None
+        registrations: list[Registration] = []
         if spec.static_ip:
             static = self._static_address(name, spec, security_groups, network, stack, opts)
+            registrations.append(static.registration)
             # The interface brings subnet, security groups and (through the EIP) the public address; the
             # provider refuses subnet_id / vpc_security_group_ids / associate_public_ip_address beside it.
             placement = dict(primary_network_interface=aws.ec2.InstancePrimaryNetworkInterfaceArgs(
@@ -178,11 +173,11 @@ class AwsProvider:
             boot_after.append(static.association)
         else:
             placement = dict(
-                subnet_id=network.extra["subnet_id"],
+                subnet_id=network["subnet_id"],
                 vpc_security_group_ids=security_groups,
                 associate_public_ip_address=True,
             )
-        instance = aws.ec2.Instance(name, **priced_args(network.priced, INSTANCE, name, dict(
+        args = aws.ec2.InstanceArgs(
             ami=ami.id,
             instance_type=spec.size,
             **placement,
@@ -190,7 +185,7 @@ class AwsProvider:
             # EC2 caps user data at 16 KB before base64 and a big pool's Prometheus config can pass it;
             # always gzip (the text is only known inside the apply, the argument must be chosen now).
             # cloud-init reads gzip natively; secretness carries through the apply.
-            user_data_base64=pulumi.Output.from_input(spec.user_data).apply(user_data_base64_gzip),
+            user_data_base64=pulumi.Output.from_input(spec.user_data).apply(facts.user_data_base64_gzip),
             # cloud-init runs once per instance: new user data only takes effect on a new instance.
             user_data_replace_on_change=True,
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
@@ -203,7 +198,8 @@ class AwsProvider:
             instance_market_options=market,
             tags=_tags(stack, name, spec.role, spec.labels),
             volume_tags=_tags(stack, f"{name}-root", spec.role),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+        )
+        instance = aws.ec2.Instance(name, args, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
                 depends_on=boot_after,
                 additional_secret_outputs=INSTANCE_SECRET_OUTPUTS,
                 # A pre-created interface can be the primary (device 0) of one instance only, and never
@@ -213,38 +209,40 @@ class AwsProvider:
                 # (a scale-out, a budget change) would replace every instance, the load balancer delete-first.
                 # New instances (added nodes, user-data replacements) still launch on the newest image.
                 ignore_changes=["ami"],
-            )),
         )))
         # The bill is computed now, before the AMI lookup resolves: price the disk asked for (the AMI's
         # snapshot only raises it when the configured size is below the image's own).
-        network.priced[-1][2].setdefault("rootBlockDevice", {})["volumeSize"] = disk_gb
+        root = registration(facts.INSTANCE, name, args)
+        registrations.insert(0, registration(facts.INSTANCE, name, args, rootBlockDevice={
+            **dict(root.inputs.get("rootBlockDevice") or {}), "volumeSize": disk_gb}))
         for i, volume in enumerate(spec.volumes):
-            self._attach(volume, f"/dev/sd{DATA_DEVICE_LETTERS[i]}", instance, opts)
+            self._attach(volume, f"/dev/sd{facts.DATA_DEVICE_LETTERS[i]}", instance, opts)
         if static is not None:
             # The interface's address is the instance's, and stays when the instance is replaced.
             return Machine(instance=instance, firewall=sg, id=instance.id,
-                           public_ip=static.eip.public_ip, private_ip=static.eni.private_ip)
+                           public_ip=static.eip.public_ip, private_ip=static.eni.private_ip,
+                           registrations=tuple(registrations))
         return Machine(
             instance=instance, firewall=sg, id=instance.id,
-            public_ip=instance.public_ip, private_ip=instance.private_ip,
+            public_ip=instance.public_ip, private_ip=instance.private_ip, registrations=tuple(registrations),
         )
 
     def volume(
-        self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+        self, name: str, spec: VolumeSpec, network: NetworkArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions
     ) -> DataVolume:
         # In the subnet's zone (an EBS volume attaches only to instances in its own AZ); nothing of an
         # instance, so replacing the instance never replaces the volume.
-        opts = pulumi.ResourceOptions(parent=parent, provider=network.extra["provider"])
-        volume = aws.ebs.Volume(name, **priced_args(network.priced, EBS_VOLUME, name, dict(
-            availability_zone=network.extra["az"],
+        args = aws.ebs.VolumeArgs(
+            availability_zone=network["availability_zone"],
             size=spec.size_gb,
             type="gp3",
             encrypted=True,
             tags=_tags(stack, name, spec.role),
-            opts=opts,
-        )))
+        )
+        volume = aws.ebs.Volume(name, args, opts=opts)
         return DataVolume(name=name, resource=volume, id=volume.id,
-                          devices=volume.id.apply(lambda vid: volume_devices(self.name, vid)))
+                          devices=volume.id.apply(facts.CLOUD.volume_devices),
+                          registrations=(registration(facts.EBS_VOLUME, name, args),))
 
     @staticmethod
     def _attach(volume: DataVolume, device_name: str, instance: aws.ec2.Instance, opts: pulumi.ResourceOptions) -> None:
@@ -258,7 +256,7 @@ class AwsProvider:
         the volume attached until the instance terminates.) The instance is being deleted anyway.
         """
         aws.ec2.VolumeAttachment(
-            f"{volume.name}-attachment",
+            naming.attachment(volume.name),
             device_name=device_name,
             volume_id=volume.id,
             instance_id=instance.id,
@@ -268,7 +266,7 @@ class AwsProvider:
 
     @staticmethod
     def _static_address(
-        name: str, spec: MachineSpec, security_groups: list[pulumi.Output[str]], network: Network,
+        name: str, spec: MachineSpec, security_groups: list[pulumi.Output[str]], network: NetworkArgs,
         stack: ResolvedStack, opts: pulumi.ResourceOptions,
     ) -> _StaticAddress:
         """A network interface of its own with an Elastic IP on it, for an instance to launch on.
@@ -279,28 +277,29 @@ class AwsProvider:
         """
         eni = aws.ec2.NetworkInterface(
             f"{name}-eni",
-            subnet_id=network.extra["subnet_id"],
+            subnet_id=network["subnet_id"],
             security_groups=security_groups,
-            description=f"primary interface of {cloud_name(name, stack)}; keeps its Elastic IP across replacements",
+            description=f"primary interface of {naming.cloud_name(name, stack.name)}; keeps its Elastic IP across "
+                        "replacements",
             tags=_tags(stack, f"{name}-eni", spec.role),
             opts=opts,
         )
-        eip = aws.ec2.Eip(f"{name}-ip", **priced_args(network.priced, ELASTIC_IP, f"{name}-ip", dict(
-            domain="vpc",
-            tags=_tags(stack, f"{name}-ip", spec.role),
-            # An EIP in a VPC needs the VPC's internet gateway before it can be associated.
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[network.extra["igw"]])),
-        )))
+        ip_name = naming.static_ip(name)
+        # An EIP in a VPC needs the VPC's internet gateway before it can be associated: the association takes
+        # the interface, whose subnet id carries the gateway (NetworkArgs).
+        args = aws.ec2.EipArgs(domain="vpc", tags=_tags(stack, ip_name, spec.role))
+        eip = aws.ec2.Eip(ip_name, args, opts=opts)
         association = aws.ec2.EipAssociation(
-            f"{name}-ip-association",
+            f"{ip_name}-association",
             allocation_id=eip.allocation_id,
             network_interface_id=eni.id,
             opts=opts,
         )
-        return _StaticAddress(eni=eni, eip=eip, association=association)
+        return _StaticAddress(eni=eni, eip=eip, association=association,
+                              registration=registration(facts.ELASTIC_IP, ip_name, args))
 
     @staticmethod
-    def _ingress(rule: IngressRule, network: Network) -> aws.ec2.SecurityGroupIngressArgs:
+    def _ingress(rule: IngressRule, network: NetworkArgs) -> aws.ec2.SecurityGroupIngressArgs:
         v4 = [c for c in rule.cidrs if ":" not in c]
         v6 = [c for c in rule.cidrs if ":" in c]
         return aws.ec2.SecurityGroupIngressArgs(
@@ -309,16 +308,9 @@ class AwsProvider:
             to_port=rule.to_port or rule.port,
             cidr_blocks=v4 or None,
             ipv6_cidr_blocks=v6 or None,
-            security_groups=[network.identities[p] for p in rule.peers] or None,
+            security_groups=[identity(network, p) for p in rule.peers] or None,
             description=rule.description,
         )
-
-
-@dataclass(frozen=True)
-class _StaticAddress:
-    eni: aws.ec2.NetworkInterface
-    eip: aws.ec2.Eip
-    association: aws.ec2.EipAssociation
 
 
 def root_volume_gb(image: aws.ec2.GetAmiResult, wanted_gb: int) -> int:
@@ -331,6 +323,14 @@ def root_volume_gb(image: aws.ec2.GetAmiResult, wanted_gb: int) -> int:
     return max(wanted_gb, snapshot_gb)
 
 
+def _invoke_options(opts: pulumi.ResourceOptions) -> pulumi.InvokeOutputOptions:
+    """Invokes run against the provider the machine's resources get: the explicit one in ``opts.providers``
+    (the network's, pinning the stack's region), else the parent's."""
+    providers = list(opts.providers.values()) if isinstance(opts.providers, dict) else list(opts.providers or [])
+    explicit = next((p for p in providers if isinstance(p, pulumi.ProviderResource) and p.package == "aws"), None)
+    return pulumi.InvokeOutputOptions(parent=opts.parent, provider=explicit)
+
+
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
     if not zones:
         raise pulumi.RunError(
@@ -339,3 +339,6 @@ def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
         )
     # Sorted so repeated runs pick the same zone (a different zone would replace the subnet).
     return sorted(zones)[0]
+
+
+MACHINE_CLOUD = AwsMachines()

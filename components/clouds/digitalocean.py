@@ -1,13 +1,12 @@
-"""DigitalOcean: GPU droplets (and basic droplets for Nginx/Prometheus) in a VPC, one Cloud Firewall each."""
+"""DigitalOcean machines: GPU droplets (and basic droplets for Nginx/Prometheus) in a VPC, one Cloud Firewall each.
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
+The pure facts (type tokens, images, tags, name limits, prices) are in ``gpu_inference/clouds/digitalocean.py``.
+"""
 
 import pulumi
 import pulumi_digitalocean as do
 
-from components.providers import (
+from components.clouds import (
     DROPLET_SECRET_OUTPUTS,
     ROLES,
     WORLD_V4,
@@ -17,29 +16,15 @@ from components.providers import (
     Machine,
     MachineSpec,
     Network,
-    Role,
+    NetworkArgs,
     VolumeSpec,
-    cloud_name,
-    priced_args,
-    resource_prefix,
-    volume_cloud_name,
+    identity,
+    registration,
 )
-from gpu_inference.render.cloud_init import volume_devices
-
-if TYPE_CHECKING:
-    from gpu_inference.stack import ResolvedStack
-
-# DigitalOcean's AI/ML-ready images (Ubuntu + NVIDIA driver + container toolkit, or ROCm for AMD). The
-# "h100" in the NVIDIA slugs is historical: gpu-h100x1-base serves every single-GPU NVIDIA plan
-# (L40S, RTX 4000/6000 Ada, H100, H200) and gpu-h100x8-base the 8-GPU ones.
-GPU_IMAGE_NVIDIA_1 = "gpu-h100x1-base"
-GPU_IMAGE_NVIDIA_8 = "gpu-h100x8-base"
-GPU_IMAGE_AMD = "gpu-amd-base"
-# Nginx and Prometheus hosts: the current Ubuntu LTS; the renderers' cloud-init targets Ubuntu.
-BASE_IMAGE = "ubuntu-24-04-x64"
-DROPLET = "digitalocean:index/droplet:Droplet"
-RESERVED_IP = "digitalocean:index/reservedIp:ReservedIp"
-VOLUME = "digitalocean:index/volume:Volume"
+from gpu_inference import naming
+from gpu_inference.bill import Registration
+from gpu_inference.clouds import digitalocean as facts
+from gpu_inference.stack import ResolvedStack
 
 # Outbound is open: nodes pull the vLLM image and the weights, hosts fetch packages.
 _OUTBOUND = [
@@ -49,64 +34,51 @@ _OUTBOUND = [
 ]
 
 
-def gpu_image(gpu_count: int, vendor: str | None) -> str:
-    if vendor == "amd":
-        return GPU_IMAGE_AMD
-    return GPU_IMAGE_NVIDIA_8 if gpu_count >= 8 else GPU_IMAGE_NVIDIA_1
-
-
-def _droplet_tags(stack: ResolvedStack, role: Role, identity: str) -> list[str]:
-    # The identity tag is what peers' firewalls admit; the others let an operator find and bill the stack.
-    return ["gpu-inference", f"stack-{stack.name}", f"role-{role}", identity, *stack.config.tags]
-
-
-class DigitalOceanProvider:
-    name = "digitalocean"
-
-    def network(self, name: str, stack: ResolvedStack, parent: pulumi.Resource) -> Network:
-        prefix = resource_prefix(stack)
-        opts = pulumi.ResourceOptions(parent=parent)
+class DigitalOceanMachines:
+    def network(self, name: str, stack: ResolvedStack, opts: pulumi.ResourceOptions) -> Network:
+        prefix = naming.resource_prefix(stack.name)
         # ip_range is left to DigitalOcean: a fixed range could collide with a VPC the account already has.
         vpc = do.Vpc(
             f"{name}-vpc",
             name=f"{prefix}-vpc",
             region=stack.config.region,
-            description=f"gpu-inference stack {stack.name}: GPU nodes, load balancer, monitoring",
+            description=f"{naming.PROJECT_TAG} stack {stack.name}: GPU nodes, load balancer, monitoring",
             opts=opts,
         )
         # Tags must exist before a firewall may name them as a source.
         tags = {role: do.Tag(f"{name}-{role}-tag", name=f"{prefix}-{role}", opts=opts) for role in ROLES}
-        return Network(
-            provider=self.name,
+        return Network(args=NetworkArgs(
             vpc_id=vpc.id,
-            identities={role: tag.name for role, tag in tags.items()},
-        )
+            gpu_identity=tags["gpu"].name,
+            lb_identity=tags["lb"].name,
+            monitoring_identity=tags["monitoring"].name,
+        ))
 
     def machine(
-        self, name: str, spec: MachineSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+        self, name: str, spec: MachineSpec, network: NetworkArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions
     ) -> Machine:
-        opts = pulumi.ResourceOptions(parent=parent)
-        identity = network.identities[spec.role]
-        image = gpu_image(spec.gpu_count, spec.gpu_vendor) if spec.role == "gpu" else BASE_IMAGE
-        droplet = do.Droplet(name, **priced_args(network.priced, DROPLET, name, dict(
-            name=cloud_name(name, stack),
+        own_identity = identity(network, spec.role)
+        image = facts.gpu_image(spec.gpu_count, spec.gpu_vendor) if spec.role == "gpu" else facts.BASE_IMAGE
+        args = do.DropletArgs(
+            name=naming.cloud_name(name, stack.name),
             region=stack.config.region,
             size=spec.size,
             image=image,
-            vpc_uuid=network.vpc_id,
+            vpc_uuid=network["vpc_id"],
             ssh_keys=list(stack.config.ssh_keys),
-            tags=identity.apply(lambda ident: _droplet_tags(stack, spec.role, ident)),
+            tags=own_identity.apply(lambda ident: facts.droplet_tags(stack.name, spec.role, ident, list(stack.config.tags))),
             user_data=spec.user_data,
             # The DigitalOcean agent feeds the control panel's graphs; Prometheus is the real monitoring.
             monitoring=True,
             ipv6=False,
             graceful_shutdown=True,
-            opts=pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(additional_secret_outputs=DROPLET_SECRET_OUTPUTS)),
-        )))
+        )
+        droplet = do.Droplet(name, args, opts=pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=DROPLET_SECRET_OUTPUTS)))
+        registrations: list[Registration] = [registration(facts.DROPLET, name, args)]
         firewall = do.Firewall(
-            f"{name}-fw",
-            name=cloud_name(f"{name}-fw", stack),
+            naming.firewall(name),
+            name=naming.cloud_name(naming.firewall(name), stack.name),
             droplet_ids=[droplet.id.apply(int)],
             inbound_rules=[self._inbound(rule, network) for rule in spec.ingress if not rule.is_empty],
             outbound_rules=_OUTBOUND,
@@ -116,33 +88,36 @@ class DigitalOceanProvider:
             self._attach(volume, droplet, opts)
         public_ip = droplet.ipv4_address
         if spec.static_ip:
-            public_ip = self._reserved_ip(name, droplet, network, stack, opts)
+            public_ip, ip_registration = self._reserved_ip(name, droplet, stack, opts)
+            registrations.append(ip_registration)
         return Machine(
             instance=droplet,
             firewall=firewall,
             id=droplet.id,
             public_ip=public_ip,
             private_ip=droplet.ipv4_address_private,
+            registrations=tuple(registrations),
         )
 
     def volume(
-        self, name: str, spec: VolumeSpec, network: Network, stack: ResolvedStack, parent: pulumi.Resource
+        self, name: str, spec: VolumeSpec, network: NetworkArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions
     ) -> DataVolume:
         # Region, size, name and tags only: nothing of a droplet, so replacing the droplet never replaces this.
         # No description: the provider replaces a volume whose description changes (ForceNew), and rewording
         # it must never cost the TSDB. Unformatted: the machine's first boot formats it only if blank.
         # Size only grows in place; the provider refuses a smaller one ("can only be expanded and not shrunk").
-        volume_name = volume_cloud_name(stack, spec.purpose)
-        volume = do.Volume(name, **priced_args(network.priced, VOLUME, name, dict(
+        volume_name = naming.volume_cloud_name(stack.name, spec.purpose)
+        volume_args = do.VolumeArgs(
             name=volume_name,
             region=stack.config.region,
             size=spec.size_gb,
-            tags=["gpu-inference", f"stack-{stack.name}", f"role-{spec.role}", *stack.config.tags],
-            opts=pulumi.ResourceOptions(parent=parent),
-        )))
+            tags=facts.volume_tags(stack.name, spec.role, list(stack.config.tags)),
+        )
+        volume = do.Volume(name, volume_args, opts=opts)
         return DataVolume(
             name=name, resource=volume, id=volume.id,
-            devices=pulumi.Output.from_input(volume_devices(self.name, volume_name)),
+            devices=pulumi.Output.from_input(facts.CLOUD.volume_devices(volume_name)),
+            registrations=(registration(facts.VOLUME, name, volume_args),),
         )
 
     @staticmethod
@@ -155,7 +130,7 @@ class DigitalOceanProvider:
         from it; the last seconds of samples may be lost).
         """
         do.VolumeAttachment(
-            f"{volume.name}-attachment",
+            naming.attachment(volume.name),
             droplet_id=droplet.id.apply(int),
             volume_id=volume.id,
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
@@ -163,8 +138,8 @@ class DigitalOceanProvider:
 
     @staticmethod
     def _reserved_ip(
-        name: str, droplet: do.Droplet, network: Network, stack: ResolvedStack, opts: pulumi.ResourceOptions
-    ) -> pulumi.Output[str]:
+        name: str, droplet: do.Droplet, stack: ResolvedStack, opts: pulumi.ResourceOptions
+    ) -> tuple[pulumi.Output[str], Registration]:
         """A reserved IPv4 in the stack's region, assigned to ``droplet``; its address outlives the droplet.
 
         The address and the assignment are separate resources so a replaced droplet only replaces the
@@ -174,23 +149,25 @@ class DigitalOceanProvider:
         so it leaves the new droplet's address alone. delete_before_replace would instead unassign the
         address while the old droplet is still serving, for no gain.
         """
-        reserved = do.ReservedIp(f"{name}-ip", **priced_args(network.priced, RESERVED_IP, f"{name}-ip", dict(
-            region=stack.config.region,
-            opts=opts,
-        )))
+        ip_name = naming.static_ip(name)
+        args = do.ReservedIpArgs(region=stack.config.region)
+        reserved = do.ReservedIp(ip_name, args, opts=opts)
         do.ReservedIpAssignment(
-            f"{name}-ip-assignment",
+            f"{ip_name}-assignment",
             ip_address=reserved.ip_address,
             droplet_id=droplet.id.apply(int),
             opts=opts,
         )
-        return reserved.ip_address
+        return reserved.ip_address, registration(facts.RESERVED_IP, ip_name, args)
 
     @staticmethod
-    def _inbound(rule: IngressRule, network: Network) -> do.FirewallInboundRuleArgs:
+    def _inbound(rule: IngressRule, network: NetworkArgs) -> do.FirewallInboundRuleArgs:
         return do.FirewallInboundRuleArgs(
             protocol="tcp",
             port_range=rule.port_range,
             source_addresses=list(rule.cidrs) or None,
-            source_tags=[network.identities[peer] for peer in rule.peers] or None,
+            source_tags=[identity(network, peer) for peer in rule.peers] or None,
         )
+
+
+MACHINE_CLOUD = DigitalOceanMachines()

@@ -1,9 +1,11 @@
 """Kubernetes: a GPU node pool on an existing DigitalOcean Kubernetes (DOKS) cluster, vLLM as a StatefulSet
 behind the same Nginx least-connections config as the droplets, Prometheus beside it.
 
-A GPU pool on Kubernetes is not "machines with firewalls", so this provider does not implement the
-machine interface: ``KubernetesGpuPool`` replaces LoadBalancedPool (and MonitoringStack) for
-``provider: kubernetes``.
+A GPU pool on Kubernetes is not "machines with firewalls", so this layout does not use the machine interface:
+``KubernetesGpuPool`` is the peer of LoadBalancedPool for ``provider: kubernetes``, and the same
+``VllmService`` and ``MonitoringStack`` components run inside it (their Kubernetes objects are built by
+``vllm_statefulset`` and ``prometheus_deployment`` here). The pure facts (DOKS labels, taints, annotations,
+prices) are in ``gpu_inference/clouds/kubernetes.py``.
 
 - ``digitalocean.KubernetesNodePool`` of the catalog's GPU slug on the cluster ``kubernetes.clusterId``.
   DOKS installs the NVIDIA driver and device plugin on GPU nodes and taints them
@@ -27,22 +29,22 @@ own DCGM metrics) and this stack does not run privileged agents on nodes it does
 dcgm scrape jobs are empty and the GPU/disk alerts stay silent on Kubernetes.
 """
 
-from __future__ import annotations
-
 import hashlib
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_digitalocean as do
 import pulumi_kubernetes as k8s
 
-from components.monitoring_stack import TOKEN as MONITORING_TOKEN
-from components.providers import WORLD_V4, WORLD_V6, cloud_name, priced_args
-from components.vllm_service import TOKEN as VLLM_SERVICE_TOKEN
-from components.vllm_service import service_spec
+from components.args import StackArgs
+from components.clouds import WORLD_V4, WORLD_V6, registration
+from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
+from components.stack_args import resolve
+from components.vllm_service import ClusterPlacementArgs, VllmService, VllmServiceArgs
+from gpu_inference import naming
+from gpu_inference.bill import Registration
+from gpu_inference.clouds import digitalocean as do_facts
+from gpu_inference.clouds import kubernetes as facts
 from gpu_inference.constants import NGINX_HTTP_PORT, PROMETHEUS_PORT, VLLM_PORT
-from gpu_inference.pricing import DO_LB_SIZE_UNIT_ANNOTATION
 from gpu_inference.render._common import CONTAINER_HF_CACHE
 from gpu_inference.render.kubernetes import (
     CLUSTER_DOMAIN,
@@ -66,16 +68,10 @@ from gpu_inference.render.kubernetes import (
 from gpu_inference.render.nginx import auth_map
 from gpu_inference.render.prometheus import alert_rules
 from gpu_inference.render.vllm import vllm_args
-
-if TYPE_CHECKING:
-    from gpu_inference.stack import ResolvedStack
+from gpu_inference.service_spec import ServiceSpec
+from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:KubernetesGpuPool"
-NODE_POOL = "digitalocean:index/kubernetesNodePool:KubernetesNodePool"
-K8S_SERVICE = "kubernetes:core/v1:Service"
-# DOKS labels every node with its pool's name; GPU nodes carry this taint until the driver is ready.
-POOL_LABEL = "doks.digitalocean.com/node-pool"
-GPU_TAINT = "nvidia.com/gpu"
 # Weights download on first start: give the startup probe the same half hour the droplet unit gets.
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
@@ -87,44 +83,46 @@ VLLM_AWAIT = f"{STARTUP_SECONDS // 60 + 10}m"
 LB_SIZE_UNITS = 1
 # Pod template annotation holding a hash of the mounted config: a changed nginx.conf / prometheus.yml rolls
 # the pods (neither process rereads its config when the ConfigMap volume changes).
-CONFIG_HASH_ANNOTATION = "gpu-inference/config-sha256"
+CONFIG_HASH_ANNOTATION = naming.kubernetes_label_key("config-sha256")
 
 
 def _digest(*texts: str) -> str:
     return hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True)
-class KubernetesGpuPoolArgs:
-    stack: ResolvedStack
-    api_key: pulumi.Output[str | None]
-    hf_token: pulumi.Output[str | None]
-    api_key_set: bool
+def _labels(app: str, instance: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": instance}
 
 
 class KubernetesGpuPool(pulumi.ComponentResource):
-    def __init__(self, name: str, args: KubernetesGpuPoolArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        stack = args.stack
+    """A GPU node pool on an existing DOKS cluster, vLLM as a StatefulSet on it, Nginx least-connections in front
+    behind a public LoadBalancer Service, and Prometheus in-cluster."""
+
+    endpoint: pulumi.Output[str]
+    """The OpenAI-compatible base URL clients use (the LoadBalancer Service's address, ``…/v1``)."""
+    prometheus_url: pulumi.Output[str | None]
+    """Prometheus' in-cluster URL (None when monitoring is disabled)."""
+
+    def __init__(self, name: str, args: StackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        stack, secrets = resolve(args)
         cfg = stack.config
-        assert cfg.kubernetes is not None  # the config validator requires it for this provider
-        spec = service_spec(stack, args.api_key_set)
-        super().__init__(TOKEN, name, {**spec, "clusterId": cfg.kubernetes.cluster_id}, opts)
+        assert cfg.kubernetes is not None  # the cloud's config rules require it for this layout
+        super().__init__(TOKEN, name, ServiceSpec.from_stack(stack).props(), opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace_name = cfg.kubernetes.namespace
 
         # Read, not managed: destroying this stack must never touch the cluster.
         self.cluster = do.KubernetesCluster.get(f"{name}-cluster", cfg.kubernetes.cluster_id, opts=child)
-        pool_name = cloud_name(f"{name}-gpu", stack)
-        self.priced: list[tuple[str, str, dict[str, Any]]] = []
-        self.node_pool = do.KubernetesNodePool(f"{name}-gpu-pool", **priced_args(self.priced, NODE_POOL, f"{name}-gpu-pool", dict(
+        pool_args = do.KubernetesNodePoolArgs(
             cluster_id=cfg.kubernetes.cluster_id,
-            name=pool_name,
+            name=naming.cloud_name(naming.gpu_pool(name), stack.name),
             size=stack.offering.id,
             node_count=cfg.node_count,
-            labels={"gpu-inference/stack": stack.name, "gpu-inference/role": "gpu"},
-            tags=["gpu-inference", f"stack-{stack.name}", *cfg.tags],
-            opts=child,
-        )))
+            labels={naming.kubernetes_label_key("stack"): stack.name, naming.kubernetes_label_key("role"): "gpu"},
+            tags=[naming.PROJECT_TAG, naming.stack_tag(stack.name), *cfg.tags],
+        )
+        self.node_pool = do.KubernetesNodePool(f"{name}-gpu-pool", pool_args, opts=child)
+        registrations: list[Registration] = [registration(do_facts.KUBERNETES_NODE_POOL, f"{name}-gpu-pool", pool_args)]
         raw_kubeconfig: pulumi.Output[str] = self.cluster.kube_configs.apply(
             lambda kc: (kc[0].raw_config or "") if kc else ""
         )
@@ -135,7 +133,7 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             f"{name}-ns", metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace_name), opts=kopts
         )
         ns = self.namespace.metadata.name
-        secret_data: pulumi.Output[dict[str, str]] = pulumi.Output.all(args.api_key, args.hf_token).apply(
+        secret_data: pulumi.Output[dict[str, str]] = pulumi.Output.all(secrets.api_key, secrets.hf_token).apply(
             lambda v: {k: s for k, s in (("VLLM_API_KEY", v[0]), ("HF_TOKEN", v[1])) if s is not None}
         )
         self.secret = k8s.core.v1.Secret(
@@ -145,59 +143,31 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             string_data=pulumi.Output.secret(secret_data),  # type: ignore[arg-type]
             opts=kopts,
         )
-
-        # The vLLM spec as a VllmService component, so the policies find it exactly as on droplets.
-        self.service = pulumi.ComponentResource(VLLM_SERVICE_TOKEN, f"{name}-vllm", {**spec, "nodeIndex": 0}, child)
-        sopts = pulumi.ResourceOptions(parent=self.service, provider=self.k8s)
-        labels = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
-        # Headless: no virtual IP, one DNS record per *ready* pod, so nginx and Prometheus only ever resolve
-        # pods that answer (a pod still loading its weights has no address yet).
-        self.headless = k8s.core.v1.Service(
-            f"{name}-vllm-pods",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_HEADLESS_SERVICE, labels=labels),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                cluster_ip="None",
-                selector=labels,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=VLLM_PORT, target_port=VLLM_PORT)],
-            ),
-            opts=sopts,
+        placement = ClusterPlacementArgs(
+            namespace=ns, node_pool=self.node_pool.name, secret_name=self.secret.metadata.name, instance=name,
         )
-        self.statefulset = k8s.apps.v1.StatefulSet(
-            f"{name}-vllm",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET, labels=labels),
-            spec=k8s.apps.v1.StatefulSetSpecArgs(
-                replicas=cfg.node_count,
-                service_name=self.headless.metadata.name,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-                # Start every pod at once: the default (OrderedReady) would hold vllm-1 back until vllm-0
-                # has downloaded its weights. Updates still replace one pod at a time.
-                pod_management_policy="Parallel",
-                update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                    spec=_pod_spec(stack, self.node_pool.name, self.secret.metadata.name, labels),
-                ),
-            ),
-            opts=pulumi.ResourceOptions.merge(sopts, pulumi.ResourceOptions(
-                depends_on=[self.node_pool],
-                custom_timeouts=pulumi.CustomTimeouts(create=VLLM_AWAIT, update=VLLM_AWAIT),
-            )),
+        in_cluster = pulumi.ResourceOptions(parent=self, providers=[self.k8s])
+        self.service = VllmService(
+            f"{name}-vllm", VllmServiceArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
         )
-        self.service.register_outputs({**spec, "statefulSet": self.statefulset.metadata.name})
-
-        self._nginx(name, stack, ns, args, kopts)
-        self.prometheus_url: pulumi.Output[str | None] = pulumi.Output.from_input(None)
+        self._nginx(name, stack, ns, secrets.api_key, kopts)
+        registrations.append(self.lb_registration)
+        self.registrations: tuple[Registration, ...] = tuple(registrations)
+        self.prometheus_url = pulumi.Output.from_input(None)
         if cfg.monitoring.enabled:
-            self._prometheus(name, stack, ns, child)
+            self.monitoring = MonitoringStack(
+                f"{name}-monitoring", MonitoringStackArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
+            )
+            self.prometheus_url = self.monitoring.prometheus_url  # type: ignore[assignment]
         self.register_outputs({"endpoint": self.endpoint, "nodePool": self.node_pool.name,
                                "prometheusUrl": self.prometheus_url})
 
-    def _nginx(self, name: str, stack: ResolvedStack, ns: pulumi.Output[str], args: KubernetesGpuPoolArgs,
+    def _nginx(self, name: str, stack: ResolvedStack, ns: pulumi.Output[str], api_key: pulumi.Output[str | None],
                kopts: pulumi.ResourceOptions) -> None:
         """Nginx least_conn in front of the pods, and the public LoadBalancer Service in front of Nginx."""
         cfg = stack.config
         conf = kubernetes_nginx_conf(stack)
-        labels = {"app.kubernetes.io/name": NGINX_NAME, "app.kubernetes.io/instance": name}
+        labels = _labels(NGINX_NAME, name)
         self.nginx_config = k8s.core.v1.ConfigMap(
             f"{name}-nginx-conf",
             metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{NGINX_NAME}-conf", labels=labels),
@@ -208,9 +178,9 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=self.nginx_config.metadata.name))]
         mounts = [k8s.core.v1.VolumeMountArgs(name="conf", mount_path=NGINX_CONF_DIR, read_only=True)]
         self.nginx_auth: k8s.core.v1.Secret | None = None
-        if args.api_key_set:
+        if cfg.api_key is not None:
             # The edge API-key check's include holds the key itself: a Secret, mounted 0400 for the root master.
-            auth_data = args.api_key.apply(lambda key: {NGINX_AUTH_FILE: auth_map(key)} if key else {})
+            auth_data = api_key.apply(lambda key: {NGINX_AUTH_FILE: auth_map(key)} if key else {})
             self.nginx_auth = k8s.core.v1.Secret(
                 f"{name}-nginx-auth",
                 metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{NGINX_NAME}-auth", labels=labels),
@@ -261,14 +231,14 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         clients = [WORLD_V4, WORLD_V6] if cfg.public_endpoint else list(cfg.allowed_cidrs)
         # Keeps the name (and Pulumi name) the Service had when it pointed at vLLM directly: an update in
         # place, so DigitalOcean keeps the load balancer and the endpoint's address.
-        self.lb_service = k8s.core.v1.Service(f"{name}-lb", **priced_args(self.priced, K8S_SERVICE, f"{name}-lb", dict(
+        lb_args = k8s.core.v1.ServiceInitArgs(
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 namespace=ns,
                 name="vllm",
                 labels=labels,
                 annotations={
-                    "service.beta.kubernetes.io/do-loadbalancer-name": cloud_name(f"{name}-lb", stack),
-                    DO_LB_SIZE_UNIT_ANNOTATION: str(LB_SIZE_UNITS),
+                    facts.LB_NAME_ANNOTATION: naming.cloud_name(naming.lb_host(name), stack.name),
+                    facts.LB_SIZE_UNIT_ANNOTATION: str(LB_SIZE_UNITS),
                 },
             ),
             spec=k8s.core.v1.ServiceSpecArgs(
@@ -277,10 +247,14 @@ class KubernetesGpuPool(pulumi.ComponentResource):
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=NGINX_HTTP_PORT, target_port=NGINX_HTTP_PORT)],
                 load_balancer_source_ranges=clients,
             ),
+        )
+        self.lb_service = k8s.core.v1.Service(
+            naming.lb_host(name), lb_args,
             # It used to be a child of the VllmService component: the alias keeps its URN, so Pulumi updates
             # it instead of replacing it (a replacement would be a new load balancer with a new address).
             opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=self.service)])),
-        )))
+        )
+        self.lb_registration = registration(facts.SERVICE, naming.lb_host(name), lb_args)
         ingress = self.lb_service.status.apply(
             lambda s: s.load_balancer.ingress[0] if s and s.load_balancer and s.load_balancer.ingress else None
         )
@@ -288,87 +262,129 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             lambda i: f"http://{(i.ip or i.hostname) if i else 'pending'}/v1"
         )
 
-    def _prometheus(self, name: str, stack: ResolvedStack, ns: pulumi.Output[str], child: pulumi.ResourceOptions) -> None:
-        """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only."""
-        mon = stack.config.monitoring
-        assert stack.config.kubernetes is not None
-        self.monitoring = pulumi.ComponentResource(MONITORING_TOKEN, f"{name}-monitoring", {
-            "scrapeIntervalSeconds": mon.scrape_interval_seconds,
-            "retention": mon.retention,
-            "allowedCidrs": list(stack.config.allowed_cidrs),
-        }, child)
-        mopts = pulumi.ResourceOptions(parent=self.monitoring, provider=self.k8s)
-        labels = {"app.kubernetes.io/name": PROMETHEUS_NAME, "app.kubernetes.io/instance": name}
-        conf, rules = kubernetes_prometheus_config(stack), alert_rules(stack)
-        self.prometheus_config = k8s.core.v1.ConfigMap(
-            f"{name}-prometheus-conf",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-conf", labels=labels),
-            data={PROMETHEUS_CONF_FILE: conf, PROMETHEUS_RULES_FILE: rules},
-            opts=mopts,
-        )
-        self.prometheus = k8s.apps.v1.Deployment(
-            f"{name}-prometheus",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=1,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-                # Two Prometheus pods would evaluate (and fire) every alert twice: stop the old one first.
-                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=labels, annotations={CONFIG_HASH_ANNOTATION: _digest(conf, rules)}),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        containers=[k8s.core.v1.ContainerArgs(
-                            name=PROMETHEUS_NAME,
-                            image=PROMETHEUS_IMAGE,
-                            args=[
-                                f"--config.file={PROMETHEUS_CONF_DIR}/{PROMETHEUS_CONF_FILE}",
-                                f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
-                                f"--storage.tsdb.retention.time={mon.retention}",
-                            ],
-                            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
-                            readiness_probe=k8s.core.v1.ProbeArgs(
-                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/ready", port=PROMETHEUS_PORT),
-                                period_seconds=10),
-                            liveness_probe=k8s.core.v1.ProbeArgs(
-                                http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/healthy", port=PROMETHEUS_PORT),
-                                period_seconds=30, failure_threshold=3),
-                            # The head block lives in RAM; the droplet stacks give Prometheus a 4 GiB host.
-                            resources=k8s.core.v1.ResourceRequirementsArgs(
-                                requests={"cpu": "200m", "memory": "1Gi"}),
-                            volume_mounts=[
-                                k8s.core.v1.VolumeMountArgs(name="conf", mount_path=PROMETHEUS_CONF_DIR, read_only=True),
-                                k8s.core.v1.VolumeMountArgs(name="data", mount_path=PROMETHEUS_DATA_DIR),
-                            ],
-                        )],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                                name=self.prometheus_config.metadata.name)),
-                            # Scratch storage: a volume claim would be a billed DigitalOcean volume, and alert
-                            # evaluation needs hours of data, not the whole retention, to survive a reschedule.
-                            k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+
+def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
+                     cluster: ClusterPlacementArgs) -> k8s.apps.v1.StatefulSet:
+    """The vLLM pods of a VllmService on Kubernetes: a StatefulSet behind a headless Service (children of
+    ``service``, in the pool's namespace, through the pool's cluster provider)."""
+    cfg = stack.config
+    sopts = pulumi.ResourceOptions(parent=service)
+    labels = _labels("vllm", str(cluster["instance"]))
+    ns = cluster["namespace"]
+    # Headless: no virtual IP, one DNS record per *ready* pod, so nginx and Prometheus only ever resolve
+    # pods that answer (a pod still loading its weights has no address yet).
+    headless = k8s.core.v1.Service(
+        f"{name}-pods",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_HEADLESS_SERVICE, labels=labels),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            cluster_ip="None",
+            selector=labels,
+            ports=[k8s.core.v1.ServicePortArgs(name="http", port=VLLM_PORT, target_port=VLLM_PORT)],
+        ),
+        opts=sopts,
+    )
+    return k8s.apps.v1.StatefulSet(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET, labels=labels),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=cfg.node_count,
+            service_name=headless.metadata.name,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            # Start every pod at once: the default (OrderedReady) would hold vllm-1 back until vllm-0
+            # has downloaded its weights. Updates still replace one pod at a time.
+            pod_management_policy="Parallel",
+            update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                spec=_pod_spec(stack, cluster["node_pool"], cluster["secret_name"], labels),
+            ),
+        ),
+        # The node pool's name (a dependency through the Output) schedules the pods on its nodes; the first
+        # start downloads the weights, so pulumi waits that long.
+        opts=pulumi.ResourceOptions.merge(sopts, pulumi.ResourceOptions(
+            custom_timeouts=pulumi.CustomTimeouts(create=VLLM_AWAIT, update=VLLM_AWAIT),
+        )),
+    )
+
+
+def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: ResolvedStack,
+                          cluster: ClusterPlacementArgs) -> pulumi.Output[str]:
+    """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only;
+    children of the MonitoringStack ``monitoring``. Returns its in-cluster URL."""
+    mon = stack.config.monitoring
+    pool = str(cluster["instance"])
+    mopts = pulumi.ResourceOptions(parent=monitoring)
+    ns = cluster["namespace"]
+    labels = _labels(PROMETHEUS_NAME, pool)
+    conf, rules = kubernetes_prometheus_config(stack), alert_rules(stack)
+    config_map = k8s.core.v1.ConfigMap(
+        f"{pool}-prometheus-conf",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-conf", labels=labels),
+        data={PROMETHEUS_CONF_FILE: conf, PROMETHEUS_RULES_FILE: rules},
+        opts=mopts,
+    )
+    k8s.apps.v1.Deployment(
+        f"{pool}-prometheus",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=1,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+            # Two Prometheus pods would evaluate (and fire) every alert twice: stop the old one first.
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=labels, annotations={CONFIG_HASH_ANNOTATION: _digest(conf, rules)}),
+                spec=k8s.core.v1.PodSpecArgs(
+                    containers=[k8s.core.v1.ContainerArgs(
+                        name=PROMETHEUS_NAME,
+                        image=PROMETHEUS_IMAGE,
+                        args=[
+                            f"--config.file={PROMETHEUS_CONF_DIR}/{PROMETHEUS_CONF_FILE}",
+                            f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
+                            f"--storage.tsdb.retention.time={mon.retention}",
                         ],
-                    ),
+                        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
+                        readiness_probe=k8s.core.v1.ProbeArgs(
+                            http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/ready", port=PROMETHEUS_PORT),
+                            period_seconds=10),
+                        liveness_probe=k8s.core.v1.ProbeArgs(
+                            http_get=k8s.core.v1.HTTPGetActionArgs(path="/-/healthy", port=PROMETHEUS_PORT),
+                            period_seconds=30, failure_threshold=3),
+                        # The head block lives in RAM; the droplet stacks give Prometheus a 4 GiB host.
+                        resources=k8s.core.v1.ResourceRequirementsArgs(
+                            requests={"cpu": "200m", "memory": "1Gi"}),
+                        volume_mounts=[
+                            k8s.core.v1.VolumeMountArgs(name="conf", mount_path=PROMETHEUS_CONF_DIR, read_only=True),
+                            k8s.core.v1.VolumeMountArgs(name="data", mount_path=PROMETHEUS_DATA_DIR),
+                        ],
+                    )],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                            name=config_map.metadata.name)),
+                        # Scratch storage: a volume claim would be a billed DigitalOcean volume, and alert
+                        # evaluation needs hours of data, not the whole retention, to survive a reschedule.
+                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                    ],
                 ),
             ),
-            opts=mopts,
-        )
-        self.prometheus_service = k8s.core.v1.Service(
-            f"{name}-prometheus",
-            metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=labels,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PROMETHEUS_PORT, target_port=PROMETHEUS_PORT)],
-            ),
-            opts=mopts,
-        )
-        # In-cluster only (no public port for an unauthenticated UI): from a laptop,
-        # `kubectl -n <namespace> port-forward svc/prometheus 9090`.
-        self.prometheus_url = pulumi.Output.concat(
-            "http://", self.prometheus_service.metadata.name, ".", ns, f".svc.{CLUSTER_DOMAIN}:{PROMETHEUS_PORT}"
-        )
-        self.monitoring.register_outputs({"prometheusUrl": self.prometheus_url})
+        ),
+        opts=mopts,
+    )
+    service = k8s.core.v1.Service(
+        f"{pool}-prometheus",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=PROMETHEUS_NAME, labels=labels),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=labels,
+            ports=[k8s.core.v1.ServicePortArgs(name="http", port=PROMETHEUS_PORT, target_port=PROMETHEUS_PORT)],
+        ),
+        opts=mopts,
+    )
+    # In-cluster only (no public port for an unauthenticated UI): from a laptop,
+    # `kubectl -n <namespace> port-forward svc/prometheus 9090`.
+    return pulumi.Output.concat(
+        "http://", service.metadata.name, ".", ns, f".svc.{CLUSTER_DOMAIN}:{PROMETHEUS_PORT}"
+    )
 
 
 def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: pulumi.Input[str],
@@ -376,7 +392,7 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
     gpus = str(stack.offering.gpu_count)
     probe = k8s.core.v1.HTTPGetActionArgs(path="/health", port=VLLM_PORT)
     return k8s.core.v1.PodSpecArgs(
-        node_selector={POOL_LABEL: pool_name},
+        node_selector={facts.POOL_LABEL: pool_name},
         # Each pod asks for every GPU of its node, so two cannot share one today; the anti-affinity states
         # "one pod per GPU node" outright, so it still holds if the GPU request ever changes.
         affinity=k8s.core.v1.AffinityArgs(pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
@@ -385,7 +401,7 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
                 label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             )],
         )),
-        tolerations=[k8s.core.v1.TolerationArgs(key=GPU_TAINT, operator="Exists", effect="NoSchedule")],
+        tolerations=[k8s.core.v1.TolerationArgs(key=facts.GPU_TAINT, operator="Exists", effect="NoSchedule")],
         containers=[
             k8s.core.v1.ContainerArgs(
                 name="vllm",
@@ -393,8 +409,8 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
                 args=vllm_args(stack),
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=VLLM_PORT)],
                 env_from=[k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret_name))],
-                resources=k8s.core.v1.ResourceRequirementsArgs(limits={"nvidia.com/gpu": gpus},
-                                                               requests={"nvidia.com/gpu": gpus}),
+                resources=k8s.core.v1.ResourceRequirementsArgs(limits={facts.GPU_RESOURCE: gpus},
+                                                               requests={facts.GPU_RESOURCE: gpus}),
                 startup_probe=k8s.core.v1.ProbeArgs(
                     http_get=probe, period_seconds=PROBE_PERIOD_SECONDS,
                     failure_threshold=STARTUP_SECONDS // PROBE_PERIOD_SECONDS,

@@ -1,0 +1,133 @@
+"""Kubernetes: a GPU node pool on an existing DigitalOcean Kubernetes (DOKS) cluster, everything else in-cluster.
+
+Everything pure the project knows about its Kubernetes layout; ``components/kubernetes_gpu_pool.py`` creates
+the objects, and ``gpu_inference/render/kubernetes.py`` renders the files its pods mount. The pool buys
+DigitalOcean sizes (``catalog_cloud``), so the node pool is priced and named by the DigitalOcean module;
+the one Kubernetes object with a bill is a ``Service`` of ``spec.type: LoadBalancer``, for which DOKS's
+cloud controller creates a regional DigitalOcean load balancer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gpu_inference import bill, naming
+from gpu_inference.clouds import digitalocean
+from gpu_inference.clouds.base import Cloud, CloudMocks, FakeAddress, Layout, OpenPort
+from gpu_inference.constants import HOURS_PER_MONTH, PROJECT_NAME
+
+if TYPE_CHECKING:
+    from gpu_inference.bill import CostLine
+    from gpu_inference.catalog import Catalog
+    from gpu_inference.config import StackConfig
+
+NAME = "kubernetes"
+SERVICE = "kubernetes:core/v1:Service"
+
+# DOKS labels every node with its pool's name, which the vLLM pods select on; GPU nodes carry this taint
+# until the NVIDIA driver and device plugin are ready (DOKS GPU worker nodes docs).
+POOL_LABEL = "doks.digitalocean.com/node-pool"
+GPU_TAINT = "nvidia.com/gpu"
+GPU_RESOURCE = "nvidia.com/gpu"
+# DigitalOcean's cloud controller reads a LoadBalancer Service's load balancer name and size (in LB nodes,
+# 10,000 connections each) from these annotations (digitalocean-cloud-controller-manager docs/controllers/
+# services/annotations.md).
+LB_NAME_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-name"
+LB_SIZE_UNIT_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-size-unit"
+# Kubernetes label values are at most 63 characters; the GPU pool's name becomes one (POOL_LABEL).
+LABEL_VALUE_MAX = 63
+
+
+def gpu_pool_name(stack: str) -> str:
+    """Cloud-side name of the stack's GPU node pool (also the POOL_LABEL value of its nodes)."""
+    return naming.cloud_name(naming.gpu_pool(naming.POOL), stack)
+
+
+class Kubernetes(Cloud):
+    name: ClassVar[str] = NAME
+    catalog_cloud: ClassVar[str] = digitalocean.NAME
+    layout: ClassVar[Layout] = "kubernetes"
+    pulumi_module: ClassVar[str] = "components.kubernetes_gpu_pool"
+    packages: ClassVar[frozenset[str]] = frozenset({"kubernetes"})
+
+    def config_problems(self, cfg: StackConfig) -> list[str]:
+        problems: list[str] = []
+        if cfg.kubernetes is None:
+            problems.append(
+                f"{PROJECT_NAME}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
+            )
+        if cfg.load_balancer.tls_domain:
+            # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.
+            problems.append(
+                f"{PROJECT_NAME}:loadBalancer.tlsDomain is not supported with provider kubernetes: remove it "
+                "(terminate TLS in front of the cluster's LoadBalancer Service instead)"
+            )
+        return problems
+
+    def stack_name_problems(self, stack_name: str, cfg: StackConfig) -> list[str]:
+        problems = digitalocean.stack_name_problems(stack_name)
+        pool = gpu_pool_name(stack_name)
+        if not problems and len(pool) > LABEL_VALUE_MAX:
+            longest = LABEL_VALUE_MAX - (len(pool) - len(stack_name))
+            problems.append(
+                f"stack name {stack_name!r} is {len(stack_name)} characters: the GPU node pool's name "
+                f"({gpu_pool_name('<stack>')}) becomes a Kubernetes label value (at most {LABEL_VALUE_MAX}), "
+                f"so use at most {longest} {digitalocean.RENAME_HINT}"
+            )
+        return problems
+
+    def price(self, resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine] | None:
+        if resource_type == SERVICE:
+            return _load_balancer(catalog, name, inputs)
+        if resource_type.split(":", 1)[0] == "kubernetes":
+            return []  # cluster objects: the nodes they run on are billed as the node pool
+        return None
+
+    def open_ports(self, resource_type: str, props: Mapping[str, Any]) -> Iterator[OpenPort]:
+        spec = props.get("spec") or {}
+        if resource_type != SERVICE or spec.get("type") != "LoadBalancer":
+            return
+        # A cloud load balancer with no loadBalancerSourceRanges accepts the whole internet.
+        sources = tuple(str(s) for s in spec.get("loadBalancerSourceRanges") or ["0.0.0.0/0"])
+        for port in spec.get("ports") or []:
+            for number in {port.get("port"), port.get("targetPort")}:
+                if isinstance(number, int | float):
+                    yield OpenPort(int(number), int(number), sources, f"LoadBalancer port {port.get('port')}")
+
+    def mocks(self, **options: Any) -> CloudMocks:
+        return _Mocks()
+
+
+def _load_balancer(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> list[CostLine]:
+    """A ``type: LoadBalancer`` Service as the DigitalOcean load balancer DOKS creates for it; other types: free."""
+    spec = inputs.get("spec") or {}
+    if not isinstance(spec, Mapping) or spec.get("type") != "LoadBalancer":
+        return []
+    metadata = inputs.get("metadata") or {}
+    annotations = (metadata.get("annotations") if isinstance(metadata, Mapping) else None) or {}
+    units = bill.positive_number(annotations.get(LB_SIZE_UNIT_ANNOTATION, 1), f"{SERVICE} {name!r} {LB_SIZE_UNIT_ANNOTATION}")
+    price = catalog.load_balancer_price(digitalocean.NAME, "regional")
+    monthly_each = price.monthly_usd(HOURS_PER_MONTH)
+    cap = f"; capped at ${price.monthly_cap_usd:.2f}/month per node" if price.monthly_cap_usd is not None else ""
+    plural = "" if units == 1 else f"{units:g} x "
+    return [bill.line(
+        SERVICE, name,
+        f"DigitalOcean load balancer for a LoadBalancer Service, {plural}node at ${price.hourly_usd:g}/h{cap}",
+        units, "load-balancer node", price.hourly_usd * units, monthly_each * units, price.price_date, price.price_source,
+    )]
+
+
+class _Mocks(CloudMocks):
+    def new_resource(
+        self, typ: str, name: str, inputs: Mapping[str, Any], resource_id: str | None, fake: FakeAddress, region: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        if not typ.startswith("kubernetes:"):
+            return None
+        state = dict(inputs)
+        if typ == SERVICE and (inputs.get("spec") or {}).get("type") == "LoadBalancer":
+            state["status"] = {"loadBalancer": {"ingress": [{"ip": fake.public}]}}
+        return f"{name}-id", state
+
+
+CLOUD = Kubernetes()
