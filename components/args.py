@@ -82,7 +82,7 @@ class StackArgs(TypedDict, total=False):
     """Everything a stack needs: the `gpu-inference:*` config keys."""
 
     provider: Required[pulumi.Input[str]]
-    """Where the GPUs are rented: one of the clouds of `gpu_inference/clouds` (listed below)."""
+    """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
     region: Required[pulumi.Input[str]]
     """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
     gpu: Required[pulumi.Input[str]]

@@ -218,6 +218,9 @@ class Catalog(BaseModel):
 
     def offerings_for(self, cloud: str) -> list[Offering]:
         """GPU offerings one cloud rents (a ``Cloud.catalog_cloud``), cheapest first."""
+        clouds = {o.cloud for o in self.offerings.values()}
+        if cloud not in clouds:
+            raise UnknownCatalogEntry("cloud", cloud, clouds)
         rows = [o for o in self.offerings.values() if o.cloud == cloud]
         return sorted(rows, key=lambda o: (o.hourly_usd, o.id))
 

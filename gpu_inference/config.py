@@ -122,7 +122,7 @@ class StackConfig(_Model):
     """Everything a stack needs, validated before any resource exists."""
 
     provider: str
-    """Where the GPUs are rented: one of the clouds of `gpu_inference/clouds` (listed below)."""
+    """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
     region: str = Field(min_length=2)
     """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
     gpu: str = Field(min_length=1)

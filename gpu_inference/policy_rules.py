@@ -133,6 +133,8 @@ class PolicySettings(BaseModel):
     """The only sources SSH may come from (policy config, else the stack's allowedCidrs)."""
     public_endpoint: bool | None = None
     """The stack's publicEndpoint, for a VllmService whose props do not carry it."""
+    api_key_set: bool | None = None
+    """Whether the stack has an API key (judges a load balancer port open to the world)."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
@@ -153,6 +155,11 @@ class PolicySettings(BaseModel):
             update["monthly_budget_usd"] = budget_from_views(views)
         if self.allowed_cidrs is None:
             update["allowed_cidrs"] = allowed_cidrs_from_views(views)
+        services = [v for v in views if is_vllm_service(v)]
+        if self.public_endpoint is None and services and isinstance(services[0].props.get("publicEndpoint"), bool):
+            update["public_endpoint"] = services[0].props["publicEndpoint"]
+        if self.api_key_set is None and services and isinstance(services[0].props.get("apiKeySet"), bool):
+            update["api_key_set"] = services[0].props["apiKeySet"]
         return self.model_copy(update=update)
 
 
@@ -451,6 +458,14 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     problems: list[str] = []
     for port in open_ports(view):
         world = [s for s in port.sources if _is_world(s)]
+        if world and any(port.low <= p <= port.high for p in PUBLIC_PORTS) and settings.public_endpoint is False \
+                and settings.api_key_set is False:
+            # publicEndpoint says private, but the API port faces the world: it is public, so it needs a key.
+            problems.append(
+                f"{view.name!r} {port.rule} serves a public endpoint without an API key (open to "
+                f"{', '.join(world)} although {NAMESPACE}:publicEndpoint is false): set one with "
+                f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or close the port to the world"
+            )
         for number, what in SENSITIVE_PORTS.items():
             if world and port.low <= number <= port.high:
                 problems.append(
@@ -527,14 +542,6 @@ class Policy:
 # them from laptops) and mandatory for prod (PolicySettings.for_stack).
 POLICIES: tuple[Policy, ...] = (
     Policy(
-        name="gpu-availability",
-        description="The GPU offering exists, belongs to the stack's provider and is sold in the stack's region.",
-        default_level="mandatory",
-        kind="resource",
-        check=gpu_availability,
-        applies=is_vllm_service,
-    ),
-    Policy(
         name="vram-fit",
         description="Every vLLM service fits its node's GPUs (weights, activations, CUDA graphs and KV cache).",
         default_level="mandatory",
@@ -556,21 +563,12 @@ POLICIES: tuple[Policy, ...] = (
         })},
     ),
     Policy(
-        name="budget",
-        description="The stack's monthly cost (730 h, catalog prices) is within its budget.",
+        name="gpu-availability",
+        description="The GPU offering exists, belongs to the stack's provider and is sold in the stack's region.",
         default_level="mandatory",
-        kind="stack",
-        check=budget,
-        config={
-            "monthlyBudgetUsd": PolicyConfigKey("monthly_budget_usd", {
-                "type": "number", "minimum": 0,
-                "description": "Monthly budget in USD; default: the stack's gpu-inference:monthlyBudgetUsd.",
-            }),
-            "slackUsd": PolicyConfigKey("budget_slack_usd", {
-                "type": "number", "minimum": 0,
-                "description": "Overrun tolerated before the policy fails, USD per month (default 0).",
-            }),
-        },
+        kind="resource",
+        check=gpu_availability,
+        applies=is_vllm_service,
     ),
     Policy(
         name="security",
@@ -587,8 +585,28 @@ POLICIES: tuple[Policy, ...] = (
             "description": "The only networks SSH may come from; default: the stack's gpu-inference:allowedCidrs.",
         })},
     ),
+    Policy(
+        name="budget",
+        description="The stack's monthly cost (730 h, catalog prices) is within its budget.",
+        default_level="mandatory",
+        kind="stack",
+        check=budget,
+        config={
+            "monthlyBudgetUsd": PolicyConfigKey("monthly_budget_usd", {
+                "type": "number", "minimum": 0,
+                "description": "Monthly budget in USD; default: the stack's gpu-inference:monthlyBudgetUsd.",
+            }),
+            "slackUsd": PolicyConfigKey("budget_slack_usd", {
+                "type": "number", "minimum": 0,
+                "description": "Overrun tolerated before the policy fails, USD per month (default 0).",
+            }),
+        },
+    ),
 )
 POLICY_BY_NAME: dict[PolicyName, Policy] = {p.name: p for p in POLICIES}
+# The order the offline preview reports verdicts in: for each service, whether its GPU is sold there, whether
+# the model fits it, whether the KV cache has headroom; then the stack's bill; then its security.
+REPORT_ORDER: tuple[PolicyName, ...] = ("gpu-availability", "vram-fit", "kv-headroom", "budget", "security")
 POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_BY_NAME)
 DEFAULT_LEVELS: dict[PolicyName, Level] = {p.name: p.default_level for p in POLICIES}
 
@@ -614,16 +632,17 @@ def _verdicts(
 
 def evaluate_policies(views: list[ResourceView], settings: PolicySettings) -> list[PolicyVerdict]:
     """Every policy of the registry over a stack's registered resources: one verdict per (policy, subject),
-    passes included. Per-resource verdicts come resource by resource (each service's checks together), then
-    the stack-wide and summarised ones in registry order."""
+    passes included, in ``REPORT_ORDER``: resource by resource (each service's checks together), then the
+    stack-wide and summarised ones."""
     settings = settings.with_facts_from(views)
     verdicts: list[PolicyVerdict] = []
-    per_resource = [p for p in POLICIES if p.kind == "resource" and not p.summarize]
+    ordered = [POLICY_BY_NAME[name] for name in REPORT_ORDER]
+    per_resource = [p for p in ordered if p.kind == "resource" and not p.summarize]
     for view in views:
         for policy in per_resource:
             if policy.applies(view):
                 verdicts.extend(_run(policy, view.name, functools.partial(policy.check, view, settings), settings))
-    for policy in POLICIES:
+    for policy in ordered:
         if policy.kind == "stack":
             verdicts.extend(_run(policy, None, functools.partial(policy.check, views, settings), settings))
         elif policy.summarize:

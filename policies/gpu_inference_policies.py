@@ -123,8 +123,10 @@ def _settings(policy: rules.Policy, config: Mapping[str, Any] | None, views: lis
         fallback["monthly_budget_usd"] = _number(stack.get("monthlyBudgetUsd"))
     if settings.allowed_cidrs is None and isinstance(stack.get("allowedCidrs"), list):
         fallback["allowed_cidrs"] = [str(c) for c in stack["allowedCidrs"]]
-    if isinstance(stack.get("publicEndpoint"), bool):
+    if settings.public_endpoint is None and isinstance(stack.get("publicEndpoint"), bool):
         fallback["public_endpoint"] = stack["publicEndpoint"]
+    if settings.api_key_set is None and stack:
+        fallback["api_key_set"] = "apiKey" in stack
     return settings.model_copy(update=fallback)
 
 

@@ -15,6 +15,7 @@ from gpu_inference.catalog import (
     UnknownCatalogEntry,
     load_catalog,
 )
+from gpu_inference.clouds import cloud_for
 from gpu_inference.constants import DATA_DIR, HOURS_PER_MONTH
 
 # Figures quoted from /work/shared/reference/gpu-prices-2026.md: a wrong edit of the YAML shows up here.
@@ -65,7 +66,7 @@ def catalog() -> Catalog:
 
 def test_every_file_loads(catalog: Catalog) -> None:
     assert set(catalog.gpus) == GPU_IDS
-    assert {o.provider for o in catalog.offerings.values()} == {"digitalocean", "aws"}
+    assert {o.cloud for o in catalog.offerings.values()} == {"digitalocean", "aws"}
     assert set(DO_PRICES) | set(AWS_PRICES) <= set(catalog.offerings)
     assert set(catalog.storage) == {"digitalocean/volume", "aws/ebs-gp3"}
     assert load_catalog() is catalog  # cached: one parse per process
@@ -166,17 +167,17 @@ def test_other_lookups_raise_with_suggestions(catalog: Catalog) -> None:
         catalog.infra_offering("s-2vcpu-4g")
     with pytest.raises(UnknownCatalogEntry, match="aws/ebs-gp3"):
         catalog.storage_price("aws", "ebs-gp2")
-    with pytest.raises(UnknownCatalogEntry, match="provider"):
+    with pytest.raises(UnknownCatalogEntry, match="unknown cloud 'gcp'"):
         catalog.offerings_for("gcp")
 
 
-def test_offerings_for_is_one_provider_cheapest_first(catalog: Catalog) -> None:
+def test_offerings_for_is_one_cloud_cheapest_first(catalog: Catalog) -> None:
     aws = catalog.offerings_for("aws")
-    assert {o.provider for o in aws} == {"aws"}
+    assert {o.cloud for o in aws} == {"aws"}
     assert [o.hourly_usd for o in aws] == sorted(o.hourly_usd for o in aws)
     assert aws[0].id == "g6.xlarge"
-    # A DOKS GPU pool buys Droplet slugs: kubernetes reads the DigitalOcean rows.
-    assert catalog.offerings_for("kubernetes") == catalog.offerings_for("digitalocean")
+    # A DOKS GPU pool buys Droplet slugs: the kubernetes provider reads the DigitalOcean rows.
+    assert catalog.offerings_for(cloud_for("kubernetes").catalog_cloud) == catalog.offerings_for("digitalocean")
 
 
 def test_default_infra_sizes(catalog: Catalog) -> None:
@@ -184,12 +185,12 @@ def test_default_infra_sizes(catalog: Catalog) -> None:
     assert catalog.default_infra_size("digitalocean", "monitoring") == "s-2vcpu-4gb"
     assert catalog.default_infra_size("aws", "loadbalancer") == "t3.small"
     assert catalog.default_infra_size("aws", "monitoring") == "t3.medium"
-    assert catalog.default_infra_size("kubernetes", "monitoring") == "s-2vcpu-4gb"
+    assert catalog.default_infra_size(cloud_for("kubernetes").catalog_cloud, "monitoring") == "s-2vcpu-4gb"
 
 
 def test_droplet_caps_are_672_hours(catalog: Catalog) -> None:
     for host in catalog.infra.values():
-        if host.provider == "digitalocean":
+        if host.cloud == "digitalocean":
             assert host.monthly_cap_usd == pytest.approx(host.hourly_usd * 672, abs=0.01), host.id
         else:
             assert host.monthly_cap_usd is None, host.id
@@ -264,5 +265,5 @@ def test_spot_above_on_demand_is_rejected(data_copy: Path) -> None:
 def test_missing_default_role_is_rejected(data_copy: Path) -> None:
     path = data_copy / "offerings" / "infrastructure.yaml"
     _edit(path, lambda d: [row.pop("roles", None) for row in d["infra"] if row["id"] == "t3.small"])
-    with pytest.raises(CatalogError, match="provider aws needs exactly one infra row with role 'loadbalancer'"):
+    with pytest.raises(CatalogError, match="cloud aws needs exactly one infra row with role 'loadbalancer'"):
         load_catalog(data_copy)

@@ -9,7 +9,7 @@ import pytest
 from gpu_inference.catalog import load_catalog
 from gpu_inference.config import StackConfig
 from gpu_inference.fit_advice import FitFix, advise_fit, candidate_offerings, format_fixes
-from gpu_inference.stack import OFFERING_PROVIDER, ResolvedStack, resolve_stack
+from gpu_inference.stack import ResolvedStack, resolve_stack
 
 
 def stack(**cfg: Any) -> ResolvedStack:
@@ -32,7 +32,7 @@ def brute_force_cheapest(rs: ResolvedStack) -> float:
     """Cheapest monthly GPU cost over every offering in the region x {as is, fp8/awq}, x shorter contexts."""
     best = float("inf")
     cat = load_catalog()
-    for o in cat.offerings_for(OFFERING_PROVIDER[rs.config.provider]):
+    for o in cat.offerings_for(rs.cloud.catalog_cloud):
         if rs.config.region not in o.regions or cat.gpu(o.gpu).vendor != rs.gpu.vendor:
             continue
         for quant in (None, "fp8" if cat.gpu(o.gpu).fp8 else "awq"):
@@ -112,7 +112,7 @@ def test_more_gpus_sets_tensor_parallel_to_the_gpu_count() -> None:
 def test_candidates_stay_in_the_provider_region_and_vendor() -> None:
     rs = stack(model="meta-llama/Llama-3.3-70B-Instruct")
     offerings = candidate_offerings(rs)
-    assert offerings and all(o.provider == "digitalocean" and "tor1" in o.regions for o in offerings)
+    assert offerings and all(o.cloud == "digitalocean" and "tor1" in o.regions for o in offerings)
     assert all(load_catalog().gpu(o.gpu).vendor == "nvidia" for o in offerings)
     assert rs.offering.id not in {o.id for o in offerings}
 

@@ -43,16 +43,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def spec(**props: Any) -> dict[str, Any]:
-    """VllmService props as components/vllm_service.py registers them."""
+    """VllmService props as components/vllm_service.py registers them (ServiceSpec.props() + nodeIndex); a prop
+    given as None is left out, as an older component would."""
     out: dict[str, Any] = {
-        "model": "Qwen/Qwen3-8B", "gpu": "gpu-l40sx1-48gb", "gpuName": "NVIDIA L40S 48GB GDDR6", "gpuCount": 1,
+        "model": "Qwen/Qwen3-8B", "servedModelName": "Qwen/Qwen3-8B", "gpu": "gpu-l40sx1-48gb",
+        "gpuName": "NVIDIA L40S 48GB GDDR6", "gpuCount": 1, "gpuMemoryGib": 44.42,
         "nodeCount": 1, "tensorParallelSize": 1, "maxModelLen": 8192, "maxNumSeqs": 64, "dtype": "auto",
         "quantization": "checkpoint", "kvCacheDtype": "auto", "gpuMemoryUtilization": 0.9, "vllmVersion": "0.19.0",
         "vllmImage": "vllm/vllm-openai:v0.19.0", "typicalRequestTokens": 2048, "provider": "digitalocean",
-        "region": "tor1", "apiKeySet": True, "nodeIndex": 0,
+        "region": "tor1", "apiKeySet": True, "monthlyBudgetUsd": 1250.0, "allowedCidrs": [], "nodeIndex": 0,
     }
     out.update(props)
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def wire(props: dict[str, Any]) -> struct_pb2.Struct:
@@ -253,10 +255,10 @@ def test_budget_slack() -> None:
 
 def test_budget_comes_from_the_service_or_the_stack_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert violations(gp.budget_policy, stack_args(do_stack(monthlyBudgetUsd=100))) != []
-    [missing] = violations(gp.budget_policy, stack_args(do_stack()))
+    [missing] = violations(gp.budget_policy, stack_args(do_stack(monthlyBudgetUsd=None)))
     assert "no monthly budget is known" in missing
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"gpu-inference:monthlyBudgetUsd": "1250", "aws:region": "x"}))
-    assert violations(gp.budget_policy, stack_args(do_stack())) == []
+    assert violations(gp.budget_policy, stack_args(do_stack(monthlyBudgetUsd=None))) == []
 
 
 # --- through the SDK's analyzer server, as the engine calls it -------------------------------------------------

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from gpu_inference.clouds.aws import SECURITY_GROUP as AWS_SECURITY_GROUP
+from gpu_inference.clouds.digitalocean import FIREWALL as DO_FIREWALL
 from gpu_inference.fit_advice import advise_fit
 from gpu_inference.policy_rules import (
-    AWS_SECURITY_GROUP,
-    DO_FIREWALL,
     VLLM_SERVICE,
     PolicySettings,
     ResourceView,
@@ -21,9 +21,9 @@ from gpu_inference.policy_rules import (
     evaluate_policies,
     find_credentials,
     resolve_service,
-    spec_config,
 )
 from gpu_inference.pricing import bill_for_resources
+from gpu_inference.service_spec import ServiceSpec
 
 DROPLET = "digitalocean:index/droplet:Droplet"
 FAKE_KEY = "sk-test-0123456789abcdefABCDEF"
@@ -56,6 +56,11 @@ def service(name: str = "llm-0", **props: Any) -> ResourceView:
                         props=spec)
 
 
+def evaluate(views: list[ResourceView], budget_usd: float | None, settings: PolicySettings) -> list[Any]:
+    """evaluate_policies with the stack's budget as the preview passes it (None: taken from the services)."""
+    return evaluate_policies(views, settings.model_copy(update={"monthly_budget_usd": budget_usd}))
+
+
 def droplet(name: str, size: str, **props: Any) -> ResourceView:
     return ResourceView(type=DROPLET, name=name, props={"size": size, "region": "tor1", "image": "ubuntu-24-04-x64",
                                                         **props})
@@ -78,8 +83,8 @@ def do_stack(svc: ResourceView | None = None) -> list[ResourceView]:
 # --- vram-fit --------------------------------------------------------------------------------------
 
 
-def test_spec_config_maps_component_props_to_stack_config_keys() -> None:
-    raw = spec_config(service(quantization="checkpoint", maxModelLen=8192.0).props)
+def test_the_service_spec_maps_component_props_to_stack_config_keys() -> None:
+    raw = ServiceSpec.from_props(service(quantization="checkpoint", maxModelLen=8192.0).props).stack_config()
     assert "quantization" not in raw  # "checkpoint" = keep the checkpoint's own
     assert raw["maxModelLen"] == 8192 and isinstance(raw["maxModelLen"], int)  # protobuf doubles
     assert raw["vllmImage"] == "vllm/vllm-openai:v0.19.0"
@@ -87,7 +92,7 @@ def test_spec_config_maps_component_props_to_stack_config_keys() -> None:
 
 def test_vram_fit_passes_for_qwen3_8b_on_l40s() -> None:
     assert check_vram_fit(service()) == []
-    verdict = next(v for v in evaluate_policies([service()], 5000, PolicySettings()) if v.name == "vram-fit")
+    verdict = next(v for v in evaluate([service()], 5000, PolicySettings()) if v.name == "vram-fit")
     assert verdict.passed
     assert "Qwen/Qwen3-8B (bf16) fits 1 × L40S" in verdict.message
     assert "GiB KV cache" in verdict.message and "tokens" in verdict.message and "× at 8192" in verdict.message
@@ -290,7 +295,7 @@ def test_find_credentials(text: str, found: str | None) -> None:
 
 
 def test_evaluate_policies_gives_one_verdict_per_policy_and_subject_including_passes() -> None:
-    verdicts = evaluate_policies(do_stack(), 2000, PolicySettings())
+    verdicts = evaluate(do_stack(), 2000, PolicySettings())
     assert {(v.name, v.resource) for v in verdicts} == {
         ("gpu-availability", "llm-0"), ("vram-fit", "llm-0"), ("kv-headroom", "llm-0"),
         ("budget", None), ("security", None),
@@ -302,7 +307,7 @@ def test_evaluate_policies_gives_one_verdict_per_policy_and_subject_including_pa
 
 
 def test_evaluate_policies_takes_the_budget_from_the_service_when_none_is_given() -> None:
-    verdicts = evaluate_policies(do_stack(service(monthlyBudgetUsd=100)), None, PolicySettings())
+    verdicts = evaluate(do_stack(service(monthlyBudgetUsd=100)), None, PolicySettings())
     budget = next(v for v in verdicts if v.name == "budget")
     assert not budget.passed and budget.blocks and "over the $100.00 budget" in budget.message
 
@@ -313,21 +318,21 @@ def test_policy_settings_levels_for_dev_and_prod_stacks() -> None:
     assert PolicySettings.for_stack("dev").level("vram-fit") == "mandatory"
     assert PolicySettings.for_stack("dev").level("kv-headroom") == "advisory"
     views = [firewall("fw", {"protocol": "tcp", "portRange": "8000", "sourceAddresses": ["0.0.0.0/0"]})]
-    [dev] = [v for v in evaluate_policies(views, 100, PolicySettings.for_stack("dev")) if v.name == "security"]
-    [prod] = [v for v in evaluate_policies(views, 100, PolicySettings.for_stack("prod")) if v.name == "security"]
+    [dev] = [v for v in evaluate(views, 100, PolicySettings.for_stack("dev")) if v.name == "security"]
+    [prod] = [v for v in evaluate(views, 100, PolicySettings.for_stack("prod")) if v.name == "security"]
     assert not dev.blocks and prod.blocks
 
 
 def test_disabled_policies_are_reported_but_never_block() -> None:
     settings = PolicySettings.for_stack("dev", levels={"budget": "disabled"})
-    [budget] = [v for v in evaluate_policies(do_stack(), 1, settings) if v.name == "budget"]
+    [budget] = [v for v in evaluate(do_stack(), 1, settings) if v.name == "budget"]
     assert budget.level == "disabled" and budget.passed and not budget.blocks
 
 
 def test_acceptance_llama_70b_unquantized_on_one_l40s_is_refused_twice() -> None:
     """The product's promise, through the rules: does not fit → refused; over budget → refused."""
     svc = service(model="meta-llama/Llama-3.3-70B-Instruct", quantization="none", monthlyBudgetUsd=500)
-    verdicts = evaluate_policies(do_stack(svc), None, PolicySettings.for_stack("dev"))
+    verdicts = evaluate(do_stack(svc), None, PolicySettings.for_stack("dev"))
     blocking = {v.name: v for v in verdicts if v.blocks}
     assert set(blocking) == {"vram-fit", "budget"}
     fit = blocking["vram-fit"].message

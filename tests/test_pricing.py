@@ -9,25 +9,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gpu_inference.bill import CostLine
 from gpu_inference.catalog import Catalog, UnknownCatalogEntry, load_catalog
+from gpu_inference.clouds.aws import EBS_VOLUME, ELASTIC_IP
+from gpu_inference.clouds.aws import INSTANCE as EC2_INSTANCE
+from gpu_inference.clouds.digitalocean import DROPLET
+from gpu_inference.clouds.digitalocean import KUBERNETES_NODE_POOL as DOKS_NODE_POOL
+from gpu_inference.clouds.digitalocean import RESERVED_IP as DO_RESERVED_IP
+from gpu_inference.clouds.digitalocean import VOLUME as DO_VOLUME
 from gpu_inference.constants import HOURS_PER_MONTH
 from gpu_inference.pricing import (
-    DO_RESERVED_IP,
-    DO_VOLUME,
-    DOKS_CLUSTER,
-    DOKS_NODE_POOL,
-    DROPLET,
-    EBS_VOLUME,
-    EC2_INSTANCE,
-    ELASTIC_IP,
     Bill,
     bill_for_resources,
     break_even_utilization,
     cost_per_million_tokens,
-    price_resource,
     price_resources,
     spot_savings,
 )
+
+
+def price_resource(resource_type: str, name: str, inputs: dict[str, Any], catalog: Catalog) -> CostLine | None:
+    """The first (main) cost line of one registration, or None when it is free."""
+    lines = price_resources(resource_type, name, inputs, catalog)
+    return lines[0] if lines else None
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +119,6 @@ def test_doks_autoscaling_pool_is_priced_at_min_nodes(catalog: Catalog) -> None:
     line = price_resource(DOKS_NODE_POOL, "gpu-pool", inputs, catalog)
     assert line is not None and line.monthly_usd == pytest.approx(1146.10)
     assert "minNodes" in line.description
-
-
-def test_doks_cluster_default_pool(catalog: Catalog) -> None:
-    inputs = {"region": "tor1", "nodePool": {"name": "system", "size": "s-2vcpu-4gb", "nodeCount": 2}}
-    line = price_resource(DOKS_CLUSTER, "cluster", inputs, catalog)
-    assert line is not None and line.monthly_usd == pytest.approx(48.00)  # 2 x capped $24
 
 
 def test_spot_price_used_when_spot_requested(catalog: Catalog) -> None:
@@ -289,7 +287,7 @@ def test_bill_for_an_aws_stack(catalog: Catalog) -> None:
 
 def test_every_gpu_offering_prices_at_730_hours(catalog: Catalog) -> None:
     for offering in catalog.offerings.values():
-        if offering.provider == "digitalocean":
+        if offering.cloud == "digitalocean":
             line = price_resource(DROPLET, "n", {"size": offering.id}, catalog)
         else:
             line = price_resource(EC2_INSTANCE, "n", {"instanceType": offering.id}, catalog)

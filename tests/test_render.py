@@ -12,6 +12,7 @@ import pytest
 import yaml
 from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, dev, kube, prod
 
+from gpu_inference.clouds import cloud_for
 from gpu_inference.config import StackConfig
 from gpu_inference.render import (
     alert_rule_tests,
@@ -27,7 +28,6 @@ from gpu_inference.render import (
     vllm_args,
     vllm_env_file,
     vllm_unit,
-    volume_devices,
 )
 from gpu_inference.render._common import systemd_quote
 from gpu_inference.render.healthcheck import BASE_GRACE_SECONDS, MAX_CONSECUTIVE_FAILURES, grace_seconds
@@ -435,7 +435,7 @@ def test_lb_and_monitoring_cloud_init() -> None:
     lb = yaml.safe_load(load_balancer_cloud_init(s.stack, ["10.0.1.2:8000"], API_KEY))
     assert {"nginx", "prometheus-node-exporter"} <= set(lb["packages"])
     assert all(f.get("defer") for f in lb["write_files"])  # after the nginx package, not before
-    devices = volume_devices("digitalocean", "gpu-inference-prod-prometheus-data")
+    devices = cloud_for("digitalocean").volume_devices("gpu-inference-prod-prometheus-data")
     mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
                                                devices))
     assert {"prometheus", "prometheus-node-exporter"} <= set(mon["packages"])
@@ -450,7 +450,7 @@ def test_lb_and_monitoring_cloud_init() -> None:
 
 def test_monitoring_cloud_init_mounts_the_tsdb_volume_before_prometheus_starts() -> None:
     s = prod()
-    devices = volume_devices("digitalocean", "gpu-inference-prod-prometheus-data")
+    devices = cloud_for("digitalocean").volume_devices("gpu-inference-prod-prometheus-data")
     assert devices == ["/dev/disk/by-id/scsi-0DO_Volume_gpu-inference-prod-prometheus-data"]
     mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
                                                devices))
@@ -483,7 +483,7 @@ def test_monitoring_cloud_init_needs_the_volume() -> None:
 
 
 def test_aws_volume_devices_by_ebs_volume_id() -> None:
-    assert volume_devices("aws", "vol-0123456789abcdef0") == [
+    assert cloud_for("aws").volume_devices("vol-0123456789abcdef0") == [
         "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",  # Nitro: serial = id without '-'
         "/dev/xvdf",  # Xen instance types keep the attachment's name
     ]
@@ -515,7 +515,9 @@ def test_user_data_fits_ec2_limits() -> None:
     import base64
     import gzip
 
-    from gpu_inference.render.cloud_init import AWS_USER_DATA_LIMIT_BYTES, fits_aws_user_data, user_data_base64_gzip
+    from gpu_inference.clouds.aws import USER_DATA_LIMIT_BYTES as AWS_USER_DATA_LIMIT_BYTES
+    from gpu_inference.clouds.aws import fits_user_data as fits_aws_user_data
+    from gpu_inference.clouds.aws import user_data_base64_gzip
 
     s = prod()
     files = s.render()

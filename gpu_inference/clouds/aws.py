@@ -110,6 +110,7 @@ def tags(stack: str, name: str, role: str, extra_tags: list[str], labels: Mappin
 
 class Aws(Cloud):
     name: ClassVar[str] = NAME
+    summary: ClassVar[str] = "AWS GPU instances in a VPC of the stack's own"
     catalog_cloud: ClassVar[str] = NAME
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.aws"

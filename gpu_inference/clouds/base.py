@@ -67,6 +67,8 @@ class Cloud:
 
     name: ClassVar[str]
     """The ``gpu-inference:provider`` value."""
+    summary: ClassVar[str]
+    """What a stack on this cloud gets, in a few words (the README's config table lists it)."""
     catalog_cloud: ClassVar[str]
     """Whose catalog rows (offerings, hosts, storage) a stack on this cloud buys."""
     layout: ClassVar[Layout]

@@ -98,6 +98,7 @@ def price_node_pool(name: str, inputs: Mapping[str, Any], catalog: Catalog) -> l
 
 class DigitalOcean(Cloud):
     name: ClassVar[str] = NAME
+    summary: ClassVar[str] = "DigitalOcean GPU Droplets in a VPC of the stack's own"
     catalog_cloud: ClassVar[str] = NAME
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.digitalocean"

@@ -46,6 +46,7 @@ def gpu_pool_name(stack: str) -> str:
 
 class Kubernetes(Cloud):
     name: ClassVar[str] = NAME
+    summary: ClassVar[str] = "a GPU node pool on an existing DigitalOcean Kubernetes (DOKS) cluster"
     catalog_cloud: ClassVar[str] = digitalocean.NAME
     layout: ClassVar[Layout] = "kubernetes"
     pulumi_module: ClassVar[str] = "components.kubernetes_gpu_pool"
