@@ -77,7 +77,7 @@ class ResourceView(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     type: str
-    """Pulumi type token, e.g. ``digitalocean:index/droplet:Droplet``."""
+    """Pulumi type token, e.g. ``aws:ec2/instance:Instance``."""
     name: str
     """Logical resource name."""
     urn: str | None = None

@@ -405,22 +405,20 @@ def _monitoring_volume(stack: ResolvedStack, recorded: list[RecordedResource]) -
     return stack.cloud.volume_ref(volume.inputs, volume.id) if volume else None
 
 
-def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> tuple[list[str], str, str]:
-    """Node, load-balancer and Prometheus private addresses as the mocks handed them out."""
+def _addresses(recorded: list[RecordedResource], outputs: Mapping[str, Any]) -> tuple[list[str], str]:
+    """Node and load-balancer private addresses as the mocks handed them out."""
     nodes = [str(a) for a in outputs.get("nodeAddresses") or []]
-    hosts = [_recorded(recorded, naming.lb_host(naming.POOL)),
-             _recorded(recorded, naming.prometheus_host(naming.MONITORING))]
-    lb, mon = (host.addresses.get("private", "") if host else "" for host in hosts)
-    return nodes, lb, mon
+    lb = _recorded(recorded, naming.lb_host(naming.POOL))
+    return nodes, lb.addresses.get("private", "") if lb else ""
 
 
-def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str, mon: str,
+def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str,
                 monitoring_volume: str | None = None) -> list[str]:
     from gpu_inference.render import render_stack
 
     cfg = stack.config
     files = render_stack(
-        stack, nodes, lb, mon,
+        stack, nodes, lb,
         cfg.api_key.reveal() if cfg.api_key else None,
         cfg.hf_token.reveal() if cfg.hf_token else None,
         monitoring_volume,

@@ -24,13 +24,12 @@ class Scenario:
     stack: ResolvedStack
     node_addresses: list[str]
     lb_address: str
-    monitoring_address: str
     api_key: str | None
     hf_token: str | None
 
     def render(self) -> dict[str, str]:
         return render_all(
-            self.stack, self.node_addresses, self.lb_address, self.monitoring_address, self.api_key, self.hf_token
+            self.stack, self.node_addresses, self.lb_address, self.api_key, self.hf_token
         )
 
 
@@ -95,7 +94,7 @@ def prod_config() -> StackConfig:
 
 @cache
 def dev() -> Scenario:
-    return Scenario("dev", resolve_stack(dev_config(), name="dev"), ["10.0.0.2"], "10.0.0.10", "10.0.0.20", None, HF_TOKEN)
+    return Scenario("dev", resolve_stack(dev_config(), name="dev"), ["10.0.0.2"], "10.0.0.10", None, HF_TOKEN)
 
 
 @cache
@@ -105,7 +104,6 @@ def prod() -> Scenario:
         resolve_stack(prod_config(), name="prod"),
         ["10.0.1.2", "10.0.1.3", "10.0.1.4"],
         "10.0.1.10",
-        "10.0.1.20",
         API_KEY,
         HF_TOKEN,
     )

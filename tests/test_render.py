@@ -411,7 +411,7 @@ def test_secrets_appear_only_in_their_root_only_files() -> None:
     s = prod()
     key, token = "sk-UNIQUE-key-7f3a", "hf_UNIQUE_token_91b2"
     stack = restack(s.stack, api_key=SecretValue(plaintext=key))
-    files = render_all(stack, s.node_addresses, s.lb_address, s.monitoring_address, key, token)
+    files = render_all(stack, s.node_addresses, s.lb_address, key, token)
     for rel, text in files.items():
         if rel.endswith("cloud-init.yaml"):
             for path, entry in write_files(text).items():
@@ -506,7 +506,7 @@ def test_render_all_is_deterministic_and_complete(name: str) -> None:
 def test_render_all_without_monitoring() -> None:
     s = dev()
     stack = restack(s.stack, monitoring=s.stack.config.monitoring.model_copy(update={"enabled": False}))
-    files = render_all(stack, s.node_addresses, s.lb_address, s.monitoring_address, None, None)
+    files = render_all(stack, s.node_addresses, s.lb_address, None, None)
     assert not any(p.startswith("monitoring/") for p in files)
 
 
@@ -525,7 +525,7 @@ def test_user_data_fits_ec2_limits() -> None:
     assert fits_aws_user_data(files["loadbalancer/cloud-init.yaml"])
     assert fits_aws_user_data(files["monitoring/cloud-init.yaml"])
     addresses = [f"10.0.{i // 200}.{i % 200 + 2}" for i in range(64)]
-    big = render_all(s.stack, addresses, "10.0.9.10", "10.0.9.20", API_KEY, HF_TOKEN)["monitoring/cloud-init.yaml"]
+    big = render_all(s.stack, addresses, "10.0.9.10", API_KEY, HF_TOKEN)["monitoring/cloud-init.yaml"]
     packed = user_data_base64_gzip(big)
     assert len(base64.b64decode(packed)) <= AWS_USER_DATA_LIMIT_BYTES
     assert gzip.decompress(base64.b64decode(packed)).decode() == big

@@ -6,7 +6,7 @@ each cloud's module here implements it, and ``machine_cloud`` picks the stack's 
 Firewall rules name their sources by *role* (``lb``, ``monitoring``) rather than by machine: the GPU nodes must
 admit the load balancer and Prometheus, but those two hosts are configured from the GPU nodes' addresses, so a
 rule that pointed at their ids or IPs would be a dependency cycle. Each role therefore gets an identity created
-before any machine (a DigitalOcean tag, an AWS security group) and every machine of that role carries it.
+before any machine (a tag, a security group: each cloud module chooses) and every machine of that role carries it.
 
 The network travels between components as plain data (``NetworkArgs``: ids and names), so a component can be
 given an existing network by any Pulumi program; dependencies ride on those Outputs.
@@ -88,8 +88,8 @@ class MachineSpec:
     labels: dict[str, str] = field(default_factory=dict)
     """The deployment spec as key/value labels (AWS tags); policies read them from the machine itself."""
     static_ip: bool = False
-    """Give the machine a public IPv4 that outlives it (DigitalOcean reserved IP, AWS Elastic IP on its own
-    network interface): a machine replaced because its user data changed keeps the address clients use.
+    """Give the machine a public IPv4 that outlives it (a reserved IP, or an Elastic IP on its own network
+    interface): a machine replaced because its user data changed keeps the address clients use.
     The Nginx host and the Prometheus host both ask for one (their config lists the GPU nodes)."""
     volumes: tuple["DataVolume", ...] = ()
     """Block volumes (from ``MachineCloud.volume``) to attach to the machine; they outlive it."""
@@ -172,8 +172,8 @@ class MachineCloud(Protocol):
 
 
 def machine_cloud(stack: ResolvedStack) -> MachineCloud:
-    """The machine cloud of a stack, from its cloud's ``pulumi_module`` (imported lazily: a DigitalOcean run
-    never loads pulumi_aws)."""
+    """The machine cloud of a stack, from its cloud's ``pulumi_module`` (imported lazily: a stack never loads
+    another cloud's SDK)."""
     cloud = stack.cloud
     if cloud.layout != "machines":
         raise ValueError(f"provider {cloud.name!r} has no machines (layout {cloud.layout!r})")

@@ -114,6 +114,7 @@ class Aws(Cloud):
     catalog_cloud: ClassVar[str] = NAME
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.aws"
+    gpu_image: ClassVar[str | None] = "AWS's NVIDIA-driver AMIs"
     packages: ClassVar[frozenset[str]] = frozenset({"aws"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
     supports_spot: ClassVar[bool] = True

@@ -78,6 +78,9 @@ class Cloud:
     """Pulumi packages whose resource types this module prices (a type of such a package that is neither
     priced nor listed in ``free_types`` raises, so a new paid resource is never $0)."""
     free_types: ClassVar[frozenset[str]] = frozenset()
+    gpu_image: ClassVar[str | None] = None
+    """Machine clouds: the GPU image its nodes boot, in words (it ships Docker and the NVIDIA toolkit: the GPU
+    node's bootstrap says so and only installs what is missing)."""
     supports_spot: ClassVar[bool] = False
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network("10.10.0.0/24")
     """Where the offline preview draws private addresses from (what the cloud would hand out)."""

@@ -102,6 +102,7 @@ class DigitalOcean(Cloud):
     catalog_cloud: ClassVar[str] = NAME
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.digitalocean"
+    gpu_image: ClassVar[str | None] = "DigitalOcean's GPU droplet image"
     packages: ClassVar[frozenset[str]] = frozenset({"digitalocean"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
 

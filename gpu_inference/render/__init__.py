@@ -69,19 +69,15 @@ def render_all(
     stack: ResolvedStack,
     node_addresses: list[str],
     lb_address: str,
-    monitoring_address: str,
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
 ) -> dict[str, str]:
     """Relative path → content of every rendered file (what the offline preview writes).
 
-    ``monitoring_address`` is not part of any file today (Prometheus scrapes itself on localhost); it is
-    taken so callers need not change when a file starts to need it (e.g. firewall notes).
-    ``monitoring_volume`` is the Prometheus volume's DigitalOcean name or EBS volume id (what its device is
-    found by); None renders a placeholder (golden files).
+    ``monitoring_volume`` is what the Prometheus volume's device is found by on its cloud (its name or its
+    id: ``Cloud.volume_ref``); None renders a placeholder (golden files).
     """
-    del monitoring_address
     files: dict[str, str] = {}
     hc_service, hc_timer = healthcheck_units(stack)
     for i, _address in enumerate(node_addresses):
@@ -115,7 +111,6 @@ def render_stack(
     stack: ResolvedStack,
     node_addresses: list[str],
     lb_address: str,
-    monitoring_address: str,
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
@@ -126,4 +121,4 @@ def render_stack(
         from gpu_inference.render.kubernetes import render_kubernetes
 
         return render_kubernetes(stack)
-    return render_all(stack, node_addresses, lb_address, monitoring_address, api_key, hf_token, monitoring_volume)
+    return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume)

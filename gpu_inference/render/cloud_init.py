@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from gpu_inference.clouds import CLOUDS
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
@@ -120,9 +121,10 @@ def gpu_node_bootstrap(stack: ResolvedStack) -> str:
     """The GPU node's first-boot script: Docker and the NVIDIA runtime only if missing, then the services."""
     images = " ".join(shell_quote(i) for i in (stack.config.vllm_image, DCGM_EXPORTER_IMAGE, NODE_EXPORTER_IMAGE))
     units = " ".join(("node-exporter.service", "dcgm-exporter.service", VLLM_UNIT, HEALTHCHECK_TIMER))
+    gpu_images = " and ".join(c.gpu_image for c in CLOUDS.values() if c.gpu_image)
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
-# First boot of a GPU node. DigitalOcean's GPU droplet image and AWS's NVIDIA-driver AMIs ship Docker and
+# First boot of a GPU node. {gpu_images} ship Docker and
 # the NVIDIA container toolkit already: each step checks first and installs only what is missing.
 set -euo pipefail
 
