@@ -1,6 +1,6 @@
 """VRAM sizing with vLLM's own memory arithmetic: weights, activation peak, KV-cache blocks, concurrency.
 
-Per GPU, as vLLM works it out (see /work/shared/reference/vllm-memory.md):
+Per GPU, as vLLM works it out (each term cites its source in gpu_inference/data/vllm_calibration.yaml):
 
     budget       = total_gpu_memory × gpu_memory_utilization
     available_kv = budget − weights − activation_peak − non_torch (− cuda_graph from v0.21)
@@ -24,6 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpu_inference.constants import DATA_DIR, KV_BLOCK_SIZE, VLLM_VERSION
 from gpu_inference.model_arch import QUANT_BYTES_PER_PARAM, ModelArchitecture
+from gpu_inference.vocabulary import (
+    DEFAULT_DTYPE,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_KV_CACHE_DTYPE,
+    Dtype,
+    KvCacheDtype,
+    Quantization,
+)
 
 GiB = 2**30
 
@@ -33,7 +41,7 @@ DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 # runtime overhead." We use the low end.
 RULE_OF_THUMB_OVERHEAD = 1.2
 
-RuntimeQuant = Literal["none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4"]
+RuntimeQuant = Quantization  # the config's choices (gpu_inference/vocabulary.py)
 
 
 # ---- version-dependent calibration ---------------------------------------------------------------
@@ -167,14 +175,14 @@ class SizingRequest(BaseModel):
     """vLLM --pipeline-parallel-size."""
     max_model_len: int | None = Field(default=None, gt=0)
     """None -> the model's max_position_embeddings (vLLM's default)."""
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    gpu_memory_utilization: float = Field(default=DEFAULT_GPU_MEMORY_UTILIZATION, gt=0, le=1)
     """Fraction of each GPU's total memory vLLM may use (weights + activation + non-torch + KV)."""
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    dtype: Dtype = DEFAULT_DTYPE
     """vLLM --dtype; auto keeps the checkpoint's 16-bit type."""
     quantization: RuntimeQuant | None = None
     """None -> the checkpoint's own; fp8 quantizes a 16-bit checkpoint at load; awq/gptq/int4/int8 size the
     model's quantized release."""
-    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    kv_cache_dtype: KvCacheDtype = DEFAULT_KV_CACHE_DTYPE
     """vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     max_num_seqs: int | None = Field(default=None, gt=0)
     """None -> vLLM's default for this GPU and version (1024 on ≥70 GiB non-A100 GPUs in V1, else 256)."""

@@ -18,7 +18,7 @@ from gpu_inference.catalog import (
 from gpu_inference.clouds import cloud_for
 from gpu_inference.constants import DATA_DIR, HOURS_PER_MONTH
 
-# Figures quoted from /work/shared/reference/gpu-prices-2026.md: a wrong edit of the YAML shows up here.
+# Figures quoted from the 2026 GPU price survey (gpu-prices-2026.md): a wrong edit of the YAML shows up here.
 DO_PRICES = {
     "gpu-4000adax1-20gb": 0.76,
     "gpu-l40sx1-48gb": 1.57,

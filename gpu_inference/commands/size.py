@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, get_args
 
 from gpu_inference.catalog import Gpu, UnknownCatalogEntry, load_catalog
 from gpu_inference.constants import VLLM_VERSION
 from gpu_inference.model_arch import resolve_model
 from gpu_inference.sizing import SizingRequest, SizingResult, size_deployment
+from gpu_inference.vocabulary import (
+    DEFAULT_DTYPE,
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    DEFAULT_KV_CACHE_DTYPE,
+    Dtype,
+    KvCacheDtype,
+    Quantization,
+)
 
 # Keys every per-GPU entry of the JSON carries; tests and other tools read exactly these.
 PER_GPU_KEYS = (
@@ -43,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N")
     p.add_argument("--pipeline-parallel-size", type=int, default=1, metavar="N")
     p.add_argument("--max-model-len", type=int, default=None, metavar="N", help="default: the model's max positions")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, metavar="F")
+    p.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F")
     p.add_argument(
         "--max-num-seqs",
         type=int,
@@ -51,14 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="vLLM --max-num-seqs (sizes the sampler's activation); default: vLLM's own for the GPU",
     )
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
-    p.add_argument(
-        "--quantization",
-        choices=["none", "fp8", "int8", "int4", "awq", "gptq", "mxfp4"],
-        default=None,
-        help="omitted: the checkpoint's own",
-    )
-    p.add_argument("--kv-cache-dtype", choices=["auto", "fp8"], default="auto")
+    p.add_argument("--dtype", choices=get_args(Dtype), default=DEFAULT_DTYPE)
+    p.add_argument("--quantization", choices=get_args(Quantization), default=None, help="omitted: the checkpoint's own")
+    p.add_argument("--kv-cache-dtype", choices=get_args(KvCacheDtype), default=DEFAULT_KV_CACHE_DTYPE)
     p.add_argument("--vllm-version", default=VLLM_VERSION, metavar="X.Y.Z", help=f"default: {VLLM_VERSION}")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
