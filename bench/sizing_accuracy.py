@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from gpu_inference.model_arch import ModelArchitecture, UnknownModel, resolve_model  # noqa: E402
-from gpu_inference.sizing import (  # noqa: E402
+from gpu_inference.model_arch import ModelArchitecture, UnknownModel, resolve_model
+from gpu_inference.sizing import (
     ActivationTerms,
     SizingRequest,
     SizingResult,
@@ -38,6 +35,7 @@ from gpu_inference.sizing import (  # noqa: E402
     size_deployment,
 )
 
+REPO = Path(__file__).resolve().parent.parent
 TOLERANCE = 0.02
 TARGET_WITHIN = 0.90
 

@@ -7,8 +7,6 @@ merged, the in-process map winning. Scalars arrive as strings and structured val
 ``parse_stack_config`` decodes them, and secret values arrive decrypted, listed in the secret keys.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import pulumi

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerate tests/golden/<scenario>/** from the renderers (run after an intended change to a renderer).
 
-    .venv/bin/python scripts/update_golden.py          # rewrite the golden files
-    .venv/bin/python scripts/update_golden.py --check  # exit 1 if they differ (what CI runs via the test)
+    .venv/bin/python -m scripts.update_golden          # rewrite the golden files (from the repo root)
+    .venv/bin/python -m scripts.update_golden --check  # exit 1 if they differ (what CI runs via the test)
 
 Review the resulting `git diff`: it is exactly what changes on the machines.
 """
@@ -14,12 +14,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from tests.render_fixtures import SCENARIOS
+
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from render_fixtures import SCENARIOS  # noqa: E402
 
 
 def expected() -> dict[str, dict[str, str]]:

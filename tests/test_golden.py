@@ -1,7 +1,7 @@
 """The rendered files for the fixed dev/prod scenarios must equal tests/golden/** byte for byte.
 
 A renderer change shows up here as a diff of what the machines would get. If the change is intended,
-run `.venv/bin/python scripts/update_golden.py` and commit the golden files with it.
+run `.venv/bin/python -m scripts.update_golden` and commit the golden files with it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-FIX = "run `.venv/bin/python scripts/update_golden.py` and review/commit the diff"
+FIX = "run `.venv/bin/python -m scripts.update_golden` and review/commit the diff"
 
 
 def golden_files(name: str) -> dict[str, str]:
