@@ -55,10 +55,6 @@ class Bill(BaseModel):
         """Lines keyed by resource name (a root volume is ``<instance>/root-volume``)."""
         return {line.resource_name: line for line in self.lines}
 
-    @property
-    def total_hourly_usd(self) -> float:
-        return sum(line.hourly_usd for line in self.lines)
-
 
 @dataclass(frozen=True)
 class Registration:
@@ -198,3 +194,26 @@ def node_count(inputs: Mapping[str, Any], resource_type: str, name: str) -> tupl
         high = inputs.get("maxNodes")
         return low, f"; autoscaling, priced at minNodes (up to {high} nodes)" if high is not None else ""
     raise ValueError(f"{resource_type} {name!r}: nodeCount (or minNodes) is required to price it")
+
+
+def bill_table(lines: list[Mapping[str, Any]], total_monthly_usd: float, budget_usd: float | None) -> list[str]:
+    """A bill as the CLI prints it (``preview`` and ``cost`` alike): one row per line, the total, the budget.
+
+    ``lines`` are ``CostLine`` dicts as the preview report carries them (JSON).
+    """
+    width = max([len(str(ln["resource_name"])) for ln in lines] + [8])
+    hourly_total = total_monthly_usd / HOURS_PER_MONTH
+    rows = [f"{'resource':<{width}}  {'$/hour':>9}  {'$/month':>11}  description"]
+    rows += [
+        f"{ln['resource_name']:<{width}}  {float(ln['hourly_usd']):>9.4f}  {float(ln['monthly_usd']):>11,.2f}  "
+        f"{ln['description']} [{ln.get('price_date') or 'n/a'}]"
+        for ln in lines
+    ]
+    rows.append(f"{'total':<{width}}  {hourly_total:>9.4f}  {total_monthly_usd:>11,.2f}  "
+                f"(effective $/hour = month / {HOURS_PER_MONTH:.0f})")
+    if budget_usd:
+        over = total_monthly_usd - budget_usd
+        verdict = "within budget" if over <= 0 else f"OVER BUDGET by ${over:,.2f}"
+        rows.append(f"{'budget':<{width}}  {'':>9}  {budget_usd:>11,.2f}  "
+                    f"{total_monthly_usd / budget_usd * 100:.0f}% used — {verdict}")
+    return rows

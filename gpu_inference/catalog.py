@@ -102,10 +102,6 @@ class Offering(_Row):
         """On-demand month at the 730 h convention."""
         return self.hourly_usd * HOURS_PER_MONTH
 
-    @property
-    def hourly_usd_per_gpu(self) -> float:
-        return self.hourly_usd / self.gpu_count
-
 
 class InfraOffering(_Row):
     """A small non-GPU host (Nginx load balancer, Prometheus)."""

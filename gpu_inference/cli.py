@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from gpu_inference import __version__
+from gpu_inference.constants import PROJECT_NAME
 from gpu_inference.errors import ConfigError
 
 # Subcommand name → module in gpu_inference.commands. Imported lazily so `size` does not pay for
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m gpu_inference",
         description="Size, price, preview and diff GPU inference stacks offline (no cloud account needed).",
     )
-    parser.add_argument("--version", action="version", version=f"gpu-inference {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMANDS.values():
         importlib.import_module(f"gpu_inference.commands.{module_name}").add_parser(subparsers)

@@ -114,7 +114,7 @@ class KubernetesConfig(_Model):
 
     cluster_id: str = Field(min_length=1)
     """ID of the existing DOKS cluster that gets the GPU node pool."""
-    namespace: str = Field("gpu-inference", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    namespace: str = Field(PROJECT_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
 
 

@@ -33,6 +33,7 @@ from components.clouds import (
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.clouds import aws as facts
+from gpu_inference.config import NAMESPACE
 from gpu_inference.stack import ResolvedStack
 
 _EGRESS_ALL = [
@@ -334,7 +335,7 @@ def _invoke_options(opts: pulumi.ResourceOptions) -> pulumi.InvokeOutputOptions:
 def _first_zone(zones: list[str], stack: ResolvedStack) -> str:
     if not zones:
         raise pulumi.RunError(
-            f"gpu-inference:gpu = {stack.config.gpu!r} is not offered in any Availability Zone of "
+            f"{NAMESPACE}:gpu = {stack.config.gpu!r} is not offered in any Availability Zone of "
             f"{stack.config.region}; choose a region that has it (aws ec2 describe-instance-type-offerings)"
         )
     # Sorted so repeated runs pick the same zone (a different zone would replace the subnet).

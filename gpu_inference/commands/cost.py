@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any
 
+from gpu_inference.bill import bill_table
 from gpu_inference.catalog import load_catalog
 from gpu_inference.config import load_stack_config
 from gpu_inference.constants import HOURS_PER_MONTH
@@ -106,17 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"Monthly bill of stack {args.stack} ({cfg.describe()})")
     print(f"Convention: {HOURS_PER_MONTH:.0f} hours per month; catalog list prices with their dates.\n")
-    width = max([len(line["resource_name"]) for line in lines] + [8])
-    print(f"{'resource':<{width}}  {'$/hour':>9}  {'$/month':>11}  description")
-    for line in lines:
-        print(
-            f"{line['resource_name']:<{width}}  {line['hourly_usd']:>9.4f}  {line['monthly_usd']:>11,.2f}  "
-            f"{line['description']} [{line.get('price_date') or 'n/a'}]"
-        )
-    share = total / budget * 100
-    verdict = "within budget" if total <= budget else f"OVER BUDGET by ${total - budget:,.2f}"
-    print(f"{'total':<{width}}  {stack_hourly:>9.4f}  {total:>11,.2f}  (effective $/hour = month / {HOURS_PER_MONTH:.0f})")
-    print(f"{'budget':<{width}}  {'':>9}  {budget:>11,.2f}  {share:.0f}% used — {verdict}")
+    print("\n".join(bill_table(lines, total, budget)))
     if spot:
         print(
             f"\nSpot: {spot.offering_id} ${spot.spot_monthly_usd:,.2f} vs ${spot.on_demand_monthly_usd:,.2f} on demand "

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gpu_inference.constants import PROJECT_DIR
+from gpu_inference.bill import bill_table
+from gpu_inference.clouds import CLOUDS
+from gpu_inference.constants import HOURS_PER_MONTH, PROJECT_DIR
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,19 +48,10 @@ def _key_inputs(r: dict[str, Any]) -> str:
     inputs = r["inputs"]
     keys = ("size", "instanceType", "region", "image", "ami", "cidrBlock", "availabilityZone", "name")
     parts = [f"{k}={inputs[k]}" for k in keys if inputs.get(k) not in (None, "", [])]
-    if r["type"].endswith(("firewall:Firewall", "securityGroup:SecurityGroup")):
-        rules = inputs.get("inboundRules") or inputs.get("ingress") or []
-        shown = []
-        for rule in rules:
-            low, high = rule.get("fromPort"), rule.get("toPort")
-            port = rule.get("portRange") or (str(low) if low == high else f"{low}-{high}")
-            sources = [
-                *(rule.get("sourceAddresses") or rule.get("cidrBlocks") or []),
-                *(rule.get("ipv6CidrBlocks") or []),
-                *(f"tag:{t}" for t in rule.get("sourceTags") or []),
-                *(f"sg:{g}" for g in rule.get("securityGroups") or []),
-            ]
-            shown.append(f"{port}←{','.join(str(s) for s in sources)}")
+    # Firewall-like resources: their inbound rules as each cloud module reads them (the security policy's view).
+    ports = [port for cloud in CLOUDS.values() for port in cloud.open_ports(r["type"], inputs)]
+    if ports:
+        shown = [f"{p.low if p.low == p.high else f'{p.low}-{p.high}'}←{','.join((*p.sources, *p.peers))}" for p in ports]
         parts.append("in=[" + "; ".join(shown) + "]")
     parts += [f"{k}=[secret]" for k in r["secret_inputs"]]
     return " ".join(parts)
@@ -79,12 +72,9 @@ def print_report(data: dict[str, Any]) -> None:
 
     walk(None, 0)
 
-    print("\nMonthly cost (730 h):")
-    width = max([len(line["resource_name"]) for line in data["cost_lines"]] + [10])
-    for line in data["cost_lines"]:
-        print(f"  {line['resource_name']:<{width}}  ${line['monthly_usd']:>10,.2f}  {line['description']}")
-    verdict = "within budget" if data["within_budget"] else "OVER BUDGET"
-    print(f"  {'total':<{width}}  ${data['monthly_cost_usd']:>10,.2f}  of ${data['budget_usd']:,.2f} budget: {verdict}")
+    print(f"\nMonthly cost ({HOURS_PER_MONTH:.0f} h):")
+    for row in bill_table(data["cost_lines"], data["monthly_cost_usd"], data["budget_usd"]):
+        print(f"  {row}")
 
     print("\nSizing per node:")
     for s in data["sizing"]:

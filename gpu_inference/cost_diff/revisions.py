@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from gpu_inference.constants import PROJECT_NAME
 from gpu_inference.cost_diff.diff import CostDiff, Side, build_diff
 from gpu_inference.preview_subprocess import preview_checkout
 
@@ -86,7 +87,7 @@ def stacks_at(repo: Path, commit: str, subdir: Path) -> dict[str, str]:
 @contextlib.contextmanager
 def worktree(repo: Path, commit: str) -> Iterator[Path]:
     """A detached checkout of `commit` in a temporary directory, removed on exit (even on error)."""
-    tmp = Path(tempfile.mkdtemp(prefix="gpu-inference-cost-diff-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{PROJECT_NAME}-cost-diff-"))
     path = tmp / "tree"
     try:
         _git(repo, "worktree", "add", "--detach", "--quiet", str(path), commit)
@@ -141,7 +142,7 @@ def diff_revisions(
             )
         names = list(dict.fromkeys(stacks))
 
-    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="gpu-inference-cost-diff-out-") as out:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix=f"{PROJECT_NAME}-cost-diff-out-") as out:
         base_tree = stack.enter_context(worktree(top, base_commit)) / subdir
         head_tree = stack.enter_context(worktree(top, head_commit)) / subdir
         jobs: list[tuple[Path, str, Path, str]] = []
@@ -188,7 +189,7 @@ def diff_files(
             raise UsageError(f"stack file {f} does not exist")
     base_name, head_name = _stack_name_of(base_file), _stack_name_of(head_file)
     name = base_name if base_name == head_name else f"{base_name} → {head_name}"
-    with tempfile.TemporaryDirectory(prefix="gpu-inference-cost-diff-out-") as out:
+    with tempfile.TemporaryDirectory(prefix=f"{PROJECT_NAME}-cost-diff-out-") as out:
         jobs = [
             (project_dir, str(base_file.resolve()), Path(out) / "base", str(base_file)),
             (project_dir, str(head_file.resolve()), Path(out) / "head", str(head_file)),
