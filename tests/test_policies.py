@@ -420,3 +420,13 @@ def test_crossguard_budget_reads_the_budget_from_vllm_service_outputs(
     resources = [(r.type, r.name, r.outputs if not r.custom else r.inputs) for r in tight.recorded]
     [message] = violations(gp.budget_policy, stack_args([(t, n, p) for t, n, p in resources if p is not None]))
     assert "over the $900.00 budget" in message
+
+
+def test_the_shipped_prod_policy_config_only_sets_what_the_policies_accept() -> None:
+    config = json.loads((REPO / "policies" / "prod-config.json").read_text())
+    by_name = {p.name: p for p in rules.POLICIES}
+    for name, values in config.items():
+        assert name in by_name, name
+        unknown = set(values) - set(by_name[name].config) - {"enforcementLevel"}
+        assert not unknown, (name, unknown)
+        assert values.get("enforcementLevel", "mandatory") in ("advisory", "mandatory", "disabled")
