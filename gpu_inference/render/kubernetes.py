@@ -3,7 +3,7 @@ alert rules for the Prometheus Deployment. The same renderers as the droplet hos
 names and the paths of the official nginx and prom/prometheus images.
 
 The names of the Kubernetes objects live here too: the vLLM pods' DNS names are part of both files, so
-the component (components/providers/kubernetes.py) and these files cannot disagree about them.
+the component (components/kubernetes_gpu_pool.py) and these files cannot disagree about them.
 """
 
 from __future__ import annotations
