@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpu_inference.constants import DATA_DIR, KV_BLOCK_SIZE, VLLM_VERSION
 from gpu_inference.model_arch import QUANT_BYTES_PER_PARAM, ModelArchitecture
+from gpu_inference.profile_run import ProfileRunTerms, mm_dummy_batch_bytes, profile_peak
 
 GiB = 2**30
 
@@ -72,9 +73,10 @@ class ActivationTerms(BaseModel):
     per_hidden_gib: float = 0.0
     per_mlp_gib: float = 0.0
     per_moe_gib: float = 0.0
-    per_vision_param_b: float = 0.0
     pp_non_last_stage_extra_gib: float = 0.0
     """Non-last pipeline stages run no sampler; they show a fixed extra (PP intermediate buffers)."""
+    profile_run: ProfileRunTerms | None = None
+    """Set: the peak is computed term by term (profile_run.py) and the linear terms above are unused."""
 
 
 class NonTorchTerms(BaseModel):
@@ -186,6 +188,9 @@ class SizingRequest(BaseModel):
     """None -> the version's default engine (V1 from 0.8); set "v0" for VLLM_USE_V1=0 runs."""
     block_size: int = Field(default=KV_BLOCK_SIZE, gt=0)
     """Tokens per KV-cache block (vLLM --block-size)."""
+    gpu_multiprocessors: int | None = Field(default=None, gt=0)
+    """Streaming multiprocessors per GPU (catalog ``multiprocessors``); None -> the H100's 132. Sizes the
+    sampler's top-k/top-p buffer only."""
 
 
 class GpuSizing(BaseModel):
@@ -319,15 +324,19 @@ def stage_weights_bytes(
         total += 2 * model.hidden_size * dtype_bytes  # replicated norms
     embedding = model.padded_vocab_size * model.hidden_size / tp * dtype_bytes  # 16-bit even when quantized
     if is_first_stage:
-        total += embedding + model.vision_params_b * 1e9 * dtype_bytes
+        # vision towers shard their linears over TP like the text model (siglip.py, pixtral.py, moonvit.py,
+        # mllama4.py Llama4VisionMLP: ColumnParallelLinear/RowParallelLinear unless mm_encoder_tp_mode="data")
+        total += embedding + model.vision_params_b * 1e9 * dtype_bytes / tp
     if is_last_stage:
         total += model.hidden_size * dtype_bytes
         # tied embeddings share one tensor, except across PP where the last stage needs its own lm_head
         if not model.tie_word_embeddings or not is_first_stage:
             total += embedding
     # rotary cos/sin cache: max_position × rotary dim in the model dtype (32 MiB for Llama-3.1 bf16)
+    # (RotaryEmbedding.__init__ registers cos_sin_cache in the model dtype; scaled ropes cache more rows)
     rotary_dim = model.qk_rope_head_dim if model.is_mla and model.qk_rope_head_dim else model.head_dim
-    total += model.max_position_embeddings * rotary_dim * dtype_bytes * (1 if num_layers else 0)
+    rotary_rows = model.rotary_cache_positions or model.max_position_embeddings
+    total += rotary_rows * rotary_dim * dtype_bytes * (1 if num_layers else 0)
     return total
 
 
@@ -462,8 +471,21 @@ def _activation_gib(
     max_num_seqs: int,
     batched_tokens: int,
     dtype_bytes: int,
+    max_model_len: int = 8192,
+    stage_has_moe: bool = True,
+    quant: str = "none",
+    multiprocessors: int | None = None,
 ) -> float:
+    """torch_peak_increase of one stage's profile run, GiB."""
     act = cal.activation
+    if act.profile_run is not None:
+        peak = profile_peak(
+            model, tp=tp, is_first_stage=is_first_stage, is_last_stage=is_last_stage,
+            stage_has_moe=stage_has_moe and model.moe is not None, max_num_seqs=max_num_seqs,
+            batched_tokens=batched_tokens, max_model_len=max_model_len, dtype_bytes=dtype_bytes, quant=quant,
+            multiprocessors=multiprocessors, topk_topp_buffer=act.profile_run.topk_topp_triton_buffer,
+        )
+        return max(peak.total(act.profile_run), 0.0)
     hidden_gib = batched_tokens * model.hidden_size * dtype_bytes / GiB
     mlp_gib = batched_tokens * (model.hidden_size + model.intermediate_size / tp) * dtype_bytes / GiB
     moe_gib = 0.0
@@ -473,7 +495,9 @@ def _activation_gib(
     value = act.intercept_gib + act.per_hidden_gib * hidden_gib + act.per_mlp_gib * mlp_gib
     value += act.per_moe_gib * moe_gib
     if is_first_stage:
-        value += act.per_vision_param_b * model.vision_params_b
+        # every engine profiles multimodal models with dummy images (V1 profile_run, V0 dummy_data_for_profiling)
+        value += mm_dummy_batch_bytes(model, batched_tokens=batched_tokens, max_num_seqs=max_num_seqs,
+                                      max_model_len=max_model_len, dtype_bytes=dtype_bytes) / GiB
     if is_last_stage:
         logits_gib = min(max_num_seqs, batched_tokens) * model.vocab_size * 4 / GiB
         value += act.per_logits_gib * logits_gib
@@ -542,8 +566,11 @@ def _evaluate(req: SizingRequest, cal: VersionCalibration, max_model_len: int) -
             model, tensor_parallel_size=tp, first_layer=first, num_layers=n_layers, is_first_stage=is_first,
             is_last_stage=is_last, quant=quant, dtype_bytes=dtype_bytes,
         ) / GiB
+        stage_has_moe = any(model.is_moe_layer(i) for i in range(first, first + n_layers))
         activation = _activation_gib(cal, model, tp=tp, is_last_stage=is_last, is_first_stage=is_first,
-                                     max_num_seqs=max_num_seqs, batched_tokens=batched, dtype_bytes=dtype_bytes)
+                                     max_num_seqs=max_num_seqs, batched_tokens=batched, dtype_bytes=dtype_bytes,
+                                     max_model_len=max_model_len, stage_has_moe=stage_has_moe, quant=quant,
+                                     multiprocessors=req.gpu_multiprocessors)
         non_torch = _non_torch_gib(cal, tp, pp, req.gpu_name)
         cuda_graph = cal.cuda_graph.base_gib + cal.cuda_graph.per_layer_gib * n_layers / math.sqrt(tp)
         avail = budget - weights - activation - non_torch
