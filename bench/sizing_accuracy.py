@@ -114,6 +114,9 @@ def _gpu_total(row: dict[str, str]) -> float | None:
     reported = _first_number(row["gpu_total_gib_reported"].lstrip("~"))
     if reported is not None:
         return reported
+    mib = re.search(r"(\d[\d,]*) MiB", row["gpu"])  # e.g. '96 GB GPU (97,887 MiB; ...)': nvidia-smi's total
+    if mib:
+        return round(float(mib.group(1).replace(",", "")) / 1024, 2)
     name = row["gpu"].lower()
     for key, total in GPU_TOTALS_GIB.items():
         if key in name:
@@ -193,15 +196,44 @@ def parse_row(raw: dict[str, str]) -> Row:
         vllm_version=version,
         engine=engine,
         block_size=_first_int(raw["block_size"].split("(")[0]) or 16,
+        gpu_free_memory_gib=_free_at_startup(notes),
     )
     max_len = row.request.max_model_len
     if max_len and max_len > model.max_position_embeddings and "yarn" in notes.lower():
         row.request = None
         row.skip_reason = "max_model_len extended by a YaRN rope-scaling override, which the sizing does not model"
         return row
+    inconsistent = _inconsistency(row, total * util)
+    if inconsistent:
+        row.request = None
+        row.skip_reason = inconsistent
+        return row
     if row.request.max_model_len is None:
         row.notes.append("max_model_len not logged: model default")
     return row
+
+
+def _free_at_startup(notes: str) -> float | None:
+    match = re.search(r"init free=([\d.]+) GiB", notes or "")
+    return float(match.group(1)) if match else None
+
+
+def _inconsistency(row: Row, budget: float) -> str:
+    """A log whose own terms do not add up (budget − weights − activation − non-torch ≠ its KV GiB) cannot be
+    answered by any model of those terms. PP rows are exempt: their terms come from different stages."""
+    raw = row.raw
+    weights, non_torch = _first_number(raw["weights_gib_per_gpu"]), _first_number(raw["non_torch_gib"])
+    if None in (weights, row.logged_activation, non_torch, row.logged_kv_gib) or row.refused_in_log:
+        return ""
+    if (_first_int(raw["pipeline_parallel_size"]) or 1) > 1:
+        return ""
+    assert weights is not None and non_torch is not None and row.logged_activation is not None
+    assert row.logged_kv_gib is not None
+    implied = budget - weights - row.logged_activation - non_torch
+    if abs(implied - row.logged_kv_gib) <= 0.05 + 0.02 * abs(row.logged_kv_gib):
+        return ""
+    return (f"the log's terms disagree: budget {budget:.2f} − weights − activation − non-torch = {implied:.2f} GiB, "
+            f"but it logs {row.logged_kv_gib:.2f} GiB of KV cache")
 
 
 @dataclass
