@@ -119,7 +119,10 @@ class VersionCalibration(BaseModel):
     non_torch: NonTorchTerms
     cuda_graph: CudaGraphTerms
     fit_features: list[str] = Field(default_factory=list)
-    """ActivationTerms fields bench/sizing_accuracy.py --fit solves for in this range."""
+    """Activation constants bench/sizing_accuracy.py --fit solves for in this range (ActivationTerms fields, or
+    ProfileRunTerms fields where the range models the profile run)."""
+    fit_non_torch: bool = False
+    """Non-torch constants are medians / a TP line of this range's logged non-torch memory."""
     excluded_from_fit: dict[int, str] = Field(default_factory=dict)
     """Calibration rows left out of the fit, with the reason (inconsistent or non-CUDA logs)."""
     note: str = ""
