@@ -61,6 +61,8 @@ class Gpu(_Row):
     """Hardware FP8 (weights or KV cache) support."""
     bf16: bool
     """BF16 support."""
+    multiprocessors: int | None = Field(default=None, gt=0)
+    """Streaming multiprocessors (AMD: compute units); sizes the sampler's top-k/top-p buffer."""
 
 
 class Offering(_Row):

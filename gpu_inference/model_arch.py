@@ -124,6 +124,15 @@ class ModelArchitecture(BaseModel):
     quantization: Quantization = Field(default_factory=Quantization)
     vision_params_b: float = 0.0
     """Vision tower + projector parameters (billions), loaded in 16-bit beside the text model."""
+    mm_tokens_per_item: int = 0
+    """Placeholder tokens of the largest image the processor makes (vLLM's max feature size per item); sizes
+    the profile run's dummy multimodal batch (0: text-only)."""
+    mm_pixels_per_item: int = 0
+    """pixel_values elements of that largest image (all tiles/crops/patches), as the processor emits them."""
+    rotary_cache_positions: int | None = None
+    """Rows of vLLM's rotary cos/sin caches summed over the model's distinct rotary embeddings; None ->
+    max_position_embeddings (one default/llama3 rope). Linear and dynamic-NTK scaling cache
+    max_position × factor rows, YaRN original_max_position × factor; Gemma 3 adds a local rope."""
 
     source: str = ""
     verified: bool = False
@@ -372,6 +381,25 @@ def _quantization_from_hf(qc: dict[str, Any] | None) -> Quantization:
     raise ValueError(f"unsupported quantization_config.quant_method {method!r}")
 
 
+def _rotary_cache_positions(text: dict[str, Any], max_position: int) -> int | None:
+    """Rows of vLLM's cos/sin caches (vllm/model_executor/layers/rotary_embedding/, v0.19.0): get_rope builds
+    LinearScalingRotaryEmbedding / DynamicNTKScalingRotaryEmbedding over max_position × factor rows,
+    YaRNScalingRotaryEmbedding / DeepseekScalingRotaryEmbedding over original_max_position × factor; Gemma 3
+    builds a second, local rope (rope_local_base_freq) over max_position. None: a single max_position cache."""
+    scaling = text.get("rope_scaling") or text.get("rope_parameters") or {}
+    kind = str(scaling.get("rope_type") or scaling.get("type") or "default")
+    factor = float(scaling.get("factor") or 1.0)
+    if kind in ("linear", "dynamic"):
+        rows = int(max_position * factor)
+    elif kind in ("yarn", "deepseek_yarn"):
+        rows = int(int(scaling.get("original_max_position_embeddings") or max_position) * factor)
+    else:
+        rows = max_position
+    if text.get("rope_local_base_freq"):
+        rows += max_position
+    return None if rows == max_position else rows
+
+
 def model_from_hf_config(config: dict[str, Any], model_id: str) -> ModelArchitecture:
     """Build a ModelArchitecture from a config.json dict (multimodal: the text_config carries the LM)."""
     top = config
@@ -424,6 +452,9 @@ def model_from_hf_config(config: dict[str, Any], model_id: str) -> ModelArchitec
             fields["global_every"] = int(pattern)
         elif "Gemma2" in arch:
             fields["global_every"] = 2
+    rotary_rows = _rotary_cache_positions(text, int(fields["max_position_embeddings"]))
+    if rotary_rows is not None:
+        fields["rotary_cache_positions"] = rotary_rows
     if text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts"):
         num_experts = int(text.get("num_local_experts") or text.get("num_experts") or text["n_routed_experts"])
         shared = int(text.get("shared_expert_intermediate_size") or 0)

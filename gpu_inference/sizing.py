@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpu_inference.constants import DATA_DIR, KV_BLOCK_SIZE, VLLM_VERSION
 from gpu_inference.model_arch import QUANT_BYTES_PER_PARAM, ModelArchitecture
+from gpu_inference.profile_run import ProfileRunTerms, mm_dummy_batch_bytes, profile_peak
 from gpu_inference.vocabulary import (
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -80,9 +81,10 @@ class ActivationTerms(BaseModel):
     per_hidden_gib: float = 0.0
     per_mlp_gib: float = 0.0
     per_moe_gib: float = 0.0
-    per_vision_param_b: float = 0.0
     pp_non_last_stage_extra_gib: float = 0.0
     """Non-last pipeline stages run no sampler; they show a fixed extra (PP intermediate buffers)."""
+    profile_run: ProfileRunTerms | None = None
+    """Set: the peak is computed term by term (profile_run.py) and the linear terms above are unused."""
 
 
 class NonTorchTerms(BaseModel):
@@ -125,7 +127,10 @@ class VersionCalibration(BaseModel):
     non_torch: NonTorchTerms
     cuda_graph: CudaGraphTerms
     fit_features: list[str] = Field(default_factory=list)
-    """ActivationTerms fields bench/sizing_accuracy.py --fit solves for in this range."""
+    """Activation constants bench/sizing_accuracy.py --fit solves for in this range (ActivationTerms fields, or
+    ProfileRunTerms fields where the range models the profile run)."""
+    fit_non_torch: bool = False
+    """Non-torch constants are medians / a TP line of this range's logged non-torch memory."""
     excluded_from_fit: dict[int, str] = Field(default_factory=dict)
     """Calibration rows left out of the fit, with the reason (inconsistent or non-CUDA logs)."""
     note: str = ""
@@ -194,6 +199,11 @@ class SizingRequest(BaseModel):
     """None -> the version's default engine (V1 from 0.8); set "v0" for VLLM_USE_V1=0 runs."""
     block_size: int = Field(default=KV_BLOCK_SIZE, gt=0)
     """Tokens per KV-cache block (vLLM --block-size)."""
+    gpu_free_memory_gib: float | None = Field(default=None, ge=0)
+    """Free memory per GPU when vLLM starts (other processes' use subtracted); None -> the whole GPU is free."""
+    gpu_multiprocessors: int | None = Field(default=None, gt=0)
+    """Streaming multiprocessors per GPU (catalog ``multiprocessors``); None -> the H100's 132. Sizes the
+    sampler's top-k/top-p buffer only."""
 
 
 class GpuSizing(BaseModel):
@@ -296,6 +306,59 @@ def pipeline_layer_counts(num_layers: int, pipeline_parallel_size: int) -> list[
     return parts
 
 
+# PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp): requests above 10 MiB (kMinLargeAlloc)
+# get a fresh segment rounded up to 2 MiB (kRoundLarge), and a block is split only when more than 1 MiB
+# (kSmallSize) would remain, so up to 1 MiB per large tensor is counted as allocated without being asked for.
+# vLLM's "Model loading took" is torch.cuda.memory_allocated() (platforms/cuda.py get_current_memory_usage),
+# so it includes this: Qwen2.5-72B TP2's down_proj (231 MiB -> 232) is 80 MiB over 80 layers (log 67.80 GiB).
+_MIB = 2**20
+
+
+def allocator_rounding_bytes(nbytes: float) -> float:
+    """Bytes the caching allocator counts beyond ``nbytes`` for one tensor allocated into a fresh segment."""
+    size = math.ceil(nbytes / 512) * 512
+    if size < 10 * _MIB:
+        return size - nbytes  # small pool, or carved from a 20 MiB segment that is split
+    remaining = math.ceil(size / (2 * _MIB)) * 2 * _MIB - size
+    return size - nbytes + (remaining if remaining <= _MIB else 0)
+
+
+def _layer_tensor_bytes(model: ModelArchitecture, layer: int, tp: int, dense_bytes: float, expert_bytes: float,
+                        dtype_bytes: int, expert_pad: int) -> list[float]:
+    """The large per-rank parameter tensors of one layer as vLLM allocates them (fused qkv_proj and
+    gate_up_proj: QKVParallelLinear / MergedColumnParallelLinear; FusedMoE's w13_weight and w2_weight)."""
+    h = model.hidden_size
+    tensors: list[float] = []
+    if model.is_mla:
+        assert model.kv_lora_rank is not None and model.qk_rope_head_dim is not None
+        nope, v_dim = model.qk_nope_head_dim or 128, model.v_head_dim or 128
+        heads = model.num_attention_heads / tp
+        if model.q_lora_rank:
+            tensors += [h * model.q_lora_rank, model.q_lora_rank * heads * (nope + model.qk_rope_head_dim)]
+        else:
+            tensors.append(h * heads * (nope + model.qk_rope_head_dim))
+        tensors += [h * (model.kv_lora_rank + model.qk_rope_head_dim), model.kv_lora_rank * heads * (nope + v_dim),
+                    heads * v_dim * h]
+    else:
+        q = model.num_attention_heads * model.head_dim / tp
+        tensors += [(q + 2 * model.kv_heads_per_gpu(tp) * model.head_dim) * h, q * h]
+    tensors = [t * dense_bytes for t in tensors]
+    moe = model.moe
+    if moe is not None and model.is_moe_layer(layer):
+        per_rank = math.ceil(moe.moe_intermediate_size / tp / expert_pad) * expert_pad
+        tensors += [moe.num_experts * 2 * per_rank * h * expert_bytes, moe.num_experts * per_rank * h * expert_bytes]
+        widths = [moe.shared_expert_intermediate_size] if moe.shared_expert_intermediate_size else []
+    elif moe is not None:
+        widths = [moe.dense_intermediate_size or model.intermediate_size]
+    else:
+        widths = [model.intermediate_size]
+    for width in widths:
+        per_rank_width = width / tp
+        first = (2 if model.mlp_gated else 1) * per_rank_width * h
+        tensors += [first * dense_bytes, per_rank_width * h * dense_bytes]
+    return tensors
+
+
 def stage_weights_bytes(
     model: ModelArchitecture,
     *,
@@ -315,6 +378,8 @@ def stage_weights_bytes(
     expert_pad = 256 if quant == "mxfp4" else 1
     total = 0.0
     for layer in range(first_layer, first_layer + num_layers):
+        total += sum(allocator_rounding_bytes(t) for t in _layer_tensor_bytes(
+            model, layer, tp, dense_bytes, expert_bytes, dtype_bytes, expert_pad))
         total += model.attention_params_per_layer(tp) * dense_bytes
         moe = model.moe
         if moe is not None and model.is_moe_layer(layer):
@@ -326,16 +391,21 @@ def stage_weights_bytes(
             total += model.non_expert_mlp_params_per_layer(layer, tp) * dense_bytes
         total += 2 * model.hidden_size * dtype_bytes  # replicated norms
     embedding = model.padded_vocab_size * model.hidden_size / tp * dtype_bytes  # 16-bit even when quantized
+    embedding += allocator_rounding_bytes(embedding)
     if is_first_stage:
-        total += embedding + model.vision_params_b * 1e9 * dtype_bytes
+        # vision towers shard their linears over TP like the text model (siglip.py, pixtral.py, moonvit.py,
+        # mllama4.py Llama4VisionMLP: ColumnParallelLinear/RowParallelLinear unless mm_encoder_tp_mode="data")
+        total += embedding + model.vision_params_b * 1e9 * dtype_bytes / tp
     if is_last_stage:
         total += model.hidden_size * dtype_bytes
         # tied embeddings share one tensor, except across PP where the last stage needs its own lm_head
         if not model.tie_word_embeddings or not is_first_stage:
             total += embedding
     # rotary cos/sin cache: max_position × rotary dim in the model dtype (32 MiB for Llama-3.1 bf16)
+    # (RotaryEmbedding.__init__ registers cos_sin_cache in the model dtype; scaled ropes cache more rows)
     rotary_dim = model.qk_rope_head_dim if model.is_mla and model.qk_rope_head_dim else model.head_dim
-    total += model.max_position_embeddings * rotary_dim * dtype_bytes * (1 if num_layers else 0)
+    rotary_rows = model.rotary_cache_positions or model.max_position_embeddings
+    total += rotary_rows * rotary_dim * dtype_bytes * (1 if num_layers else 0)
     return total
 
 
@@ -470,8 +540,21 @@ def _activation_gib(
     max_num_seqs: int,
     batched_tokens: int,
     dtype_bytes: int,
+    max_model_len: int = 8192,
+    stage_has_moe: bool = True,
+    quant: str = "none",
+    multiprocessors: int | None = None,
 ) -> float:
+    """torch_peak_increase of one stage's profile run, GiB."""
     act = cal.activation
+    if act.profile_run is not None:
+        peak = profile_peak(
+            model, tp=tp, is_first_stage=is_first_stage, is_last_stage=is_last_stage,
+            stage_has_moe=stage_has_moe and model.moe is not None, max_num_seqs=max_num_seqs,
+            batched_tokens=batched_tokens, max_model_len=max_model_len, dtype_bytes=dtype_bytes, quant=quant,
+            multiprocessors=multiprocessors, topk_topp_buffer=act.profile_run.topk_topp_triton_buffer,
+        )
+        return max(peak.total(act.profile_run), 0.0)
     hidden_gib = batched_tokens * model.hidden_size * dtype_bytes / GiB
     mlp_gib = batched_tokens * (model.hidden_size + model.intermediate_size / tp) * dtype_bytes / GiB
     moe_gib = 0.0
@@ -481,7 +564,9 @@ def _activation_gib(
     value = act.intercept_gib + act.per_hidden_gib * hidden_gib + act.per_mlp_gib * mlp_gib
     value += act.per_moe_gib * moe_gib
     if is_first_stage:
-        value += act.per_vision_param_b * model.vision_params_b
+        # every engine profiles multimodal models with dummy images (V1 profile_run, V0 dummy_data_for_profiling)
+        value += mm_dummy_batch_bytes(model, batched_tokens=batched_tokens, max_num_seqs=max_num_seqs,
+                                      max_model_len=max_model_len, dtype_bytes=dtype_bytes) / GiB
     if is_last_stage:
         logits_gib = min(max_num_seqs, batched_tokens) * model.vocab_size * 4 / GiB
         value += act.per_logits_gib * logits_gib
@@ -550,8 +635,11 @@ def _evaluate(req: SizingRequest, cal: VersionCalibration, max_model_len: int) -
             model, tensor_parallel_size=tp, first_layer=first, num_layers=n_layers, is_first_stage=is_first,
             is_last_stage=is_last, quant=quant, dtype_bytes=dtype_bytes,
         ) / GiB
+        stage_has_moe = any(model.is_moe_layer(i) for i in range(first, first + n_layers))
         activation = _activation_gib(cal, model, tp=tp, is_last_stage=is_last, is_first_stage=is_first,
-                                     max_num_seqs=max_num_seqs, batched_tokens=batched, dtype_bytes=dtype_bytes)
+                                     max_num_seqs=max_num_seqs, batched_tokens=batched, dtype_bytes=dtype_bytes,
+                                     max_model_len=max_model_len, stage_has_moe=stage_has_moe, quant=quant,
+                                     multiprocessors=req.gpu_multiprocessors)
         non_torch = _non_torch_gib(cal, tp, pp, req.gpu_name)
         cuda_graph = cal.cuda_graph.base_gib + cal.cuda_graph.per_layer_gib * n_layers / math.sqrt(tp)
         avail = budget - weights - activation - non_torch
@@ -644,6 +732,15 @@ def _config_problems(req: SizingRequest, max_model_len: int, quant: str) -> list
         problems.append(
             f"User-specified max_model_len ({max_model_len}) is greater than the derived max_model_len "
             f"(max_position_embeddings={model.max_position_embeddings}); lower max_model_len."
+        )
+    requested = req.gpu_memory_gib * req.gpu_memory_utilization
+    # vllm/v1/worker/utils.py request_memory (v0.11+; v0.19.0): the budget must be free when the worker starts
+    if (req.gpu_free_memory_gib is not None and req.gpu_free_memory_gib < requested
+            and parse_version(req.vllm_version) >= (0, 11, 0)):
+        problems.append(
+            f"Free memory on device ({req.gpu_free_memory_gib:.2f}/{req.gpu_memory_gib:.2f} GiB) on startup is "
+            f"less than desired GPU memory utilization ({req.gpu_memory_utilization}, {requested:.2f} GiB). "
+            "Decrease gpu_memory_utilization or reduce GPU memory used by other processes."
         )
     if not req.gpu_supports_fp8:
         gpu = req.gpu_name or "this GPU"

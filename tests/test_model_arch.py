@@ -163,3 +163,18 @@ def test_validation_rejects_inconsistent_attention() -> None:
             head_dim=64, hidden_size=128, intermediate_size=256, vocab_size=100, max_position_embeddings=10,
             attention_kind="mla",
         )
+
+
+def test_rotary_cache_rows_follow_rope_scaling() -> None:
+    """vLLM caches max_position × factor rows for linear/dynamic ropes, original × factor for YaRN, plus
+    Gemma 3's local rope; a plain or llama3 rope caches max_position rows (field left unset)."""
+    base = {"architectures": ["X"], "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+            "vocab_size": 128, "intermediate_size": 128, "max_position_embeddings": 1024}
+    gemma3 = {**base, "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "rope_local_base_freq": 10000.0}
+    assert model_from_hf_config(gemma3, "g").rotary_cache_positions == 9 * 1024
+    yarn = {**base, "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 256}}
+    assert model_from_hf_config(yarn, "y").rotary_cache_positions is None  # 256 × 4 = max_position
+    llama3 = {**base, "rope_scaling": {"rope_type": "llama3", "factor": 8.0}}
+    assert model_from_hf_config(llama3, "l").rotary_cache_positions is None
+    dynamic = {**base, "rope_scaling": {"type": "dynamic", "factor": 2.0}}
+    assert model_from_hf_config(dynamic, "d").rotary_cache_positions == 2048

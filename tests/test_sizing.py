@@ -375,3 +375,82 @@ def test_pcie_only_gpus_skip_custom_allreduce_buffers() -> None:
 def test_every_request_field_is_documented() -> None:
     undocumented = [name for name, info in SizingRequest.model_fields.items() if not info.description]
     assert not undocumented, f"SizingRequest fields without a docstring: {undocumented}"
+
+
+# ---- profile-run mechanisms (v0.19 llm-d-planner logs, bench rows 102+) -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model_id", "tp", "logged_tokens"),
+    [
+        ("Qwen/Qwen3-30B-A3B", 1, 168_288),  # MoE: modular-kernel workspace held through the sampler
+        ("mistralai/Mixtral-8x7B-Instruct-v0.1", 2, 465_936),  # MoE at TP 2: forward workspace > sampler
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", 4, 365_968),  # MoE + vision tower sharded over TP 4
+        ("Qwen/Qwen2.5-72B-Instruct", 2, 19_920),  # 3 GiB KV pool: 2% is 0.06 GiB
+        ("moonshotai/Kimi-Dev-72B", 2, 19_776),
+        ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 1, 184_752),  # VLM: dummy image batch
+    ],
+)
+def test_v019_runs_outside_the_calibration_within_two_percent(model_id: str, tp: int, logged_tokens: int) -> None:
+    result = size(model_id, gpu_memory_utilization=0.95, max_model_len=8192, tensor_parallel_size=tp)
+    assert result.fits
+    assert result.kv_cache_tokens == pytest.approx(logged_tokens, rel=0.02)
+
+
+def test_weights_count_the_caching_allocators_rounding() -> None:
+    # down_proj of Qwen2.5-72B at TP 2 is 231 MiB: a 232 MiB segment, 1 MiB left, not split
+    assert sizing.allocator_rounding_bytes(231 * 2**20) == 2**20
+    assert sizing.allocator_rounding_bytes(232 * 2**20) == 0
+    assert sizing.allocator_rounding_bytes(24.5 * 2**20) == 0  # 1.5 MiB left: the block is split
+    assert sizing.allocator_rounding_bytes(4 * 2**20) == 0  # carved from a 20 MiB segment
+    qwen72 = size("Qwen/Qwen2.5-72B-Instruct", gpu_memory_utilization=0.95, max_model_len=8192,
+                  tensor_parallel_size=2)
+    assert qwen72.weights_gib == pytest.approx(67.80, abs=0.01)  # logged "Model loading took 67.8 GiB"
+    llama = size("meta-llama/Llama-3.1-8B-Instruct", gpu_memory_utilization=0.95, max_model_len=8192)
+    assert llama.weights_gib == pytest.approx(14.99, abs=0.01)  # every tensor a multiple of 2 MiB
+
+
+def test_scaled_rope_caches_and_vision_weights() -> None:
+    # Gemma 3: linear factor 8 on the global rope + a local rope -> 9 × 131072 cached rows
+    assert resolve_model("google/gemma-3-4b-it").rotary_cache_positions == 9 * 131072
+    assert size("google/gemma-3-4b-it", gpu_memory_utilization=0.95, max_model_len=8192).weights_gib == \
+        pytest.approx(8.58, abs=0.02)
+    # Llama 4's vision tower shards over TP like the text model (logged 53.12 GiB per rank at TP 4)
+    scout = size("meta-llama/Llama-4-Scout-17B-16E-Instruct", gpu_memory_utilization=0.95, max_model_len=8192,
+                 tensor_parallel_size=4)
+    assert scout.weights_gib == pytest.approx(53.12, abs=0.03)
+
+
+def test_profile_run_terms() -> None:
+    from gpu_inference.profile_run import mm_dummy_items, moe_workspace_bytes
+
+    qwen3_moe = resolve_model("Qwen/Qwen3-30B-A3B")
+    # 8192 tokens × top-8 × max(768, 2048) twice, bf16: 0.5 GiB kept by the WorkspaceManager
+    assert moe_workspace_bytes(qwen3_moe, tp=1, tokens=8192, dtype_bytes=2, quant="none") == 2**29
+    gpt_oss = resolve_model("openai/gpt-oss-20b")
+    assert moe_workspace_bytes(gpt_oss, tp=1, tokens=8192, dtype_bytes=2, quant="mxfp4") == 0
+    # the logs' "profiled with N image items" for an 8192-token encoder budget
+    for model_id, items in (("google/gemma-3-4b-it", 32), ("mistralai/Mistral-Small-3.1-24B-Instruct-2503", 2),
+                            ("meta-llama/Llama-4-Scout-17B-16E-Instruct", 3)):
+        assert mm_dummy_items(resolve_model(model_id), batched_tokens=8192, max_num_seqs=1024,
+                              max_model_len=8192) == items
+    # gpt-oss: the sampler alone (2.87 GiB logged); Qwen3-30B-A3B: sampler + workspace (2.68 GiB logged)
+    assert size("openai/gpt-oss-20b", gpu_memory_utilization=0.95, max_model_len=8192).activation_gib == \
+        pytest.approx(2.87, abs=0.03)
+    assert size("Qwen/Qwen3-30B-A3B", gpu_memory_utilization=0.95, max_model_len=8192).activation_gib == \
+        pytest.approx(2.68, abs=0.03)
+
+
+def test_few_sequences_make_the_forward_pass_the_peak() -> None:
+    # 64 sampled rows cannot need less than the 8192-token MLP intermediate (gate_up + act = 3 × 27648 wide)
+    result = size("Qwen/Qwen2.5-32B-Instruct", max_model_len=16384, max_num_seqs=64, quantization="fp8")
+    assert result.activation_gib > 8192 * 3 * 27648 * 2 / 2**30
+
+
+def test_startup_free_memory_below_the_budget_is_refused() -> None:
+    # llm-d-planner v0.19 CodeLlama-34B TP2: another process held 18 GiB of GPU 1
+    kwargs: dict[str, object] = {"gpu_memory_utilization": 0.95, "max_model_len": 8192, "tensor_parallel_size": 2}
+    refused = size("codellama/CodeLlama-34b-hf", gpu_free_memory_gib=60.87, **kwargs)
+    assert not refused.fits and "Free memory on device (60.87/79.19 GiB)" in refused.problems[0]
+    assert size("codellama/CodeLlama-34b-hf", gpu_free_memory_gib=77.66, **kwargs).fits
+    assert size("codellama/CodeLlama-34b-hf", gpu_free_memory_gib=60.87, vllm_version="0.10.2", **kwargs).fits

@@ -84,11 +84,11 @@ def request_from_args(args: argparse.Namespace) -> SizingRequest:
     model = resolve_model(args.model)
     if args.gpu:
         gpu = find_gpu(args.gpu)
-        memory, gpu_name, fp8 = gpu.usable_memory_gib, gpu.name, gpu.fp8
+        memory, gpu_name, fp8, sms = gpu.usable_memory_gib, gpu.name, gpu.fp8, gpu.multiprocessors
     else:
         if args.gpu_memory_gib <= 0:
             raise ValueError(f"--gpu-memory-gib = {args.gpu_memory_gib} must be > 0")
-        memory, gpu_name, fp8 = args.gpu_memory_gib, None, True
+        memory, gpu_name, fp8, sms = args.gpu_memory_gib, None, True, None
     return SizingRequest(
         model=model,
         gpu_memory_gib=memory,
@@ -103,6 +103,7 @@ def request_from_args(args: argparse.Namespace) -> SizingRequest:
         kv_cache_dtype=args.kv_cache_dtype,
         vllm_version=args.vllm_version,
         max_num_seqs=args.max_num_seqs,
+        gpu_multiprocessors=sms,
     )
 
 
