@@ -9,9 +9,7 @@ import pulumi
 from components.config_source import read_stack_config
 from components.stack_args import from_config, resolve, secrets_of
 from components.stack_layout import deploy
-from gpu_inference.catalog import UnknownCatalogEntry
 from gpu_inference.errors import ConfigError
-from gpu_inference.pricing import bill_for_resources
 
 try:
     cfg = read_stack_config()
@@ -27,20 +25,11 @@ layout = deploy(args)
 pool, monitoring = layout.pool, layout.monitoring
 api_key = secrets.api_key
 
-try:
-    # Priced from the paid resources as registered, with the same function the preview and policies use.
-    monthly_cost: float | None = round(
-        bill_for_resources((r.type, r.name, r.inputs) for r in layout.registrations).total_monthly_usd, 2)
-except UnknownCatalogEntry as exc:
-    # A size the catalog has no price for must not block a deploy; the preview and budget policy refuse it.
-    pulumi.log.warn(f"monthlyCostUsd unknown: {exc}")
-    monthly_cost = None
-
 sizing = layout.stack.sizing
 pulumi.export("endpoint", layout.endpoint)
 pulumi.export("nodeAddresses", layout.node_addresses)
 pulumi.export("prometheusUrl", layout.prometheus_url)
-pulumi.export("monthlyCostUsd", monthly_cost)
+pulumi.export("monthlyCostUsd", layout.monthly_cost_usd())
 pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
 pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)
 if cfg.api_key is not None:

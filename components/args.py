@@ -4,13 +4,54 @@ GENERATED from the config models' fields and docstrings by ``scripts/update_comp
 when this file and ``gpu_inference/config.py`` drift apart. Keys are the config keys in snake_case (Pulumi's
 schema inference camelCases them back: ``node_count`` is ``nodeCount``, as in the stack file); secrets
 (``api_key``, ``hf_token``) are plain ``Input[str]`` here and must be passed as ``pulumi.Output.secret``.
-No ``from __future__ import annotations``: the schema inference reads these annotations as objects.
+Closed choices are string enums (the schema inference accepts no ``Literal``); a plain string of the same value
+works as well from Python. No ``from __future__ import annotations``: the schema inference reads these
+annotations as objects.
 """
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Required, TypedDict
 
 import pulumi
+
+from components.placement import ClusterPlacementArgs, NetworkArgs
+
+
+class Provider(StrEnum):
+    """Choices of `Provider`."""
+
+    DIGITALOCEAN = "digitalocean"
+    AWS = "aws"
+    KUBERNETES = "kubernetes"
+
+
+class Dtype(StrEnum):
+    """Choices of `Dtype`."""
+
+    AUTO = "auto"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+    FLOAT32 = "float32"
+
+
+class Quantization(StrEnum):
+    """Choices of `Quantization`."""
+
+    NONE = "none"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4 = "int4"
+    AWQ = "awq"
+    GPTQ = "gptq"
+    MXFP4 = "mxfp4"
+
+
+class KvCacheDtype(StrEnum):
+    """Choices of `KvCacheDtype`."""
+
+    AUTO = "auto"
+    FP8 = "fp8"
 
 
 class MonitoringArgs(TypedDict, total=False):
@@ -81,7 +122,7 @@ class KubernetesArgs(TypedDict, total=False):
 class StackArgs(TypedDict, total=False):
     """Everything a stack needs: the `gpu-inference:*` config keys."""
 
-    provider: Required[pulumi.Input[str]]
+    provider: Required[pulumi.Input[Provider]]
     """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
     region: Required[pulumi.Input[str]]
     """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
@@ -96,9 +137,9 @@ class StackArgs(TypedDict, total=False):
     `model` is a config.json path (a fine-tune)."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
-    dtype: pulumi.Input[str]
+    dtype: pulumi.Input[Dtype]
     """Weights/activation dtype passed to vLLM --dtype."""
-    quantization: pulumi.Input[str]
+    quantization: pulumi.Input[Quantization]
     """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
     max_model_len: pulumi.Input[int]
     """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
@@ -108,7 +149,7 @@ class StackArgs(TypedDict, total=False):
     """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
     tensor_parallel_size: pulumi.Input[int]
     """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
-    kv_cache_dtype: pulumi.Input[str]
+    kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
     """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
@@ -138,3 +179,209 @@ class StackArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+
+
+class GpuInferenceNodeArgs(TypedDict, total=False):
+    """The stack's config plus which node this is, its cloud-init and the network it joins."""
+
+    provider: Required[pulumi.Input[Provider]]
+    """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
+    region: Required[pulumi.Input[str]]
+    """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
+    gpu: Required[pulumi.Input[str]]
+    """Catalog offering id: the cloud's size slug or instance type (e.g. gpu-l40sx1-48gb, g6e.xlarge)."""
+    node_count: pulumi.Input[int]
+    """How many GPU nodes serve the model behind the load balancer."""
+    model: Required[pulumi.Input[str]]
+    """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
+    model_repo: pulumi.Input[str]
+    """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
+    `model` is a config.json path (a fine-tune)."""
+    served_model_name: pulumi.Input[str]
+    """Name clients use in the OpenAI API `model` field; default: the model id."""
+    dtype: pulumi.Input[Dtype]
+    """Weights/activation dtype passed to vLLM --dtype."""
+    quantization: pulumi.Input[Quantization]
+    """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
+    max_model_len: pulumi.Input[int]
+    """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
+    max_num_seqs: pulumi.Input[int]
+    """Most requests one vLLM instance runs at once, vLLM --max-num-seqs."""
+    gpu_memory_utilization: pulumi.Input[float]
+    """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
+    tensor_parallel_size: pulumi.Input[int]
+    """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
+    kv_cache_dtype: pulumi.Input[KvCacheDtype]
+    """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
+    vllm_image: pulumi.Input[str]
+    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    typical_request_tokens: pulumi.Input[int]
+    """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
+    monthly_budget_usd: Required[pulumi.Input[float]]
+    """Most the stack may cost per month (730 h) in US dollars; the budget policy refuses more."""
+    allowed_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the machines and to reach the public endpoint; empty: SSH closed."""
+    public_endpoint: pulumi.Input[bool]
+    """Whether the load balancer's API port is open to the internet (else only to allowed_cidrs)."""
+    api_key: pulumi.Input[str]
+    """API key clients must send (Bearer); set with `pulumi config set --secret`."""
+    hf_token: pulumi.Input[str]
+    """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
+    spot: pulumi.Input[bool]
+    """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    disk_gb: pulumi.Input[int]
+    """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
+    tags: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Extra tags on every resource that takes them."""
+    monitoring: MonitoringArgs
+    """Prometheus host and alert thresholds."""
+    load_balancer: LoadBalancerArgs
+    """The Nginx load balancer host."""
+    kubernetes: KubernetesArgs
+    """Cluster settings, required when provider is kubernetes."""
+    node_index: Required[pulumi.Input[int]]
+    """Which node of the pool (0-based): names its hostname and files."""
+    user_data: Required[pulumi.Input[str]]
+    """The node's cloud-init (a secret: it holds the API key and HF token)."""
+    network: Required[NetworkArgs]
+    """The private network and role identities to join (from a LoadBalancedPool)."""
+
+
+class VllmServiceArgs(TypedDict, total=False):
+    """The stack's config plus where this service runs: a node of a machine cloud, or a cluster."""
+
+    provider: Required[pulumi.Input[Provider]]
+    """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
+    region: Required[pulumi.Input[str]]
+    """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
+    gpu: Required[pulumi.Input[str]]
+    """Catalog offering id: the cloud's size slug or instance type (e.g. gpu-l40sx1-48gb, g6e.xlarge)."""
+    node_count: pulumi.Input[int]
+    """How many GPU nodes serve the model behind the load balancer."""
+    model: Required[pulumi.Input[str]]
+    """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
+    model_repo: pulumi.Input[str]
+    """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
+    `model` is a config.json path (a fine-tune)."""
+    served_model_name: pulumi.Input[str]
+    """Name clients use in the OpenAI API `model` field; default: the model id."""
+    dtype: pulumi.Input[Dtype]
+    """Weights/activation dtype passed to vLLM --dtype."""
+    quantization: pulumi.Input[Quantization]
+    """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
+    max_model_len: pulumi.Input[int]
+    """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
+    max_num_seqs: pulumi.Input[int]
+    """Most requests one vLLM instance runs at once, vLLM --max-num-seqs."""
+    gpu_memory_utilization: pulumi.Input[float]
+    """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
+    tensor_parallel_size: pulumi.Input[int]
+    """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
+    kv_cache_dtype: pulumi.Input[KvCacheDtype]
+    """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
+    vllm_image: pulumi.Input[str]
+    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    typical_request_tokens: pulumi.Input[int]
+    """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
+    monthly_budget_usd: Required[pulumi.Input[float]]
+    """Most the stack may cost per month (730 h) in US dollars; the budget policy refuses more."""
+    allowed_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the machines and to reach the public endpoint; empty: SSH closed."""
+    public_endpoint: pulumi.Input[bool]
+    """Whether the load balancer's API port is open to the internet (else only to allowed_cidrs)."""
+    api_key: pulumi.Input[str]
+    """API key clients must send (Bearer); set with `pulumi config set --secret`."""
+    hf_token: pulumi.Input[str]
+    """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
+    spot: pulumi.Input[bool]
+    """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    disk_gb: pulumi.Input[int]
+    """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
+    tags: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Extra tags on every resource that takes them."""
+    monitoring: MonitoringArgs
+    """Prometheus host and alert thresholds."""
+    load_balancer: LoadBalancerArgs
+    """The Nginx load balancer host."""
+    kubernetes: KubernetesArgs
+    """Cluster settings, required when provider is kubernetes."""
+    node_index: pulumi.Input[int]
+    """Machine clouds: which node of the pool this service is (0-based)."""
+    network: NetworkArgs
+    """Machine clouds: the private network and role identities its node joins."""
+    cluster: ClusterPlacementArgs
+    """Kubernetes: the namespace, node pool and Secret of the pool it belongs to."""
+
+
+class MonitoringStackArgs(TypedDict, total=False):
+    """The stack's config plus what Prometheus scrapes and where it runs."""
+
+    provider: Required[pulumi.Input[Provider]]
+    """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
+    region: Required[pulumi.Input[str]]
+    """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
+    gpu: Required[pulumi.Input[str]]
+    """Catalog offering id: the cloud's size slug or instance type (e.g. gpu-l40sx1-48gb, g6e.xlarge)."""
+    node_count: pulumi.Input[int]
+    """How many GPU nodes serve the model behind the load balancer."""
+    model: Required[pulumi.Input[str]]
+    """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
+    model_repo: pulumi.Input[str]
+    """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
+    `model` is a config.json path (a fine-tune)."""
+    served_model_name: pulumi.Input[str]
+    """Name clients use in the OpenAI API `model` field; default: the model id."""
+    dtype: pulumi.Input[Dtype]
+    """Weights/activation dtype passed to vLLM --dtype."""
+    quantization: pulumi.Input[Quantization]
+    """Weight quantization (vLLM --quantization); omitted: the checkpoint's own; `none`: unquantized."""
+    max_model_len: pulumi.Input[int]
+    """Longest request (prompt + output) in tokens, vLLM --max-model-len."""
+    max_num_seqs: pulumi.Input[int]
+    """Most requests one vLLM instance runs at once, vLLM --max-num-seqs."""
+    gpu_memory_utilization: pulumi.Input[float]
+    """Fraction of each GPU's memory vLLM may use (weights, activations, KV cache), vLLM --gpu-memory-utilization."""
+    tensor_parallel_size: pulumi.Input[int]
+    """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
+    kv_cache_dtype: pulumi.Input[KvCacheDtype]
+    """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
+    vllm_image: pulumi.Input[str]
+    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    typical_request_tokens: pulumi.Input[int]
+    """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
+    monthly_budget_usd: Required[pulumi.Input[float]]
+    """Most the stack may cost per month (730 h) in US dollars; the budget policy refuses more."""
+    allowed_cidrs: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Networks allowed to SSH to the machines and to reach the public endpoint; empty: SSH closed."""
+    public_endpoint: pulumi.Input[bool]
+    """Whether the load balancer's API port is open to the internet (else only to allowed_cidrs)."""
+    api_key: pulumi.Input[str]
+    """API key clients must send (Bearer); set with `pulumi config set --secret`."""
+    hf_token: pulumi.Input[str]
+    """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
+    spot: pulumi.Input[bool]
+    """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    disk_gb: pulumi.Input[int]
+    """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
+    tags: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Extra tags on every resource that takes them."""
+    monitoring: MonitoringArgs
+    """Prometheus host and alert thresholds."""
+    load_balancer: LoadBalancerArgs
+    """The Nginx load balancer host."""
+    kubernetes: KubernetesArgs
+    """Cluster settings, required when provider is kubernetes."""
+    network: NetworkArgs
+    """Machine clouds: the private network and role identities the Prometheus host joins."""
+    node_private_ips: pulumi.Input[Sequence[pulumi.Input[str]]]
+    """Machine clouds: the GPU nodes' private addresses (vLLM, DCGM and node_exporter targets)."""
+    lb_private_ip: pulumi.Input[str]
+    """Machine clouds: the load balancer's private address (a node_exporter target)."""
+    cluster: ClusterPlacementArgs
+    """Kubernetes: the namespace of the pool it watches."""

@@ -1,12 +1,11 @@
 """GpuInferenceNode: one GPU machine and its firewall, on whichever machine cloud the stack names."""
 
 import math
-from typing import Required
 
 import pulumi
 
-from components.args import StackArgs
-from components.clouds import IngressRule, MachineSpec, NetworkArgs, machine_cloud
+from components.args import GpuInferenceNodeArgs
+from components.clouds import IngressRule, MachineSpec, machine_cloud
 from components.stack_args import plain_int, resolve
 from gpu_inference.bill import Registration
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
@@ -39,17 +38,6 @@ def node_disk_gb(stack: ResolvedStack) -> int:
         return stack.config.disk_gb
     gib = weights_gb(stack) * 1e9 / 2**30
     return math.ceil(gib * WEIGHTS_DISK_FACTOR + IMAGE_DISK_GB)
-
-
-class GpuInferenceNodeArgs(StackArgs, total=False):
-    """The stack's config plus which node this is, its cloud-init and the network it joins."""
-
-    node_index: Required[pulumi.Input[int]]
-    """Which node of the pool (0-based): names its hostname and files."""
-    user_data: Required[pulumi.Input[str]]
-    """The node's cloud-init (a secret: it holds the API key and HF token)."""
-    network: Required[NetworkArgs]
-    """The private network and role identities to join (from a LoadBalancedPool)."""
 
 
 NODE_KEYS = ("node_index", "user_data", "network")

@@ -35,11 +35,11 @@ import pulumi
 import pulumi_digitalocean as do
 import pulumi_kubernetes as k8s
 
-from components.args import StackArgs
+from components.args import ClusterPlacementArgs, MonitoringStackArgs, StackArgs, VllmServiceArgs
 from components.clouds import WORLD_V4, WORLD_V6, registration
-from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
+from components.monitoring_stack import MonitoringStack
 from components.stack_args import resolve
-from components.vllm_service import ClusterPlacementArgs, VllmService, VllmServiceArgs
+from components.vllm_service import VllmService
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.clouds import digitalocean as do_facts

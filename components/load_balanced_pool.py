@@ -2,10 +2,10 @@
 
 import pulumi
 
-from components.args import StackArgs
+from components.args import StackArgs, VllmServiceArgs
 from components.clouds import WORLD_V4, WORLD_V6, IngressRule, MachineSpec, machine_cloud
 from components.stack_args import resolve
-from components.vllm_service import VllmService, VllmServiceArgs
+from components.vllm_service import VllmService
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, NODE_EXPORTER_PORT, VLLM_PORT

@@ -4,15 +4,13 @@ On a machine cloud it is a host of its own with its TSDB on a block volume; on K
 pool's namespace (``components/kubernetes_gpu_pool.py`` builds it).
 """
 
-from collections.abc import Sequence
 from typing import Any
 
 import pulumi
 
-from components.args import StackArgs
-from components.clouds import DataVolume, IngressRule, MachineSpec, NetworkArgs, VolumeSpec, machine_cloud
+from components.args import MonitoringStackArgs
+from components.clouds import DataVolume, IngressRule, MachineSpec, VolumeSpec, machine_cloud
 from components.stack_args import resolve
-from components.vllm_service import ClusterPlacementArgs
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import PROMETHEUS_PORT
@@ -28,19 +26,6 @@ def monitoring_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
         IngressRule(PROMETHEUS_PORT, "Prometheus UI/API from allowedCidrs", cidrs=cidrs),
         IngressRule(22, "SSH from allowedCidrs", cidrs=cidrs),
     )
-
-
-class MonitoringStackArgs(StackArgs, total=False):
-    """The stack's config plus what Prometheus scrapes and where it runs."""
-
-    network: NetworkArgs
-    """Machine clouds: the private network and role identities the Prometheus host joins."""
-    node_private_ips: pulumi.Input[Sequence[pulumi.Input[str]]]
-    """Machine clouds: the GPU nodes' private addresses (vLLM, DCGM and node_exporter targets)."""
-    lb_private_ip: pulumi.Input[str]
-    """Machine clouds: the load balancer's private address (a node_exporter target)."""
-    cluster: ClusterPlacementArgs
-    """Kubernetes: the namespace of the pool it watches."""
 
 
 MONITORING_KEYS = ("network", "node_private_ips", "lb_private_ip", "cluster")

@@ -8,6 +8,7 @@ import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, cast
 
 import pulumi
@@ -63,6 +64,8 @@ def _plain(key: str, value: Any) -> Any:
     if isinstance(value, pulumi.Output):
         raise ConfigError([f"{NAMESPACE}:{to_camel(key)} must be a plain value when the component is created "
                            "(it decides which resources exist), not the output of another resource"])
+    if isinstance(value, Enum):
+        return value.value  # a closed choice from components/args.py: the validator takes its string
     if isinstance(value, Mapping):
         return {k: _plain(f"{key}.{to_camel(str(k))}", v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
-from components.args import StackArgs
+from components.args import MonitoringStackArgs, StackArgs
 from components.load_balanced_pool import LoadBalancedPool
-from components.monitoring_stack import MonitoringStack, MonitoringStackArgs
+from components.monitoring_stack import MonitoringStack
 from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
+from gpu_inference.catalog import UnknownCatalogEntry
 from gpu_inference.clouds import Layout
+from gpu_inference.pricing import bill_for_resources
 from gpu_inference.stack import ResolvedStack
 
 if TYPE_CHECKING:  # imported for real only by Kubernetes stacks (pulumi_kubernetes is slow to import)
@@ -38,16 +40,27 @@ class StackLayout:
     registrations: tuple[Registration, ...]
     """Every paid resource, as registered: the program prices its own bill from these."""
 
+    def monthly_cost_usd(self) -> float | None:
+        """The bill of what the layout registered (730 h), priced like the preview and the budget policy;
+        None when the catalog cannot price a size (the preview and the budget policy refuse it, a deploy must not
+        break on it)."""
+        try:
+            bill = bill_for_resources((r.type, r.name, r.inputs) for r in self.registrations)
+        except UnknownCatalogEntry as exc:
+            pulumi.log.warn(f"monthlyCostUsd unknown: {exc}")
+            return None
+        return round(bill.total_monthly_usd, 2)
 
-def _machines(args: StackArgs, stack: ResolvedStack) -> StackLayout:
-    pool = LoadBalancedPool(naming.POOL, args)
+
+def _machines(name: str, args: StackArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions) -> StackLayout:
+    pool = LoadBalancedPool(name, args, opts)
     monitoring = None
     if stack.config.monitoring.enabled:
         monitoring = MonitoringStack(
-            naming.MONITORING,
+            naming.monitoring(name),
             MonitoringStackArgs(**args, network=pool.network.args, node_private_ips=pool.node_private_ips,  # type: ignore[typeddict-item]
                                 lb_private_ip=pool.lb_private_ip),
-            pulumi.ResourceOptions(providers=list(pool.providers)),
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=list(pool.providers))),
         )
     return StackLayout(
         stack=stack, pool=pool, monitoring=monitoring, endpoint=pool.endpoint, node_addresses=pool.node_private_ips,
@@ -56,23 +69,26 @@ def _machines(args: StackArgs, stack: ResolvedStack) -> StackLayout:
     )
 
 
-def _kubernetes(args: StackArgs, stack: ResolvedStack) -> StackLayout:
+def _kubernetes(name: str, args: StackArgs, stack: ResolvedStack, opts: pulumi.ResourceOptions) -> StackLayout:
     from components.kubernetes_gpu_pool import KubernetesGpuPool
 
-    pool = KubernetesGpuPool(naming.POOL, args)
+    pool = KubernetesGpuPool(name, args, opts)
     return StackLayout(
         stack=stack, pool=pool, monitoring=getattr(pool, "monitoring", None), endpoint=pool.endpoint,
         node_addresses=[], prometheus_url=pool.prometheus_url, registrations=pool.registrations,
     )
 
 
-LAYOUTS: dict[Layout, Callable[[StackArgs, ResolvedStack], StackLayout]] = {
+LAYOUTS: dict[Layout, Callable[[str, StackArgs, ResolvedStack, pulumi.ResourceOptions], StackLayout]] = {
     "machines": _machines,
     "kubernetes": _kubernetes,
 }
 
 
-def deploy(args: StackArgs) -> StackLayout:
-    """Every resource of the stack ``args`` describe (validated first: a bad value registers nothing)."""
+def deploy(args: StackArgs, name: str = naming.POOL, opts: pulumi.ResourceOptions | None = None) -> StackLayout:
+    """Every resource of the stack ``args`` describe (validated first: a bad value registers nothing).
+
+    ``name`` names the pool (its children and the MonitoringStack beside it are named after it); ``opts`` are
+    the top components' options (an InferenceStack passes itself as their parent)."""
     stack, _secrets = resolve(args)
-    return LAYOUTS[stack.cloud.layout](args, stack)
+    return LAYOUTS[stack.cloud.layout](name, args, stack, opts or pulumi.ResourceOptions())

@@ -6,13 +6,10 @@ way its props and outputs are the :class:`~gpu_inference.service_spec.ServiceSpe
 the same way.
 """
 
-from typing import TypedDict
-
 import pulumi
 
-from components.args import StackArgs
-from components.clouds import NetworkArgs
-from components.gpu_inference_node import GpuInferenceNode, GpuInferenceNodeArgs
+from components.args import GpuInferenceNodeArgs, VllmServiceArgs
+from components.gpu_inference_node import GpuInferenceNode
 from components.stack_args import plain_int, resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
@@ -20,30 +17,6 @@ from gpu_inference.render import gpu_node_cloud_init
 from gpu_inference.service_spec import ServiceSpec
 
 TOKEN = "gpu-inference:index:VllmService"
-
-
-class ClusterPlacementArgs(TypedDict):
-    """Where a vLLM service runs on a Kubernetes cluster (from a KubernetesGpuPool)."""
-
-    namespace: pulumi.Input[str]
-    """The namespace of the service's objects."""
-    node_pool: pulumi.Input[str]
-    """The GPU node pool whose nodes the pods are scheduled on (its name, as the nodes' pool label)."""
-    secret_name: pulumi.Input[str]
-    """The Secret holding VLLM_API_KEY and HF_TOKEN."""
-    instance: str
-    """The pool's name: the ``app.kubernetes.io/instance`` label of its objects, and their names' prefix."""
-
-
-class VllmServiceArgs(StackArgs, total=False):
-    """The stack's config plus where this service runs: a node of a machine cloud, or a cluster."""
-
-    node_index: pulumi.Input[int]
-    """Machine clouds: which node of the pool this service is (0-based)."""
-    network: NetworkArgs
-    """Machine clouds: the private network and role identities its node joins."""
-    cluster: ClusterPlacementArgs
-    """Kubernetes: the namespace, node pool and Secret of the pool it belongs to."""
 
 
 SERVICE_KEYS = ("node_index", "network", "cluster")

@@ -11,7 +11,14 @@ from gpu_inference.constants import PROJECT_NAME
 # Logical names of the stack's top-level components (the pool is named after the project: its children's
 # names, `gpu-inference-lb`, `gpu-inference-vllm-0`, are what existing stacks hold in state).
 POOL = PROJECT_NAME
-MONITORING = f"{PROJECT_NAME}-monitoring"
+
+
+def monitoring(pool: str) -> str:
+    """The MonitoringStack beside a machine pool (``gpu-inference-monitoring``)."""
+    return f"{pool}-monitoring"
+
+
+MONITORING = monitoring(POOL)
 
 # What the Prometheus host's data volume is for: part of its cloud-side name (``volume_cloud_name``).
 PROMETHEUS_VOLUME_PURPOSE = "prometheus-data"

@@ -60,8 +60,10 @@ def test_every_resource_type_token_is_written_in_exactly_one_production_file() -
 
 
 def test_digitalocean_is_named_in_at_most_five_code_files() -> None:
+    # Hand-written code only: components/args.py is generated from the registry (its Provider enum lists every
+    # cloud), and a drift test keeps it so.
     files = sorted(str(p.relative_to(PROJECT_DIR)) for p in production_python()
-                   if "digitalocean" in p.read_text(encoding="utf-8").lower())
+                   if "digitalocean" in p.read_text(encoding="utf-8").lower() and p != COMPONENTS / "args.py")
     assert len(files) <= 5, files
 
 

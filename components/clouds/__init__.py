@@ -14,12 +14,13 @@ given an existing network by any Pulumi program; dependencies ride on those Outp
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Required, TypedDict
+from typing import Any, Literal, Protocol
 
 import pulumi
 from pulumi import _types as pulumi_types
 from pydantic.alias_generators import to_camel
 
+from components.placement import NetworkArgs
 from gpu_inference.bill import Registration
 from gpu_inference.stack import ResolvedStack
 
@@ -28,23 +29,6 @@ ROLES: tuple[Role, ...] = ("gpu", "lb", "monitoring")
 
 WORLD_V4 = "0.0.0.0/0"
 WORLD_V6 = "::/0"
-
-
-class NetworkArgs(TypedDict, total=False):
-    """A stack's private network and the identities firewall rules admit, as plain values."""
-
-    vpc_id: Required[pulumi.Input[str]]
-    """The VPC the machines join."""
-    gpu_identity: Required[pulumi.Input[str]]
-    """What GPU nodes carry so other firewalls can admit them (a tag name or a security group id)."""
-    lb_identity: Required[pulumi.Input[str]]
-    """The load balancer's identity (a tag name or a security group id)."""
-    monitoring_identity: Required[pulumi.Input[str]]
-    """The Prometheus host's identity (a tag name or a security group id)."""
-    subnet_id: pulumi.Input[str]
-    """Clouds with subnets: the subnet machines launch in (it carries the route to the internet)."""
-    availability_zone: pulumi.Input[str]
-    """Clouds with zones: where volumes are created (they attach only within their zone)."""
 
 
 def identity(network: NetworkArgs, role: Role) -> pulumi.Output[str]:
