@@ -2,7 +2,7 @@
 
 The same layout `__main__.py` builds (``components.stack_layout.deploy``), from the same config-shaped args, with
 the stack's outputs as the component's outputs. For a consumer in another language: ``pulumi package add`` this
-repository, then ``new gpuinference.InferenceStack("llm", {provider: "digitalocean", ...})``.
+repository, then ``new gpuinference.InferenceStack("llm", {provider: "aws", ...})``.
 """
 
 import pulumi
