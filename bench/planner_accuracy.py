@@ -45,6 +45,9 @@ ITL_MAX_CONCURRENCY = 8
 TPS_TARGET = 0.70
 ITL_TARGET = 0.80
 DEFAULT_CSV = REPO / "bench" / "data" / "vllm-throughput-points.csv"
+# Where every fit starts (not the YAML's fitted values: a held-out source must not leak into its own fit).
+NEUTRAL_START = {"memory_efficiency": 0.8, "compute_efficiency": 0.5, "step_overhead_ms": 1.0,
+                 "sequence_overhead_ms": 0.02, "request_overhead_ms": 40.0}
 
 
 @dataclass
@@ -135,8 +138,17 @@ def _loss(points: list[Point], cal: PerfCalibration) -> float:
     return total
 
 
+def neutral(template: PerfCalibration) -> PerfCalibration:
+    """``template`` with every fitted constant reset to ``NEUTRAL_START`` (unfitted priors are kept)."""
+    update: dict[str, object] = {k: v for k, v in NEUTRAL_START.items() if not k.endswith("efficiency")}
+    for field in ("memory_efficiency", "compute_efficiency"):
+        update[field] = {a: NEUTRAL_START[field] if a in template.fitted_generations else v
+                         for a, v in getattr(template, field).items()}
+    return template.model_copy(update=update)
+
+
 def fit(points: list[Point], start: PerfCalibration) -> PerfCalibration:
-    """Coordinate search over the few constants, each within a physically sensible range."""
+    """Coordinate search over the few constants, each within a physically sensible range, from ``start``."""
     archs = sorted({p.request.gpu.architecture for p in points})
     cal = start.model_copy(update={"fitted_generations": archs})
     knobs: list[tuple[str, float, float]] = [(f"memory_efficiency:{a}", 0.3, 1.0) for a in archs]
@@ -214,8 +226,8 @@ def main() -> int:
     parser.add_argument("--fit", action="store_true", help="refit the constants and print them")
     args = parser.parse_args()
     points = load_points(args.csv)
-    prior = load_perf_calibration()
-    cal = prior
+    cal = load_perf_calibration()
+    prior = neutral(cal)
     if args.fit:
         cal = fit(points, prior)
         print("fitted constants (copy into gpu_inference/data/perf_calibration.yaml):")
@@ -232,7 +244,7 @@ def main() -> int:
             test = [p for p in points if p.source_key == key]
             if not train:
                 continue
-            s = score(test, fit(train, prior))  # from the priors: nothing of the held-out source leaks in
+            s = score(test, fit(train, prior))  # from the neutral start: the held-out source cannot leak in
             held += s.tps_errors
             held_itl += s.itl_errors
         print(f"leave-one-source-out: tokens/s within +-25%: {_share(held, TPS_TOLERANCE):.0%}, "

@@ -308,10 +308,16 @@ def _explain(bound: Bound, step: StepTimes, est_concurrency: int, asked: int, kv
     )
 
 
-def estimate(req: EstimateRequest, calibration: PerfCalibration | None = None) -> Estimate:
-    """Predict latency and throughput of one replica with ``req.concurrency`` requests in flight."""
+def estimate(
+    req: EstimateRequest, calibration: PerfCalibration | None = None, sizing: SizingResult | None = None
+) -> Estimate:
+    """Predict latency and throughput of one replica with ``req.concurrency`` requests in flight.
+
+    ``sizing`` reuses a sizing of the same deployment (the planner sizes each variant once for many
+    concurrencies); by default it is computed from ``req``.
+    """
     cal = calibration or load_perf_calibration()
-    sizing = size_deployment(sizing_request(req))
+    sizing = sizing or size_deployment(sizing_request(req))
     shape = _shape(req, sizing)
     inp, out = req.input_tokens, req.output_tokens
     per_request = math.ceil(inp + out)
@@ -326,7 +332,7 @@ def estimate(req: EstimateRequest, calibration: PerfCalibration | None = None) -
             f"A request of {inp:g} + {out:g} tokens exceeds max_model_len {sizing.max_model_len}; raise it."
         )
     fits = sizing.fits and not problems
-    seqs = sizing.max_num_seqs
+    seqs = req.max_num_seqs or sizing.max_num_seqs
     budget = sizing.max_num_batched_tokens
     concurrency = max(1, min(req.concurrency, seqs, max(kv_requests, 1)))
 
@@ -368,7 +374,10 @@ def estimate(req: EstimateRequest, calibration: PerfCalibration | None = None) -
         request_throughput_rps=round(tokens_per_s / out, 4),
         effective_concurrency=concurrency,
         bound=bound,
-        explanation=_explain(bound, step, concurrency, req.concurrency, kv_requests, seqs),
+        explanation=(
+            _explain(bound, step, concurrency, req.concurrency, kv_requests, seqs) if fits
+            else f"It does not fit, so the figures are hypothetical: {problems[0]}"
+        ),
         fits=fits,
         problems=problems,
         kv_cache_tokens=sizing.kv_cache_tokens,
