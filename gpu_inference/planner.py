@@ -227,7 +227,56 @@ def preview_pricer(project_dir: Path | None = None) -> tuple[Pricer, Callable[[]
     return price, lambda: len(cache)
 
 
+def _evaluate(
+    req: PlanRequest, pricer: Pricer, provider: str, offering: Offering, gpu: Gpu, region: str | None, tp: int,
+    quant: str | None, kv: str, max_model_len: int,
+) -> Candidate | Rejected:
+    """One (offering, TP, precision): the candidate it makes, or why it is none."""
+
+    def reject(reason: str) -> Rejected:
+        return Rejected(offering=offering.id, provider=provider, gpu=offering.gpu, tensor_parallel_size=tp,
+                        quantization=quant, kv_cache_dtype=kv, reason=reason)
+
+    if region is None:
+        return reject(f"not offered in {req.region} (offered in {', '.join(offering.regions)})")
+    base = EstimateRequest(
+        model=req.model, gpu=gpu, tensor_parallel_size=tp, quantization=quant,  # type: ignore[arg-type]
+        kv_cache_dtype=kv, max_model_len=max_model_len, max_num_seqs=CONCURRENCY_LADDER[-1],  # type: ignore[arg-type]
+        vllm_version=req.vllm_version, input_tokens=req.input_tokens, output_tokens=req.output_tokens, concurrency=1,
+    )
+    try:
+        # Sized once at the largest max_num_seqs tried: its activation peak is the largest, so the KV cache it
+        # leaves is a floor for every smaller maxNumSeqs written.
+        sizing = size_deployment(sizing_request(base))
+    except (ValueError, LookupError) as exc:
+        return reject(f"cannot be sized: {exc}")
+    if not sizing.fits:
+        return reject("does not fit: " + "; ".join(p.rstrip(".") for p in sizing.problems))
+    found = best_concurrency(req, base, sizing)
+    if isinstance(found, str):
+        return reject(found)
+    concurrency, est = found
+    per_node_rps = est.request_throughput_rps
+    nodes = max(1, math.ceil(req.rps / (HEADROOM * per_node_rps)))
+    if nodes > MAX_NODES:
+        return reject(f"needs {nodes} nodes at {per_node_rps:.2f} req/s each; a stack runs at most {MAX_NODES}")
+    cfg = stack_config(req, provider, region, offering, tp, quant, kv, nodes, concurrency, max_model_len,
+                       _PRICING_BUDGET)
+    monthly = pricer(cfg)
+    if req.max_monthly_usd is not None and monthly > req.max_monthly_usd:
+        return reject(f"over budget: ${monthly:,.2f}/month with {nodes} node(s) exceeds ${req.max_monthly_usd:,.2f}")
+    tokens_per_month = req.rps * req.output_tokens * HOURS_PER_MONTH * 3600
+    return Candidate(
+        offering=offering.id, provider=provider, region=region, gpu=offering.gpu, tensor_parallel_size=tp,
+        quantization=quant, kv_cache_dtype=kv, node_count=nodes, monthly_usd=round(monthly, 2),
+        usd_per_mtok=round(monthly / tokens_per_month * 1e6, 4), itl_ms=est.itl_ms, ttft_ms=est.ttft_ms,
+        output_tokens_per_s_per_node=est.output_tokens_per_s, max_num_seqs=concurrency, max_model_len=max_model_len,
+        bound=est.bound, config=cfg,
+    )
+
+
 def make_plan(req: PlanRequest, pricer: Pricer | None = None, catalog: Catalog | None = None) -> Plan:
+    """Every candidate (cheapest first) and every rejected combination with its reason."""
     cat = catalog or load_catalog()
     previews: Callable[[], int] = lambda: 0  # noqa: E731
     if pricer is None:
@@ -241,54 +290,11 @@ def make_plan(req: PlanRequest, pricer: Pricer | None = None, catalog: Catalog |
             region = _region(offering, req.region)
             for tp in _tp_sizes(offering.gpu_count):
                 for quant, kv in _variants(req.model, gpu):
-                    def reject(reason: str, o: Offering = offering, t: int = tp, q: str | None = quant,
-                               k: str = kv) -> None:
-                        rejected.append(Rejected(offering=o.id, provider=provider, gpu=o.gpu, tensor_parallel_size=t,
-                                                 quantization=q, kv_cache_dtype=k, reason=reason))
-                    if region is None:
-                        reject(f"not offered in {req.region} (offered in {', '.join(offering.regions)})")
-                        continue
-                    base = EstimateRequest(
-                        model=req.model, gpu=gpu, tensor_parallel_size=tp, quantization=quant,  # type: ignore[arg-type]
-                        kv_cache_dtype=kv, max_model_len=max_model_len, max_num_seqs=CONCURRENCY_LADDER[-1],  # type: ignore[arg-type]
-                        vllm_version=req.vllm_version, input_tokens=req.input_tokens,
-                        output_tokens=req.output_tokens, concurrency=1,
-                    )
-                    try:
-                        # Sized once at the largest max_num_seqs tried: its activation peak is the largest, so
-                        # the KV cache it leaves is a floor for every smaller maxNumSeqs written.
-                        sizing = size_deployment(sizing_request(base))
-                    except (ValueError, LookupError) as exc:
-                        reject(f"cannot be sized: {exc}")
-                        continue
-                    if not sizing.fits:
-                        reject("does not fit: " + "; ".join(p.rstrip(".") for p in sizing.problems))
-                        continue
-                    found = best_concurrency(req, base, sizing)
-                    if isinstance(found, str):
-                        reject(found)
-                        continue
-                    concurrency, est = found
-                    per_node_rps = est.request_throughput_rps
-                    nodes = max(1, math.ceil(req.rps / (HEADROOM * per_node_rps)))
-                    if nodes > MAX_NODES:
-                        reject(f"needs {nodes} nodes at {per_node_rps:.2f} req/s each; a stack runs at most {MAX_NODES}")
-                        continue
-                    cfg = stack_config(req, provider, region, offering, tp, quant, kv, nodes, concurrency,
-                                       max_model_len, _PRICING_BUDGET)
-                    monthly = pricer(cfg)
-                    if req.max_monthly_usd is not None and monthly > req.max_monthly_usd:
-                        reject(f"${monthly:,.2f}/month with {nodes} node(s) is over the ${req.max_monthly_usd:,.2f} limit")
-                        continue
-                    tokens_per_month = req.rps * req.output_tokens * HOURS_PER_MONTH * 3600
-                    candidates.append(Candidate(
-                        offering=offering.id, provider=provider, region=region, gpu=offering.gpu,
-                        tensor_parallel_size=tp, quantization=quant, kv_cache_dtype=kv, node_count=nodes,
-                        monthly_usd=round(monthly, 2), usd_per_mtok=round(monthly / tokens_per_month * 1e6, 4),
-                        itl_ms=est.itl_ms, ttft_ms=est.ttft_ms,
-                        output_tokens_per_s_per_node=est.output_tokens_per_s, max_num_seqs=concurrency,
-                        max_model_len=max_model_len, bound=est.bound, config=cfg,
-                    ))
+                    outcome = _evaluate(req, pricer, provider, offering, gpu, region, tp, quant, kv, max_model_len)
+                    if isinstance(outcome, Candidate):
+                        candidates.append(outcome)
+                    else:
+                        rejected.append(outcome)
     candidates.sort(key=lambda c: (c.monthly_usd, c.itl_ms, c.node_count, c.offering, c.tensor_parallel_size))
     return Plan(candidates=candidates, rejected=rejected, previews=previews())
 
@@ -315,6 +321,6 @@ def summarize_rejections(rejected: Iterable[Rejected]) -> list[tuple[str, int, l
 
 
 __all__: Sequence[str] = [
-    "Candidate", "HEADROOM", "JSON_KEYS", "Plan", "PlanRequest", "Rejected", "make_plan", "stack_file_text",
+    "HEADROOM", "JSON_KEYS", "Candidate", "Plan", "PlanRequest", "Rejected", "make_plan", "stack_file_text",
     "written_config",
-]
+]  # fmt: skip
