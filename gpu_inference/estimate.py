@@ -214,6 +214,13 @@ def _shape(req: EstimateRequest, sizing: SizingResult) -> _Shape:
     )
 
 
+def _weights_read(shape: _Shape, tokens: float) -> float:
+    """Weight bytes one GPU reads in a step of ``tokens`` tokens: MoE experts only as far as tokens route to them
+    (each token picks k of E experts, so a given expert is idle with probability (1 - k/E)^tokens)."""
+    touched = 1.0 - (1.0 - shape.experts_per_token_share) ** tokens if shape.expert_bytes else 0.0
+    return shape.static_bytes + shape.expert_bytes * touched
+
+
 def _context_tokens(shape: _Shape, context: float) -> float:
     """Context tokens summed over layers (each layer keeps at most its window)."""
     return sum(context if w is None else min(context, float(w)) for w in shape.layer_windows)
@@ -227,12 +234,7 @@ def _step(
     tokens = decode + prefill
     decode_context = req.input_tokens + req.output_tokens / 2  # mean context while a request decodes
     prefill_context = req.input_tokens / 2  # mean prefix a prompt token attends to
-    touched = 1.0 - (1.0 - shape.experts_per_token_share) ** tokens if shape.expert_bytes else 0.0
-    read = (
-        shape.static_bytes
-        + shape.expert_bytes * touched
-        + decode * _context_tokens(shape, decode_context) * shape.kv_bytes_per_layer_token
-    )
+    read = _weights_read(shape, tokens) + decode * _context_tokens(shape, decode_context) * shape.kv_bytes_per_layer_token
     mem_eff = cal.memory_efficiency.get(req.gpu.architecture, min(cal.memory_efficiency.values()))
     memory_s = read / (gpu.memory_bandwidth_gb_s * 1e9 * mem_eff)
 
@@ -365,8 +367,7 @@ def estimate(
         bound = "compute"
     else:
         bound = "memory-bandwidth"
-    read_gib = (shape.static_bytes + shape.expert_bytes * (
-        1.0 - (1.0 - shape.experts_per_token_share) ** (decode + prefill) if shape.expert_bytes else 0.0)) / GiB
+    read_gib = _weights_read(shape, decode + prefill) / GiB
     return Estimate(
         itl_ms=round(itl, 3),
         ttft_ms=round(ttft, 2),

@@ -113,6 +113,9 @@ def test_fp8_only_where_the_gpu_has_it() -> None:
     for c in plan.candidates:
         if c.gpu in ("A10G", "A100-40GB", "A100-80GB"):  # ... but never with fp8
             assert c.quantization is None and c.kv_cache_dtype == "auto", c
+    # ... and not even tried there (not merely refused by the sizing core afterwards)
+    assert not [r for r in plan.rejected if r.gpu in ("A10G", "A100-40GB", "A100-80GB")
+                and (r.quantization == "fp8" or r.kv_cache_dtype == "fp8")]
     assert any(c.quantization == "fp8" for c in plan.candidates if c.gpu == "L40S")
 
 
