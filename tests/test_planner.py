@@ -72,7 +72,7 @@ def _preview_bill(cfg: dict[str, Any], tmp_path: Path, name: str = "plan") -> fl
 
 def test_each_bill_is_what_the_preview_and_cost_bill_for_that_stack(tmp_path: Path) -> None:
     plan = make_plan(request(providers=("digitalocean", "aws"), itl_ms=50.0))
-    shown = plan.candidates[:2] + [next(c for c in plan.candidates if c.provider == "aws")]
+    shown = [*plan.candidates[:2], next(c for c in plan.candidates if c.provider == "aws")]
     multi = next((c for c in plan.candidates if c.node_count > 1), None)
     for c in [*shown, *([multi] if multi else [])]:
         assert c.monthly_usd == pytest.approx(_preview_bill(c.config, tmp_path), abs=0.01), c.offering
