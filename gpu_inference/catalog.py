@@ -25,6 +25,7 @@ from gpu_inference.constants import DATA_DIR, HOURS_PER_MONTH
 Vendor = Literal["nvidia", "amd"]
 InfraRole = Literal["loadbalancer", "monitoring"]
 StorageKind = Literal["volume", "ebs-gp3"]
+Interconnect = Literal["nvlink", "pcie", "infinity-fabric"]
 AddressKind = Literal["public-ipv4", "reserved-ipv4-assigned"]
 LoadBalancerKind = Literal["regional"]
 _M = TypeVar("_M", bound=BaseModel)
@@ -36,6 +37,23 @@ GPUS_FILE = "gpus.yaml"
 
 class _Row(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class GpuPerf(_Row):
+    """Peak figures from the vendor's data sheet, for the capacity planner's roofline (``estimate.py``)."""
+
+    memory_bandwidth_gb_s: float = Field(gt=0)
+    """Memory (HBM / GDDR) bandwidth, GB/s."""
+    bf16_dense_tflops: float = Field(gt=0)
+    """Dense (no 2:4 sparsity) BF16 tensor throughput, TFLOPS."""
+    fp8_dense_tflops: float | None = Field(default=None, gt=0)
+    """Dense FP8 tensor throughput, TFLOPS; ``None`` without FP8 tensor cores."""
+    interconnect: Interconnect
+    """The GPU-to-GPU link tensor-parallel all-reduces use."""
+    interconnect_gb_s: float = Field(gt=0)
+    """That link's bandwidth per GPU and direction, GB/s."""
+    source: str = Field(min_length=1)
+    source_date: datetime.date
 
 
 class Gpu(_Row):
@@ -63,6 +81,14 @@ class Gpu(_Row):
     """BF16 support."""
     multiprocessors: int | None = Field(default=None, gt=0)
     """Streaming multiprocessors (AMD: compute units); sizes the sampler's top-k/top-p buffer."""
+    perf: GpuPerf
+    """Bandwidth, tensor throughput and interconnect, with their source."""
+
+    @model_validator(mode="after")
+    def _fp8_figure_matches_support(self) -> Gpu:
+        if self.fp8 != (self.perf.fp8_dense_tflops is not None):
+            raise ValueError(f"fp8 is {self.fp8} but perf.fp8_dense_tflops is {self.perf.fp8_dense_tflops}")
+        return self
 
 
 class Offering(_Row):

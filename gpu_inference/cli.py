@@ -1,4 +1,4 @@
-"""`python -m gpu_inference <command>`: size, cost, preview, cost-diff.
+"""`python -m gpu_inference <command>`: size, estimate, plan, cost, preview, cost-diff.
 
 Exit codes: 0 success, 1 a mandatory check failed (does not fit, over budget, policy failed),
 2 invalid input (bad config value, unknown model or GPU, bad flag): one message, never a traceback.
@@ -19,6 +19,8 @@ from gpu_inference.errors import ConfigError
 # importing Pulumi, which only the preview needs.
 COMMANDS: dict[str, str] = {
     "size": "size",
+    "estimate": "estimate",
+    "plan": "plan",
     "cost": "cost",
     "preview": "preview",
     "cost-diff": "cost_diff",
@@ -28,7 +30,7 @@ COMMANDS: dict[str, str] = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m gpu_inference",
-        description="Size, price, preview and diff GPU inference stacks offline (no cloud account needed).",
+        description="Size, estimate, plan, price, preview and diff GPU inference stacks offline (no cloud account needed).",
     )
     parser.add_argument("--version", action="version", version=f"{PROJECT_NAME} {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

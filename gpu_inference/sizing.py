@@ -291,6 +291,12 @@ def _linear_bytes(model: ModelArchitecture, quant: str, dtype_bytes: int) -> tup
     return four_bit, four_bit
 
 
+def linear_bytes_per_param(model: ModelArchitecture, quant: str, dtype_bytes: int) -> tuple[float, float]:
+    """Stored bytes per parameter of (dense linear layers, MoE experts) for a resolved quantization
+    (``SizingResult.quantization``); the capacity model reads the weights at these sizes."""
+    return _linear_bytes(model, quant, dtype_bytes)
+
+
 def _grouped_bytes(method: str, group_size: int) -> float:
     if method in ("awq", "gptq"):
         return 0.5 + 2.5 / group_size  # 4-bit weights + fp16 scale + 4-bit zero point per group

@@ -56,6 +56,7 @@ GPU_IDS = {
     "RTX-4000-Ada",
     "RTX-6000-Ada",
     "MI300X",
+    "RTX-4090",  # no offering: there for the planner's benchmark points
 }
 
 

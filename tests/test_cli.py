@@ -120,3 +120,18 @@ def test_cli_runs_as_a_module_without_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "nope/nope" in proc.stderr
+
+
+def test_cost_without_a_measured_throughput_uses_the_estimate_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    from gpu_inference.config import load_stack_config
+    from gpu_inference.estimate import throughput_for_stack
+    from gpu_inference.stack import resolve_stack
+
+    assert main(["cost", "dev", "--json"]) == 0
+    econ = json.loads(capsys.readouterr().out)["economics"]
+    expected = throughput_for_stack(resolve_stack(load_stack_config("dev"), name="dev"))
+    assert econ["tokens_per_second_source"] == "predicted by estimate"
+    assert econ["tokens_per_second_per_node"] == pytest.approx(expected)
+    assert main(["cost", "dev", "--json", "--tokens-per-second", "900"]) == 0
+    measured = json.loads(capsys.readouterr().out)["economics"]
+    assert measured["tokens_per_second_per_node"] == 900 and measured["tokens_per_second_source"].startswith("given")

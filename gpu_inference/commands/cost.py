@@ -2,7 +2,8 @@
 
 The bill prices exactly the resources the Pulumi program registers (the offline preview runs it
 under recording mocks), so `cost`, `preview`, the budget policy and `cost-diff` never disagree.
-A month is 730 hours. With `--tokens-per-second` it adds $ per million tokens and, with
+A month is 730 hours. It adds $ per million tokens at `--tokens-per-second` (measured), else at the
+throughput `estimate` predicts for one node (and says so), and, with
 `--api-price-per-mtok`, the break-even utilization against a per-token API.
 """
 
@@ -16,7 +17,9 @@ from gpu_inference.bill import bill_table
 from gpu_inference.catalog import load_catalog
 from gpu_inference.config import load_stack_config
 from gpu_inference.constants import HOURS_PER_MONTH
+from gpu_inference.estimate import throughput_for_stack
 from gpu_inference.pricing import break_even_utilization, cost_per_million_tokens, spot_savings
+from gpu_inference.stack import resolve_stack
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--tokens-per-second",
         type=float,
         metavar="N",
-        help="aggregate generated tokens/s of ONE node when busy (measure it: e.g. vLLM's benchmark_serving)",
+        help="aggregate generated tokens/s of ONE node when busy (measure it: e.g. vLLM benchmark_serving); "
+        "default: the estimate command's prediction",
     )
     p.add_argument(
         "--utilization",
@@ -76,16 +80,24 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--utilization = {args.utilization} must be in (0, 1]")
     cfg = load_stack_config(args.stack)
     # Imported here: the preview runner imports Pulumi, which the rest of the CLI does not need.
-    from gpu_inference.preview_runner import run_preview
+    from gpu_inference.preview_runner import run_preview, stack_name_of
 
     report = run_preview(str(args.stack), out_dir=None).model_dump(mode="json")
+    tokens_per_second, predicted = args.tokens_per_second, False
+    if tokens_per_second is None:
+        # No measured throughput: the capacity planner's prediction for one node at maxNumSeqs requests of
+        # typicalRequestTokens (gpu_inference/estimate.py), said as such.
+        tokens_per_second = throughput_for_stack(resolve_stack(cfg, name=stack_name_of(str(args.stack))))
+        predicted = True
     lines = report["cost_lines"]
     total = float(report["monthly_cost_usd"])
     budget = float(report["budget_usd"])
     # Effective hourly rate of the month as billed (capped droplets bill less than hourly × 730).
     stack_hourly = total / HOURS_PER_MONTH
     spot = spot_savings(load_catalog().offering(cfg.gpu))
-    econ = economics(stack_hourly, cfg.node_count, args.tokens_per_second, args.utilization, args.api_price_per_mtok)
+    econ = economics(stack_hourly, cfg.node_count, tokens_per_second, args.utilization, args.api_price_per_mtok)
+    if econ is not None:
+        econ["tokens_per_second_source"] = "predicted by estimate" if predicted else "given (--tokens-per-second)"
 
     if args.json:
         print(
@@ -117,14 +129,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"\nSpot: the catalog has no spot price for {cfg.gpu} ({cfg.provider}).")
     if econ:
+        source = (f" ({econ['tokens_per_second_source']}: measure it and pass --tokens-per-second to replace it)"
+                  if predicted else "")
         print(
-            f"\n$ per million tokens at {econ['tokens_per_second_per_node']:,.0f} tok/s per node and "
+            f"\n$ per million tokens at {econ['tokens_per_second_per_node']:,.0f} tok/s per node{source} and "
             f"{econ['utilization']:.0%} utilization (whole stack): ${econ['usd_per_million_tokens']:,.3f}"
         )
         if econ["break_even_utilization"] is not None:
             be = econ["break_even_utilization"]
             verdict = "never (above 100%)" if be > 1 else f"{be:.1%}"
             print(f"Break-even utilization vs an API at ${econ['api_price_per_mtok']}/Mtok: {verdict}")
-    else:
-        print("\nAdd --tokens-per-second N (measured per node) for $ per million tokens and break-even.")
     return 0 if total <= budget else 1
