@@ -25,7 +25,11 @@ if [ ! -e "$policy" ]; then
   $SUDO chmod +x "$policy"
   created_policy=1
 fi
-cleanup() { [ "$created_policy" -eq 1 ] && $SUDO rm -f "$policy"; }
+# An `if`, not `[ ... ] && ...`: the latter returns 1 when nothing was created (an image that ships its
+# own policy-rc.d), and an EXIT trap's last status becomes the script's.
+cleanup() {
+  if [ "$created_policy" -eq 1 ]; then $SUDO rm -f "$policy"; fi
+}
 trap cleanup EXIT
 
 export DEBIAN_FRONTEND=noninteractive
