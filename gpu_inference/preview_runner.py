@@ -244,8 +244,46 @@ class RecordingMonitor(mocks.MockMonitor):
         self.recorded: list[RecordedResource] = []
         self.outputs: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self.thread_loops: list[asyncio.AbstractEventLoop] = []
+
+    def _own_thread_loop(self) -> None:
+        """Give the calling thread an event loop this monitor owns (and closes in ``close_thread_loops``).
+
+        The runtime calls the monitor from its executor's worker threads, and pulumi's MockMonitor then runs
+        ``sync_await._ensure_event_loop()``, which creates a loop for each new worker thread and never closes
+        it. Those loops were garbage-collected at interpreter exit in any order; when a loop's self-pipe socket
+        went first, ``BaseEventLoop.__del__`` closed it again and printed "Exception ignored ... ValueError:
+        Invalid file descriptor: -1" (about one run in ten). Creating the loop here instead (pulumi's helper
+        then finds it) lets the run close every loop it caused, while the threads are still alive.
+        """
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_event_loop()
+        except RuntimeError:  # a worker thread without a loop yet
+            loop = None
+        if loop is None or loop.is_closed():  # a worker kept from an earlier run holds that run's closed loop
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            with self.lock:
+                self.thread_loops.append(loop)
+
+    def close_thread_loops(self) -> None:
+        """Close the worker threads' loops once the run has drained (none runs: each ran to completion)."""
+        with self.lock:
+            loops, self.thread_loops = self.thread_loops, []
+        for loop in loops:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+
+    def Invoke(self, request: Any) -> Any:  # the gRPC method's name
+        self._own_thread_loop()
+        return super().Invoke(request)
+
+    def ReadResource(self, request: Any) -> Any:  # the gRPC method's name
+        self._own_thread_loop()
+        return super().ReadResource(request)
 
     def RegisterResource(self, request: Any) -> Any:  # the gRPC method's name
+        self._own_thread_loop()
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = rpc.deserialize_properties(request.object)
@@ -347,6 +385,8 @@ def run_program(project_dir: Path, stack_name: str, config: dict[str, str], secr
         _sync_await(run_pulumi_func(collect))
     except Exception as exc:
         error = error or exc
+    finally:
+        monitor.close_thread_loops()
     if error is not None:
         cause = error.__cause__ if isinstance(error, pulumi.RunError) else error
         if isinstance(cause, ConfigError):
