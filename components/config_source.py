@@ -12,7 +12,8 @@ from typing import Any
 import pulumi
 from pulumi.runtime import config as runtime_config
 
-from gpu_inference.config import NAMESPACE, StackConfig, parse_stack_config, split_namespaced
+from gpu_inference.config import NAMESPACE, StackConfig, namespace_problems, parse_stack_config, split_namespaced
+from gpu_inference.errors import ConfigError
 
 
 def engine_config() -> tuple[dict[str, Any], set[str]]:
@@ -31,6 +32,10 @@ def _normalise(key: str) -> str:
 def read_stack_config() -> StackConfig:
     """Validate this stack's ``gpu-inference:*`` config; a bad value raises ConfigError with one message per key."""
     config, secret_keys = engine_config()
+    # A misspelt namespace (`gpu-inferenc:nodeCount`) reaches `pulumi up` too: refuse it as the preview does.
+    problems = namespace_problems(list(config))
+    if problems:
+        raise ConfigError(problems, source=f"stack {pulumi.get_stack()}")
     ours, _ = split_namespaced(config)
     secret = {key.partition(":")[2] for key in secret_keys if key.startswith(f"{NAMESPACE}:")}
     return parse_stack_config(ours, secret_keys=secret, source=f"stack {pulumi.get_stack()}")

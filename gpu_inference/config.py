@@ -14,10 +14,10 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -36,10 +36,138 @@ from gpu_inference.vocabulary import (
 
 NAMESPACE = PROJECT_NAME
 
-# Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h).
+# Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h). pydantic runs `pattern` with
+# Rust's regex crate, whose `$` is the end of the text only (a trailing newline does not match).
 _DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
-# A pinned image reference: registry/name:tag where the tag is a release, never a moving tag.
-_PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)$")
+
+# ---------------------------------------------------------------------------------------------
+# Free text that reaches a rendered file (shell, systemd, nginx, YAML) or a cloud API: each kind is checked
+# against what its consumer accepts, with re.fullmatch (Python's `$` would also match before a final "\n").
+# The renderers quote for their target as well (gpu_inference/render/_common.py): a second line of defence.
+# ---------------------------------------------------------------------------------------------
+
+# An image reference per the distribution/reference grammar (github.com/distribution/reference, reference.go):
+# [domain[:port]/]path-component(/path-component)*:tag[@digest], whose tag here must be a release (X.Y.Z...),
+# never a moving tag; the whole name at most 255 characters (NameTotalLengthMax).
+_IMAGE_DOMAIN = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]+)?/)"
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_PINNED_IMAGE = re.compile(
+    rf"(?P<name>{_IMAGE_DOMAIN}?{_IMAGE_PATH}(?:/{_IMAGE_PATH})*)"
+    r":(?P<tag>v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z._-]{0,100}))"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+_IMAGE_NAME_MAX = 255
+
+# RFC 1123 host name labels (letters, digits, inner hyphens, 1-63 characters), at most 253 characters in all.
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_DNS_NAME_MAX = 253
+# Hugging Face repo ids as huggingface_hub.utils.validate_repo_id checks them (and the Hub itself): an optional
+# namespace and a name of ASCII letters, digits, '-', '_', '.', each starting and ending with a letter, digit or
+# '_', the name at most 96 characters, no '--' or '..', not ending in '.git'.
+_HF_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
+_HF_REPO_ID = re.compile(rf"(?:{_HF_PART}/)?(?P<name>{_HF_PART})")
+_HF_NAME_MAX = 96
+# An absolute path on the node: '/'-separated segments of letters, digits, '.', '_', '-' ('.' and '..' refused).
+_NODE_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+/?")
+_NODE_PATH_MAX = 1024
+# What clients put in the API's `model` field: the characters of a repo id plus ':' (e.g. qwen2.5:32b).
+_SERVED_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.:/-]{0,126}[A-Za-z0-9_])?")
+# Region slugs: DigitalOcean's (tor1, nyc3) and AWS region codes (us-east-1, ap-southeast-2).
+_REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+# Size slugs and instance types: DigitalOcean's (s-1vcpu-2gb, gpu-h100x1-80gb) and EC2's (g6e.xlarge).
+_SIZE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,62}[a-z0-9])?")
+# A DOKS cluster id (a UUID from `doctl kubernetes cluster list`) or a name-like id: letters, digits, '-'.
+_CLUSTER_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
+# An SSH key entry, before the cloud's own rule (clouds/*.py config_problems): printable ASCII, no space.
+_SSH_KEY = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+def _dns_name(value: str) -> str:
+    """A fully qualified host name for a certificate. Wildcards (`*.example.com`) are refused: the certificate
+    comes from Let's Encrypt over HTTP-01, which cannot issue one (wildcards need DNS-01). Upper case is taken
+    and lowered (DNS is case-insensitive); Unicode names must be given in their ASCII (xn--) form."""
+    name = value.lower()
+    allowed = ("a DNS name like api.example.com: at least two RFC 1123 labels of letters, digits and inner '-' "
+               f"(1-63 characters each, {_DNS_NAME_MAX} in all), no wildcard, no trailing dot, no IP address")
+    labels = name.split(".")
+    if (
+        len(name) > _DNS_NAME_MAX
+        or len(labels) < 2
+        or not all(_DNS_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # a top-level domain is never all-numeric (RFC 3696 2): 192.0.2.1 is no name
+    ):
+        raise ValueError(f"must be {allowed}")
+    return name
+
+
+def _hf_repo_or_path(value: str) -> str:
+    if value.startswith("/"):
+        segments = value.strip("/").split("/")
+        if len(value) <= _NODE_PATH_MAX and _NODE_PATH.fullmatch(value) and not {".", ".."} & set(segments):
+            return value
+        raise ValueError(
+            f"an absolute path on the node must be '/'-separated names of letters, digits, '.', '_' and '-' "
+            f"(no '.' or '..' segment, at most {_NODE_PATH_MAX} characters)"
+        )
+    match = _HF_REPO_ID.fullmatch(value)
+    if match and len(match["name"]) <= _HF_NAME_MAX and "--" not in value and ".." not in value \
+            and not value.endswith(".git"):
+        return value
+    raise ValueError(
+        "must be a Hugging Face repo id like Qwen/Qwen3-8B (org/name of ASCII letters, digits, '-', '_', '.'; "
+        f"no leading or trailing '-' or '.', no '--' or '..', name at most {_HF_NAME_MAX} characters) "
+        "or an absolute path on the node"
+    )
+
+
+def _served_name(value: str) -> str:
+    if not _SERVED_NAME.fullmatch(value):
+        raise ValueError("must be 1-128 ASCII letters, digits, '_', '.', ':', '/', '-' (starting and ending with a "
+                         "letter, digit or '_')")
+    return value
+
+
+def _model_ref(value: str) -> str:
+    """A catalog model id or a local path to a config.json: any printable single line (the catalog or the file
+    system decides the rest; what reaches a machine is the resolved catalog id or modelRepo)."""
+    if not value.isprintable() or len(value) > _NODE_PATH_MAX:
+        raise ValueError(f"must be one printable line (no newline or control character), at most {_NODE_PATH_MAX} "
+                         "characters")
+    return value
+
+
+def _slug(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _image(value: str) -> str:
+    match = _PINNED_IMAGE.fullmatch(value)
+    if not match or len(match["name"]) > _IMAGE_NAME_MAX:
+        raise ValueError(
+            f"must be an image with a pinned release tag like {VLLM_IMAGE} (registry/name:X.Y.Z[@sha256:...]: "
+            "lowercase name, no `latest`, no digest-less moving tag)"
+        )
+    return value
+
+
+DnsName = Annotated[str, AfterValidator(_dns_name)]
+HfRepoOrPath = Annotated[str, AfterValidator(_hf_repo_or_path)]
+ServedModelName = Annotated[str, AfterValidator(_served_name)]
+ModelRef = Annotated[str, AfterValidator(_model_ref)]
+ImageRef = Annotated[str, AfterValidator(_image)]
+RegionSlug = Annotated[str, _slug(_REGION, "a region slug like tor1 or us-east-1: lowercase letters, digits and "
+                                           "inner '-', at most 32 characters")]
+SizeSlug = Annotated[str, _slug(_SIZE, "a size slug or instance type like s-1vcpu-2gb or g6e.xlarge: lowercase "
+                                       "letters, digits, '.' and inner '-', at most 64 characters")]
+ClusterId = Annotated[str, _slug(_CLUSTER_ID, "a DOKS cluster id (a UUID): letters, digits and inner '-', at most "
+                                              "64 characters")]
+SshKeyRef = Annotated[str, _slug(_SSH_KEY, "an SSH key id, fingerprint or key pair name: printable ASCII without "
+                                           "spaces, at most 255 characters")]
 
 
 class _Model(BaseModel):
@@ -49,6 +177,8 @@ class _Model(BaseModel):
         extra="forbid",
         frozen=True,
         use_attribute_docstrings=True,
+        # inf/nan (YAML .inf, "inf", "1e400") would pass every `gt`/`le` bound, e.g. a budget "of $inf".
+        allow_inf_nan=False,
     )
 
 
@@ -57,7 +187,7 @@ class MonitoringConfig(_Model):
 
     enabled: bool = True
     """Create the Prometheus host that scrapes every node and evaluates the alert rules."""
-    size: str | None = None
+    size: SizeSlug | None = None
     """Size of the Prometheus host (provider size slug / instance type); default: the catalog's monitoring size."""
     scrape_interval_seconds: int = Field(10, ge=1, le=300)
     """How often Prometheus scrapes vLLM, node_exporter and DCGM exporter."""
@@ -93,7 +223,7 @@ class MonitoringConfig(_Model):
 class LoadBalancerConfig(_Model):
     """The Nginx host in front of the GPU nodes."""
 
-    size: str | None = None
+    size: SizeSlug | None = None
     """Size of the Nginx host (provider size slug / instance type); default: the catalog's load-balancer size."""
     read_timeout_seconds: int = Field(600, ge=30, le=3600)
     """Upstream read timeout; long generations stream for minutes."""
@@ -105,14 +235,14 @@ class LoadBalancerConfig(_Model):
     """Window for max_fails and how long a failed node stays out of rotation."""
     proxy_next_upstream_tries: int = Field(2, ge=1, le=10)
     """At most this many nodes are tried for one request before an error is returned."""
-    tls_domain: str | None = None
+    tls_domain: DnsName | None = None
     """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
 
 
 class KubernetesConfig(_Model):
     """Where the GPU pool goes when provider is kubernetes (an existing managed Kubernetes cluster)."""
 
-    cluster_id: str = Field(min_length=1)
+    cluster_id: ClusterId = Field(min_length=1)
     """ID of the existing DOKS cluster that gets the GPU node pool."""
     namespace: str = Field(PROJECT_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
@@ -123,18 +253,18 @@ class StackConfig(_Model):
 
     provider: str
     """Where the GPUs are rented: a cloud registered in `gpu_inference/clouds`."""
-    region: str = Field(min_length=2)
+    region: RegionSlug = Field(min_length=2)
     """The cloud's region slug (e.g. tor1, us-east-1); the catalog lists where each offering is sold."""
-    gpu: str = Field(min_length=1)
+    gpu: SizeSlug = Field(min_length=1)
     """Catalog offering id: the cloud's size slug or instance type (e.g. gpu-l40sx1-48gb, g6e.xlarge)."""
     node_count: int = Field(1, ge=1, le=64)
     """How many GPU nodes serve the model behind the load balancer."""
-    model: str = Field(min_length=1)
+    model: ModelRef = Field(min_length=1)
     """Catalog model id (Qwen/Qwen3-8B) or a path to a Hugging Face config.json of a fine-tune."""
-    model_repo: str | None = Field(None, min_length=1)
+    model_repo: HfRepoOrPath | None = Field(None, min_length=1)
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id.
     Required when `model` is a config.json path (a fine-tune)."""
-    served_model_name: str | None = None
+    served_model_name: ServedModelName | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: Dtype = DEFAULT_DTYPE
     """Weights/activation dtype passed to vLLM --dtype."""
@@ -150,7 +280,7 @@ class StackConfig(_Model):
     """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
     kv_cache_dtype: KvCacheDtype = DEFAULT_KV_CACHE_DTYPE
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
-    vllm_image: str = VLLM_IMAGE
+    vllm_image: ImageRef = VLLM_IMAGE
     """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
     typical_request_tokens: int = Field(2048, ge=1)
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
@@ -164,7 +294,7 @@ class StackConfig(_Model):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: SecretValue | None = None
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
-    ssh_keys: list[str] = Field(default_factory=list)
+    ssh_keys: list[SshKeyRef] = Field(default_factory=list)
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: bool = False
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
@@ -188,15 +318,6 @@ class StackConfig(_Model):
             except ValueError as exc:
                 raise ValueError(f"{cidr!r} is not a network in CIDR form like 203.0.113.0/24 ({exc})") from None
         return cidrs
-
-    @field_validator("vllm_image")
-    @classmethod
-    def _image_is_pinned(cls, image: str) -> str:
-        if not _PINNED_IMAGE.match(image):
-            raise ValueError(
-                f"must be an image with a pinned release tag like {VLLM_IMAGE} (no `latest`, no digest-less moving tag)"
-            )
-        return image
 
     @field_validator("tags")
     @classmethod
@@ -222,6 +343,11 @@ class StackConfig(_Model):
         cloud = clouds.cloud_for(self.provider)
         for problem in cloud.config_problems(self):
             raise ValueError(problem)
+        if self.kubernetes is not None and cloud.layout != "kubernetes":
+            raise ValueError(
+                f"{NAMESPACE}:kubernetes is set but provider is {self.provider}: it only applies with provider "
+                "kubernetes (remove the block, or set provider: kubernetes)"
+            )
         if self.model.endswith(".json") and not self.model_repo:
             raise ValueError(
                 f"{NAMESPACE}:modelRepo is required when {NAMESPACE}:model is a config.json path "
@@ -237,7 +363,7 @@ class StackConfig(_Model):
 
     @property
     def vllm_version(self) -> str:
-        match = _PINNED_IMAGE.match(self.vllm_image)
+        match = _PINNED_IMAGE.fullmatch(self.vllm_image)
         assert match is not None  # validated above
         return match.group("version")
 
@@ -345,6 +471,8 @@ def _message_for(err: Mapping[str, Any], raw: Mapping[str, Any]) -> str:
         doc = (owner.model_fields[field].description if owner and field in owner.model_fields else "") or ""
         return f"{full_key} is required: {doc}".rstrip(": ")
     value = err.get("input")
+    if key in SECRET_FIELDS:  # never echo a secret, not even a malformed one
+        value = SecretValue(ciphertext="")
     msg = str(err.get("msg", "")).removeprefix("Value error, ")
     allowed = _allowed_text(owner, field) if owner and field else ""
     expected = (err.get("ctx") or {}).get("expected")
@@ -419,24 +547,89 @@ def stack_file_path(stack: str | Path, project_dir: Path = PROJECT_DIR) -> Path:
     return project_dir / f"Pulumi.{text}.yaml"
 
 
+class _StackFileLoader(yaml.SafeLoader):
+    """safe_load that refuses what a stack file never needs and a careless or hostile one might hold: a key
+    given twice in one mapping (PyYAML keeps the last silently) and aliases (``*ref``: a "billion laughs"
+    document expands a few lines into gigabytes). Refused while composing, before anything is expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, f"aliases (*{event.anchor}) are not allowed in a stack file: write the value out",
+                event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(None, None, "a key must be a scalar", key_node.start_mark)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping (the first value would be lost)",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(exc, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
+
+
+# Namespaces a stack file may hold besides ours: Pulumi's own and the providers the program uses (their config,
+# e.g. digitalocean:token or aws:region, is legitimate Pulumi config). Anything else is most likely a typo of
+# ours, and a misspelt `gpu-inferenc:nodeCount` would otherwise be ignored silently.
+OTHER_NAMESPACES = frozenset({"pulumi", "command", *(pkg for cloud in clouds.CLOUDS.values() for pkg in cloud.packages)})
+
+
+def namespace_problems(keys: list[str]) -> list[str]:
+    """A message per config key whose namespace is neither ours nor one of OTHER_NAMESPACES."""
+    known = sorted({NAMESPACE, *OTHER_NAMESPACES})
+    problems = []
+    for key in keys:
+        namespace, sep, name = str(key).partition(":")
+        if not sep:
+            problems.append(f"key {key!r} has no namespace; write it as {NAMESPACE}:{key}")
+        elif namespace not in known:
+            close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}:{name}?" if close else ""
+            problems.append(f"{key} has an unknown namespace {namespace!r}{hint} (allowed: {', '.join(known)})")
+    return problems
+
+
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The raw ``config:`` mapping of a Pulumi stack file (keys still namespaced)."""
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([f"stack file {path} does not exist"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path} is a directory, not a stack file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read stack file {path}: {exc}"]) from None
+    try:
+        doc = yaml.load(text, Loader=_StackFileLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{path} is not valid YAML: {exc}"]) from None
+        raise ConfigError([f"{path} is not valid YAML: {_yaml_problem(exc)}"]) from None
+    if doc is None:  # nothing, or only comments
+        raise ConfigError([f"{path} is empty: a stack file needs a `config:` mapping of {NAMESPACE}:<key> values"])
     if not isinstance(doc, dict):
         raise ConfigError([f"{path} must be a mapping with a `config:` section"])
     config = doc.get("config") or {}
     if not isinstance(config, dict):
         raise ConfigError([f"{path}: `config:` must be a mapping of namespaced keys"])
-    unnamespaced = [k for k in config if ":" not in str(k)]
-    if unnamespaced:
-        raise ConfigError(
-            [f"{path}: key {k!r} has no namespace; write it as {NAMESPACE}:{k}" for k in unnamespaced]
-        )
+    problems = namespace_problems(list(config))
+    if problems:
+        raise ConfigError(problems, source=str(path))
     return config
 
 

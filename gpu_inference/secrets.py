@@ -70,7 +70,13 @@ class SecretValue:
         if isinstance(value, SecretValue):
             return value
         if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+            if not value["secure"].strip():
+                # `secure: ''` decrypts to nothing: the stack would run with an empty key (or none).
+                raise ValueError("an empty secret (`secure: ''`) is no key: set it with `pulumi config set --secret`")
             return cls(ciphertext=value["secure"])
         if isinstance(value, str) and value:
+            if any(c in value for c in "\r\n\0"):
+                # Secrets go into KEY=value files (docker --env-file): a newline would start another variable.
+                raise ValueError("must be a single line (no newline or NUL)")
             return cls(plaintext=value)
         raise ValueError("must be a non-empty string set with `pulumi config set --secret`")

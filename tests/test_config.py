@@ -206,3 +206,316 @@ def test_tls_domain_is_refused_on_kubernetes() -> None:
     [message] = info.value.messages
     assert "loadBalancer.tlsDomain" in message and "kubernetes" in message
     assert parse_stack_config({**raw, "loadBalancer": {}}).provider == "kubernetes"
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11: injection and bad values — every free-text value is checked against what its consumer accepts
+# ---------------------------------------------------------------------------------------------
+
+INJECTIONS = [
+    "$(touch${IFS}/tmp/x)",
+    "a.com; location ~ ^/metrics { proxy_pass http://vllm_backend; } #",
+    "../../etc/x",
+    "a.com\nb",
+    "a.com\n",
+    "%n.example.com",
+    "'quoted'",
+    "`id`",
+    "a b",
+]
+
+
+def _all_models() -> list[type]:
+    """StackConfig and every nested config model (new blocks other features add are walked too)."""
+    from pydantic import BaseModel
+
+    found: list[type] = []
+
+    def visit(tp: object) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in found:
+                return
+            found.append(tp)
+            for info in tp.model_fields.values():
+                visit(info.annotation)
+        for arg in getattr(tp, "__args__", ()) or ():
+            visit(arg)
+
+    visit(StackConfig)
+    return found
+
+
+def _unchecked_text(tp: object) -> bool:
+    """Whether a type lets arbitrary text through: a bare ``str`` not wrapped in a validating Annotated."""
+    from typing import Annotated, Literal, get_args, get_origin
+
+    if tp is str:
+        return True
+    origin = get_origin(tp)
+    if origin is Literal:
+        return False
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        return not any(_is_check(m) for m in meta) and _unchecked_text(base)
+    return any(_unchecked_text(a) for a in get_args(tp))
+
+
+def _is_check(meta: object) -> bool:
+    from pydantic import AfterValidator, BeforeValidator, PlainValidator, WrapValidator
+
+    return isinstance(meta, AfterValidator | BeforeValidator | PlainValidator | WrapValidator) or bool(
+        getattr(meta, "pattern", None))
+
+
+def test_every_text_field_of_the_config_has_a_validator() -> None:
+    """Walks every field of every config model: a string field (or list of strings) without a pattern, an
+    Annotated validator or a field_validator is a value that could reach a rendered file unchecked."""
+    unchecked = []
+    for model in _all_models():
+        validated = {f for dec in model.__pydantic_decorators__.field_validators.values() for f in dec.info.fields}
+        for name, info in model.model_fields.items():
+            if name in validated or any(_is_check(m) for m in info.metadata):
+                continue
+            if _unchecked_text(info.annotation):
+                unchecked.append(f"{model.__name__}.{name}")
+    assert unchecked == [], f"text fields without a validator: {unchecked}"
+
+
+@pytest.mark.parametrize("value", INJECTIONS)
+@pytest.mark.parametrize(
+    "key",
+    ["loadBalancer.tlsDomain", "servedModelName", "modelRepo", "vllmImage", "region", "gpu", "monitoring.size",
+     "loadBalancer.size", "tags", "sshKeys", "kubernetes.clusterId", "kubernetes.namespace"],
+)
+def test_injected_text_is_refused_with_one_line_naming_the_key(key: str, value: str) -> None:
+    raw: dict[str, object] = dict(BASE)
+    if key.startswith("kubernetes."):
+        raw["provider"] = "kubernetes"
+    head, _, tail = key.partition(".")
+    item: object = [value] if key in ("tags", "sshKeys") else value
+    if tail:
+        block = {"clusterId": "8d3b5f0e-2c4a-4f5e-9b1d-3a6c7e8f9a0b"} if head == "kubernetes" else {}
+        raw[head] = {**block, tail: item}
+    else:
+        raw[head] = item
+    with pytest.raises(ConfigError) as excinfo:
+        parse_stack_config(raw, secret_keys=set())
+    [message] = excinfo.value.messages
+    assert f"gpu-inference:{key}" in message and "\n" not in message
+    assert repr(value)[1:-1] in message or "..." in message  # the value, repr-escaped (a newline shows as \n)
+
+
+@pytest.mark.parametrize(
+    ("domain", "ok"),
+    [
+        ("api.example.com", True),
+        ("API.Example.COM", True),  # lowered
+        ("xn--bcher-kva.example", True),
+        ("a-b.c-d.io", True),
+        ("localhost", False),  # one label: no public certificate for it
+        ("*.example.com", False),  # wildcard: HTTP-01 cannot issue one
+        ("example.com.", False),
+        ("-a.example.com", False),
+        ("a-.example.com", False),
+        ("a..example.com", False),
+        ("a_b.example.com", False),
+        ("192.0.2.1", False),
+        (("a" * 64) + ".com", False),
+        (".".join(["a" * 63] * 4), False),  # 255 characters
+        ("bücher.example", False),
+    ],
+)
+def test_tls_domain_is_an_rfc_1123_name(domain: str, ok: bool) -> None:
+    raw = {**BASE, "loadBalancer": {"tlsDomain": domain}}
+    if ok:
+        assert parse_stack_config(raw).load_balancer.tls_domain == domain.lower()
+    else:
+        with pytest.raises(ConfigError, match=r"loadBalancer\.tlsDomain"):
+            parse_stack_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("repo", "ok"),
+    [
+        ("Qwen/Qwen3-8B", True),
+        ("meta-llama/Llama-3.3-70B-Instruct", True),
+        ("gpt2", True),
+        ("org/model_v1.5", True),
+        ("/models/qwen3-8b", True),
+        ("org/" + "a" * 96, True),
+        ("org/" + "a" * 97, False),
+        ("org/name\n", False),
+        ("org/name/extra", False),
+        ("org/-name", False),
+        ("org/name.", False),
+        ("org/na--me", False),
+        ("org/na..me", False),
+        ("org/name.git", False),
+        ("org/%n", False),
+        ("org/na me", False),
+        ("org/$(id)", False),
+        ("org/naïve", False),
+        ("/models/../etc/shadow", False),
+        ("/models/a b", False),
+        ("relative/../x", False),
+    ],
+)
+def test_model_repo_is_a_hugging_face_repo_id_or_an_absolute_path(repo: str, ok: bool) -> None:
+    raw = {**BASE, "modelRepo": repo}
+    if ok:
+        assert parse_stack_config(raw).model_repo == repo
+    else:
+        with pytest.raises(ConfigError, match="modelRepo"):
+            parse_stack_config(raw)
+
+
+@pytest.mark.parametrize(
+    ("image", "ok"),
+    [
+        ("vllm/vllm-openai:v0.19.0", True),
+        ("registry.example.com:5000/ml/vllm-openai:0.19.1", True),
+        ("vllm/vllm-openai:v0.19.0@sha256:" + "a" * 64, True),
+        ("vllm/vllm-openai:v0.19.0\n", False),  # `$` of the old regex matched before the newline
+        ("vllm/vllm-openai:latest", False),
+        ("vllm/vllm-openai", False),
+        ("vllm/VLLM-openai:v0.19.0", False),  # repository paths are lowercase
+        ("vllm/vllm-openai:v0.19.0 --privileged", False),
+        ("vllm/vllm-openai:v0.19.0;id", False),
+        ("vllm//vllm-openai:v0.19.0", False),
+    ],
+)
+def test_vllm_image_is_a_pinned_reference_matched_in_full(image: str, ok: bool) -> None:
+    raw = {**BASE, "vllmImage": image}
+    if ok:
+        assert parse_stack_config(raw).vllm_version.startswith("0.19")
+    else:
+        with pytest.raises(ConfigError, match="vllmImage"):
+            parse_stack_config(raw)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan"), "inf", "Infinity", "nan", "1e400"])
+@pytest.mark.parametrize("key", ["monthlyBudgetUsd", "gpuMemoryUtilization", "monitoring.ttftP95Seconds",
+                                 "monitoring.kvCacheUsageThreshold", "monitoring.gpuTemperatureCelsius",
+                                 "monitoring.diskFreeRatio", "monitoring.gpuMemoryUsageThreshold"])
+def test_non_finite_numbers_are_refused(key: str, value: object) -> None:
+    head, _, tail = key.partition(".")
+    raw = {**BASE, head: {tail: value}} if tail else {**BASE, key: value}
+    with pytest.raises(ConfigError) as excinfo:
+        parse_stack_config(raw)
+    [message] = excinfo.value.messages
+    assert f"gpu-inference:{key}" in message and "finite" in message
+
+
+def test_every_float_field_refuses_infinity() -> None:
+    """No float key slips through: each one of every config model, set to inf, is an error naming it."""
+    for model in _all_models():
+        for name, info in model.model_fields.items():
+            if info.annotation not in (float, float | None):
+                continue
+            key = {"StackConfig": ""}.get(model.__name__)
+            prefix = "" if key == "" else {"MonitoringConfig": "monitoring", "LoadBalancerConfig": "loadBalancer"}.get(
+                model.__name__)
+            assert prefix is not None, f"add {model.__name__} here"
+            camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
+            raw = {**BASE, prefix: {camel: "inf"}} if prefix else {**BASE, camel: "inf"}
+            with pytest.raises(ConfigError, match=camel):
+                parse_stack_config(raw)
+
+
+def test_kubernetes_block_on_a_machine_stack_is_refused() -> None:
+    [message] = problems_for(kubernetes={"clusterId": "8d3b5f0e-2c4a-4f5e-9b1d-3a6c7e8f9a0b"})
+    assert "gpu-inference:kubernetes" in message and "provider is digitalocean" in message
+
+
+def test_empty_secure_secret_is_refused_without_echoing_secrets() -> None:
+    [message] = problems_for(apiKey={"secure": ""})
+    assert "gpu-inference:apiKey" in message and "empty secret" in message
+    with pytest.raises(ConfigError) as excinfo:
+        parse_stack_config({**BASE, "apiKey": "sk-live\nEVIL=1"}, secret_keys={"apiKey"})
+    [message] = excinfo.value.messages
+    assert "gpu-inference:apiKey" in message and "single line" in message and "sk-live" not in message
+
+
+@pytest.mark.parametrize(
+    ("provider", "keys", "ok"),
+    [
+        ("digitalocean", ["3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"], True),
+        ("digitalocean", ["41234567"], True),
+        ("digitalocean", ["ops-2026"], False),  # a name: DigitalOcean wants an id or a fingerprint
+        ("digitalocean", ["3b:16:bf"], False),
+        ("aws", ["ops-2026"], True),
+        ("aws", ["ops key"], False),
+        ("aws", ["a", "b"], False),  # an instance takes one key pair
+    ],
+)
+def test_ssh_keys_follow_the_clouds_rule(provider: str, keys: list[str], ok: bool) -> None:
+    raw = {**BASE, "provider": provider, "sshKeys": keys}
+    if provider == "aws":
+        raw |= {"region": "us-east-1", "gpu": "g6e.xlarge"}
+    if ok:
+        assert parse_stack_config(raw).ssh_keys == keys
+    else:
+        with pytest.raises(ConfigError, match="sshKeys"):
+            parse_stack_config(raw)
+
+
+def test_aws_tags_are_valid_tag_keys() -> None:
+    raw = {**BASE, "provider": "aws", "region": "us-east-1", "gpu": "g6e.xlarge"}
+    with pytest.raises(ConfigError, match="reserved 'aws:'"):
+        parse_stack_config({**raw, "tags": ["aws:owner"]})
+    with pytest.raises(ConfigError, match="at most 128"):
+        parse_stack_config({**raw, "tags": ["t" * 129]})
+    assert parse_stack_config({**raw, "tags": ["env:prod"]}).tags == ["env:prod"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack files: one line for every way a file can be wrong
+# ---------------------------------------------------------------------------------------------
+
+GOOD_FILE = "".join(f"  gpu-inference:{k}: {v}\n" for k, v in BASE.items())
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("", ["is empty"]),
+        ("   \n# only a comment\n", ["is empty"]),
+        ("config: [\n", ["not valid YAML", "line 2"]),
+        (f"config:\n{GOOD_FILE}  gpu-inference:nodeCount: 1\n  gpu-inference:nodeCount: 2\n",
+         ["'gpu-inference:nodeCount' is given twice", "line 8"]),
+        (f"config:\n{GOOD_FILE}  gpu-inference:monitoring:\n    retention: 15d\n    retention: 30d\n",
+         ["'retention' is given twice"]),
+        ("config: {}\nconfig: {}\n", ["'config' is given twice"]),
+        ('a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n'
+         "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\nconfig: {}\n",
+         ["aliases (*a) are not allowed"]),
+        (f"config:\n{GOOD_FILE}  gpu-inferenc:nodeCount: 2\n",
+         ["gpu-inferenc:nodeCount", "unknown namespace", "did you mean gpu-inference:nodeCount"]),
+        (f"config:\n{GOOD_FILE}  gpu-inference:apiKey:\n    secure: ''\n", ["gpu-inference:apiKey", "empty secret"]),
+        (f"config:\n{GOOD_FILE}  gpu-inference:kubernetes:\n    clusterId: abc\n",
+         ["gpu-inference:kubernetes", "only applies with provider kubernetes"]),
+        (f"config:\n{GOOD_FILE}  gpu-inference:monthlyBudgetUsd: .inf\n", ["given twice"]),
+        (f"config:\n{GOOD_FILE.replace('1500', '.inf')}", ["gpu-inference:monthlyBudgetUsd", "finite"]),
+    ],
+)
+def test_bad_stack_files_get_one_line(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    path = tmp_path / "Pulumi.t.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as excinfo:
+        load_stack_config(path)
+    rendered = excinfo.value.render()
+    assert "\n" not in rendered, rendered
+    for fragment in fragments:
+        assert fragment in rendered, (fragment, rendered)
+
+
+def test_provider_namespaces_stay_legitimate(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.t.yaml"
+    path.write_text(f"config:\n{GOOD_FILE}  digitalocean:token:\n    secure: v1:abc\n  aws:region: us-east-1\n"
+                    "  kubernetes:context: doks\n  pulumi:disable-default-providers: []\n", encoding="utf-8")
+    assert load_stack_config(path).provider == "digitalocean"
+
+
+def test_a_directory_is_not_a_stack_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_stack_config(tmp_path)

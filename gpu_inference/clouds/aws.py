@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +27,7 @@ from gpu_inference.constants import HOURS_PER_MONTH
 if TYPE_CHECKING:
     from gpu_inference.bill import CostLine
     from gpu_inference.catalog import Catalog
+    from gpu_inference.config import StackConfig
 
 NAME = "aws"
 
@@ -85,6 +87,13 @@ FREE_TYPES = frozenset({
 
 _PUBLIC_IPV4 = "public IPv4 address at {hourly}"
 
+# EC2 key pair names: up to 255 ASCII characters (EC2 User Guide, "Create a key pair"); held here to the
+# characters a name needs, so nothing odd travels to the API.
+KEY_PAIR_NAME = re.compile(r"[A-Za-z0-9._:/@+=-]{1,255}")
+# Tag keys: at most 128 characters, and the `aws:` prefix is reserved for AWS (Tagging AWS resources, "Tag
+# naming limits and requirements"); the stack's tags become keys (``tags`` below).
+TAG_KEY_MAX = 128
+
 # EC2 refuses user data over 16 KB (raw, before base64). cloud-init reads gzip-compressed user data
 # transparently, so the program always sends it compressed (a big pool's Prometheus config can pass 16 KB).
 USER_DATA_LIMIT_BYTES = 16 * 1024
@@ -119,6 +128,21 @@ class Aws(Cloud):
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
     supports_spot: ClassVar[bool] = True
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network(SUBNET_CIDR)
+
+    def config_problems(self, cfg: StackConfig) -> list[str]:
+        problems = []
+        if len(cfg.ssh_keys) > 1:
+            problems.append(f"gpu-inference:sshKeys has {len(cfg.ssh_keys)} entries: an EC2 instance takes one key "
+                            "pair, give only its name")
+        problems += [
+            f"gpu-inference:sshKeys[0] = {key!r} is not an EC2 key pair name: letters, digits and ._:/@+=- only, "
+            "at most 255 characters" for key in cfg.ssh_keys[:1] if not KEY_PAIR_NAME.fullmatch(key)
+        ]
+        problems += [
+            f"gpu-inference:tags = {tag!r} cannot be an AWS tag key: at most {TAG_KEY_MAX} characters, not starting "
+            "with the reserved 'aws:'" for tag in cfg.tags if len(tag) > TAG_KEY_MAX or tag.lower().startswith("aws:")
+        ]
+        return problems
 
     def price(self, resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine] | None:
         if resource_type == INSTANCE:

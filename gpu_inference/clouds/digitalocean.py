@@ -46,6 +46,9 @@ BASE_IMAGE = "ubuntu-24-04-x64"
 # allowed. (a-z, A-Z, 0-9, . and -)", digitalocean/doctl#257) and a tag outside [A-Za-z0-9_:-]; the stack
 # name is in both (``naming.cloud_name``, ``naming.stack_tag``), so only what both accept will do.
 STACK_NAME = re.compile(r"[A-Za-z0-9-]+")
+# `ssh_keys` of a Droplet: "an array containing the IDs or fingerprints of the SSH keys" (DigitalOcean API,
+# Droplets: create): a numeric key id, or the key's MD5 fingerprint as `doctl compute ssh-key list` shows it.
+SSH_KEY = re.compile(r"[0-9]{1,19}|(?:[0-9a-f]{2}:){15}[0-9a-f]{2}")
 # DigitalOcean volume names: lowercase letters, digits and '-', starting with a letter, at most 64 characters.
 VOLUME_NAME_MAX = 64
 RENAME_HINT = "(create it with `pulumi stack init <name>`, or `pulumi stack rename`)"
@@ -88,6 +91,14 @@ def stack_name_problems(stack_name: str) -> list[str]:
     ]
 
 
+def ssh_key_problems(cfg: StackConfig) -> list[str]:
+    return [
+        f"gpu-inference:sshKeys[{i}] = {key!r} is not a DigitalOcean SSH key: give its numeric id or its MD5 "
+        "fingerprint (aa:bb:...:ff, 16 pairs), as `doctl compute ssh-key list` shows them"
+        for i, key in enumerate(cfg.ssh_keys) if not SSH_KEY.fullmatch(key)
+    ]
+
+
 def price_node_pool(name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine]:
     """A DOKS node pool: its nodes, billed like Droplets of the pool's size."""
     size = bill.machine_size(catalog, NAME, str(bill.require(inputs, "size", KUBERNETES_NODE_POOL, name)),
@@ -105,6 +116,9 @@ class DigitalOcean(Cloud):
     gpu_image: ClassVar[str | None] = "DigitalOcean's GPU droplet image"
     packages: ClassVar[frozenset[str]] = frozenset({"digitalocean"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
+
+    def config_problems(self, cfg: StackConfig) -> list[str]:
+        return ssh_key_problems(cfg)
 
     def stack_name_problems(self, stack_name: str, cfg: StackConfig) -> list[str]:
         problems = stack_name_problems(stack_name)
