@@ -6,6 +6,7 @@ each of them sees the same GPU, the same model and the same sizing arithmetic.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -109,8 +110,16 @@ def resolve_stack(config: StackConfig, name: str = "stack", catalog: Catalog | N
     )
 
 
+# Pulumi's own rule for a stack name (pkg/backend validateStackName: ^[A-Za-z0-9_.-]{1,100}$), on every provider:
+# the name reaches hostnames, cloud-side names and tags, and comments of rendered files.
+PULUMI_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
 def check_stack_name(stack: ResolvedStack) -> None:
     """Refuse, before anything is created, a stack name the cloud's cloud-side names cannot carry."""
+    if not PULUMI_STACK_NAME.fullmatch(stack.name):
+        raise ConfigError([f"stack name {stack.name!r} is not a Pulumi stack name: 1-100 letters, digits, '_', '.' "
+                           "or '-'"])
     problems = stack.cloud.stack_name_problems(stack.name, stack.config)
     if problems:
         raise ConfigError(problems)

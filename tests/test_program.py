@@ -353,6 +353,16 @@ def test_a_stack_name_digitalocean_names_cannot_carry_is_refused_before_anything
     assert run_program(PROJECT_DIR, "qa-1", config, secret_keys, "digitalocean", "tor1").outputs["endpoint"]
 
 
+@pytest.mark.parametrize("stack_name", ["qa\nb", "qa b", "$(id)", "q" * 101, ""])
+def test_a_stack_name_pulumi_refuses_is_refused_on_aws_too(stack_name: str) -> None:
+    # AWS names carry '_' and '.', but not a newline (it would break out of a cloud-init comment) or a space.
+    path = STACKS / "aws-spot.yaml"
+    config, secret_keys = engine_config(dict(read_stack_file(path)))
+    with pytest.raises(ConfigError, match="not a Pulumi stack name"):
+        run_program(PROJECT_DIR, stack_name, config, secret_keys, "aws", "us-east-1")
+    assert run_program(PROJECT_DIR, "qa_1.eu", config, secret_keys, "aws", "us-east-1").outputs["endpoint"]
+
+
 def test_a_stack_name_too_long_for_the_prometheus_volume_name_is_refused_before_anything() -> None:
     # "gpu-inference-<stack>-prometheus-data" must fit DigitalOcean's 64 characters: 34 for the stack name.
     path = stack_path("dev")
