@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -351,6 +352,9 @@ def budget_from_views(views: Iterable[ResourceView]) -> float | None:
     """The monthlyBudgetUsd the VllmService components carry (the smallest, if they differ)."""
     budgets = [float(v.props["monthlyBudgetUsd"]) for v in views
                if is_vllm_service(v) and isinstance(v.props.get("monthlyBudgetUsd"), int | float)]
+    # An infinite (or nan) budget is no budget: every bill would pass "of $inf". Config validation refuses
+    # one; a component built around it must not pass either.
+    budgets = [b for b in budgets if math.isfinite(b) and b > 0]
     return min(budgets) if budgets else None
 
 
@@ -389,11 +393,48 @@ def check_budget(views: list[ResourceView], budget_usd: float, slack_usd: float 
 # ---------------------------------------------------------------------------------------------
 
 
-def _is_world(cidr: Any) -> bool:
-    try:
-        return ipaddress.ip_network(str(cidr), strict=False).prefixlen == 0
-    except ValueError:
-        return False
+# "Open to the world" is judged by how much public address space a port's sources cover together, not by
+# `prefixlen == 0`: [0.0.0.0/1, 128.0.0.0/1] (or ::/1 + 8000::/1, or 256 /8s) is the whole internet too.
+# Open means more than 1/256 of a family's public space: a /8 of IPv4 (no one organisation holds more; the
+# largest legacy assignments are single /8s, so a real office or VPN range never comes close), and the same
+# share of IPv6's global unicast space 2000::/3, i.e. a /11 (the RIRs' own allocations from IANA are /12s).
+# Public IPv4 is everything outside IANA's special-purpose ranges (RFC 6890: private, loopback, link-local,
+# CGN, documentation, multicast, reserved), so allowing 10.0.0.0/8 or a VPC never counts.
+_NON_PUBLIC_V4 = tuple(ipaddress.IPv4Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.0.0.0/24",
+    "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3",
+))  # fmt: skip
+_GLOBAL_V6 = ipaddress.IPv6Network("2000::/3")
+WORLD_OPEN_V4_ADDRESSES = 2 ** (32 - 8)
+WORLD_OPEN_V6_ADDRESSES = 2 ** (128 - 11)
+
+
+def _public_addresses(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
+    """How many public addresses one network holds (CIDR blocks either nest or are disjoint)."""
+    if isinstance(net, ipaddress.IPv6Network):
+        if net.subnet_of(_GLOBAL_V6):
+            return net.num_addresses
+        return _GLOBAL_V6.num_addresses if _GLOBAL_V6.subnet_of(net) else 0
+    if any(net.subnet_of(r) for r in _NON_PUBLIC_V4):
+        return 0
+    return net.num_addresses - sum(r.num_addresses for r in _NON_PUBLIC_V4 if r.subnet_of(net))
+
+
+def world_sources(sources: Iterable[Any]) -> list[str]:
+    """The sources, if together they cover more public address space than WORLD_OPEN_*; else []."""
+    nets: dict[int, list[tuple[str, Any]]] = {4: [], 6: []}
+    for source in sources:
+        try:
+            net = ipaddress.ip_network(str(source), strict=False)
+        except ValueError:
+            continue  # not an address (a tag, a group): never world-open
+        nets[net.version].append((str(source), net))
+    world: list[str] = []
+    for version, limit in ((4, WORLD_OPEN_V4_ADDRESSES), (6, WORLD_OPEN_V6_ADDRESSES)):
+        union = ipaddress.collapse_addresses(net for _, net in nets[version])  # disjoint blocks
+        if sum(_public_addresses(n) for n in union) > limit:
+            world += [text for text, _ in nets[version]]
+    return world
 
 
 def open_ports(view: ResourceView) -> Iterator[OpenPort]:
@@ -456,10 +497,26 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     endpoint is public, no credential in a plain (non-secret) input."""
     allowed = settings.allowed_cidrs
     problems: list[str] = []
-    for port in open_ports(view):
-        world = [s for s in port.sources if _is_world(s)]
-        if world and any(port.low <= p <= port.high for p in PUBLIC_PORTS) and settings.public_endpoint is False \
-                and settings.api_key_set is False:
+    ports = list(open_ports(view))
+
+    @functools.cache
+    def world_at(number: int) -> tuple[str, ...]:
+        """Sources of every rule of this resource admitting ``number``, when together they are the world."""
+        return tuple(world_sources(s for p in ports if p.low <= number <= p.high for s in p.sources))
+
+    reported: set[int] = set()  # a port opened by several rules together is reported once
+
+    def world_once(port: OpenPort, number: int) -> list[str]:
+        if number in reported or not port.low <= number <= port.high:
+            return []
+        world = list(world_at(number))
+        if world:
+            reported.add(number)
+        return world
+
+    for port in ports:
+        world = sorted({s for p in PUBLIC_PORTS if port.low <= p <= port.high for s in world_at(p)})
+        if world and settings.public_endpoint is False and settings.api_key_set is False:
             # publicEndpoint says private, but the API port faces the world: it is public, so it needs a key.
             problems.append(
                 f"{view.name!r} {port.rule} serves a public endpoint without an API key (open to "
@@ -467,19 +524,21 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
                 f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or close the port to the world"
             )
         for number, what in SENSITIVE_PORTS.items():
-            if world and port.low <= number <= port.high:
+            world = world_once(port, number)
+            if world:
                 problems.append(
                     f"{view.name!r} {port.rule} opens port {number} ({what}) to {', '.join(world)}: it has no "
                     f"authentication of its own; allow only the load balancer / Prometheus host "
                     f"(sourceDropletIds / securityGroups) or {NAMESPACE}:allowedCidrs"
                 )
         if port.low <= SSH_PORT <= port.high and port.sources:
+            world = world_once(port, SSH_PORT)
             if world:
                 problems.append(
                     f"{view.name!r} {port.rule} opens SSH (22) to {', '.join(world)}: allow only "
                     f"{NAMESPACE}:allowedCidrs ({', '.join(allowed) if allowed else 'empty: SSH closed'})"
                 )
-            elif allowed is not None:
+            elif allowed is not None and not world_at(SSH_PORT):
                 extra = [s for s in port.sources if s not in allowed]
                 if extra:
                     problems.append(

@@ -394,3 +394,74 @@ def test_security_kubernetes_nginx_in_front() -> None:
     # Public without a key: exactly the missing key, not an open vLLM port.
     [(name, message)] = check_security(views(public=True, api_key=False))
     assert name == "gpu-inference-vllm" and "without an API key" in message
+
+
+# --- world-open by address-space coverage (issue 11) --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ["0.0.0.0/1", "128.0.0.0/1"],
+        ["::/1", "8000::/1"],
+        ["2000::/3"],
+        ["2000::/10"],  # more than a /11 of global unicast
+        [f"{a}.0.0.0/8" for a in range(1, 3)],  # two public /8s: more than one /8
+        ["11.0.0.0/8", "12.0.0.0/9"],
+        ["0.0.0.0/0"],
+        ["::/0"],
+    ],
+)
+@pytest.mark.parametrize("port", [8000, 9100, 9400, 9090, 22])
+def test_security_judges_world_open_by_coverage(sources: list[str], port: int) -> None:
+    views = [firewall("fw", {"protocol": "tcp", "portRange": str(port), "sourceAddresses": sources})]
+    [(name, message)] = check_security(views, allowed_cidrs=["203.0.113.0/24"])
+    assert name == "fw" and f"{port}" in message and all(s in message for s in sources)
+
+
+def test_security_coverage_adds_up_across_rules_of_one_resource() -> None:
+    split = firewall("fw", {"protocol": "tcp", "portRange": "8000", "sourceAddresses": ["0.0.0.0/1"]},
+                     {"protocol": "tcp", "portRange": "7000-9000", "sourceAddresses": ["128.0.0.0/1"]})
+    [(_, message)] = check_security([split])  # reported once, naming both halves
+    assert "port 8000" in message and "0.0.0.0/1" in message and "128.0.0.0/1" in message
+    sg = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
+        {"protocol": "tcp", "fromPort": 22, "toPort": 22, "ipv6CidrBlocks": ["::/1"]},
+        {"protocol": "tcp", "fromPort": 22, "toPort": 22, "ipv6CidrBlocks": ["8000::/1"]},
+    ]})
+    [(_, message)] = check_security([sg], allowed_cidrs=["::/1", "8000::/1"])  # allowedCidrs cannot bless it
+    assert "SSH (22)" in message
+
+
+@pytest.mark.parametrize(
+    "sources",
+    [
+        ["17.0.0.0/8"],  # one /8: the largest range one organisation holds
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"],  # private space is not public
+        ["2001:db8::/32", "2a00:1450::/32"],
+        ["2000::/12"],  # an RIR-sized IPv6 block: less than a /11
+        ["fc00::/7", "fe80::/10"],
+        ["203.0.113.0/24", "198.51.100.7/32"],
+    ],
+)
+def test_security_a_network_of_one_organisation_is_not_world(sources: list[str]) -> None:
+    views = [firewall("fw", {"protocol": "tcp", "portRange": "8000", "sourceAddresses": sources})]
+    assert check_security(views) == []
+
+
+def test_world_sources_counts_only_public_space() -> None:
+    from gpu_inference.policy_rules import WORLD_OPEN_V4_ADDRESSES, world_sources
+
+    # 0.0.0.0/7 is 2 ** 25 addresses, of which 0.0.0.0/8 is reserved: exactly one /8 of public space remains.
+    assert world_sources(["0.0.0.0/7"]) == []
+    assert world_sources(["0.0.0.0/7", "11.0.0.0/32"]) == ["0.0.0.0/7", "11.0.0.0/32"]
+    assert WORLD_OPEN_V4_ADDRESSES == 2 ** 24
+    assert world_sources(["not-a-cidr", "tag:lb"]) == []
+
+
+@pytest.mark.parametrize("budget", [float("inf"), float("nan"), -5.0])
+def test_budget_from_a_service_with_a_non_finite_budget_is_no_budget(budget: float) -> None:
+    """Config validation refuses monthlyBudgetUsd .inf; a service built around one still fails, not 'of $inf'."""
+    views = [service(monthlyBudgetUsd=budget), *do_stack()[1:]]
+    outcome = evaluate(views, None, PolicySettings())
+    [verdict] = [v for v in outcome if v.name == "budget"]
+    assert not verdict.passed and "no monthly budget is known" in verdict.message
