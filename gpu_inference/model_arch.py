@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpu_inference.constants import DATA_DIR
+from gpu_inference.errors import validation_messages
 
 AttentionKind = Literal["full", "mla", "sliding_window", "chunked_local"]
 LayerType = Literal["full", "sliding", "chunked"]
@@ -339,11 +340,37 @@ def resolve_model(ref: str) -> ModelArchitecture:
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"
     if path.is_file():
-        return model_from_hf_config(json.loads(path.read_text()), model_id=str(path))
+        return _from_config_file(path)
     close = difflib.get_close_matches(ref, list(catalog), n=5, cutoff=0.6)
     if not close:
         close = difflib.get_close_matches(ref.lower(), list(by_lower), n=5, cutoff=0.6)
     raise UnknownModel(ref, close)
+
+
+class InvalidModelConfig(ValueError):
+    """A config.json that is not a usable Hugging Face model config: one line naming the file and the key."""
+
+
+def _from_config_file(path: Path) -> ModelArchitecture:
+    """A config.json → ModelArchitecture; every way the file can be wrong is one InvalidModelConfig line."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidModelConfig(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidModelConfig(f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("text_config", {}), dict):
+        raise InvalidModelConfig(f"{path} must hold a JSON object (a Hugging Face config.json), not a "
+                                 f"{type(config).__name__}")
+    try:
+        return model_from_hf_config(config, model_id=str(path))
+    except ValidationError as exc:
+        messages = validation_messages(exc.errors(include_url=False), lambda loc: ".".join(str(p) for p in loc))
+        raise InvalidModelConfig(f"{path}: {'; '.join(messages)}") from None
+    except KeyError as exc:
+        raise InvalidModelConfig(f"{path}: {exc.args[0]} is required (a Hugging Face config.json has it)") from None
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError) as exc:
+        raise InvalidModelConfig(f"{path}: not a usable model config ({' '.join(str(exc).split())})") from None
 
 
 # ---- Hugging Face config.json ------------------------------------------------------------------------

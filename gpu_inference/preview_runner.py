@@ -38,7 +38,7 @@ from gpu_inference import naming
 from gpu_inference.clouds import CLOUDS, FakeAddress, cloud_for
 from gpu_inference.config import load_stack_config, read_stack_file, stack_file_path
 from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME
-from gpu_inference.errors import ConfigError
+from gpu_inference.errors import ConfigError, OutputError
 from gpu_inference.preview_subprocess import preview_checkout
 from gpu_inference.secrets import REDACTED, SecretValue
 from gpu_inference.stack import ResolvedStack, resolve_stack
@@ -466,8 +466,11 @@ def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str,
     written: list[str] = []
     for rel, content in sorted(files.items()):
         path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(content, encoding="utf-8")
+        except OSError as exc:  # e.g. --out under /proc, a full disk: one line, exit 2 (cli.py)
+            raise OutputError(f"--out {out_dir}: cannot write {rel} ({exc.strerror or exc})") from None
         written.append(str(path))
     return written
 

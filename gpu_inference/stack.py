@@ -14,7 +14,7 @@ from gpu_inference.catalog import Catalog, Gpu, Offering, UnknownCatalogEntry, l
 from gpu_inference.clouds import Cloud, cloud_for
 from gpu_inference.config import NAMESPACE, StackConfig
 from gpu_inference.errors import ConfigError
-from gpu_inference.model_arch import ModelArchitecture, UnknownModel, resolve_model
+from gpu_inference.model_arch import InvalidModelConfig, ModelArchitecture, UnknownModel, resolve_model
 from gpu_inference.sizing import SizingRequest, SizingResult, size_deployment
 
 
@@ -98,6 +98,8 @@ def resolve_stack(config: StackConfig, name: str = "stack", catalog: Catalog | N
         model = resolve_model(config.model)
     except UnknownModel as exc:
         problems.append(f"{NAMESPACE}:model = {config.model!r} is unknown: {exc}")
+    except InvalidModelConfig as exc:
+        problems.append(f"{NAMESPACE}:model = {config.model!r} is not a usable config.json: {exc}")
     if offering is not None and config.tensor_parallel_size and config.tensor_parallel_size > offering.gpu_count:
         problems.append(
             f"{NAMESPACE}:tensorParallelSize = {config.tensor_parallel_size} exceeds the "

@@ -135,3 +135,160 @@ def test_cost_without_a_measured_throughput_uses_the_estimate_and_says_so(capsys
     assert main(["cost", "dev", "--json", "--tokens-per-second", "900"]) == 0
     measured = json.loads(capsys.readouterr().out)["economics"]
     assert measured["tokens_per_second_per_node"] == 900 and measured["tokens_per_second_source"].startswith("given")
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 11: no traceback, ever; invalid input is exit 2 with one line in the stack config's words
+# ---------------------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _config_json(tmp_path: Path, **changes: object) -> Path:
+    config = json.loads((FIXTURES / "llama31-8b-finetune-config.json").read_text())
+    config.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "errors.pydantic.dev" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "fragments"),
+    [
+        (["--tensor-parallel-size", "0"], ["--tensor-parallel-size = 0 is out of range: allowed ≥ 1"]),
+        (["--pipeline-parallel-size", "0"], ["--pipeline-parallel-size = 0 is out of range: allowed ≥ 1"]),
+        (["--max-model-len", "-1"], ["--max-model-len = -1 is out of range: allowed > 0"]),
+        (["--gpu-memory-utilization", "2"], ["--gpu-memory-utilization = 2.0 is out of range: allowed ≤ 1"]),
+        (["--max-num-seqs", "0"], ["--max-num-seqs = 0 is out of range"]),
+    ],
+)
+def test_size_flags_out_of_range_get_one_line_not_a_pydantic_dump(
+    capsys: pytest.CaptureFixture[str], flags: list[str], fragments: list[str]
+) -> None:
+    code, _, err = run_cli(capsys, "size", "Qwen/Qwen3-8B", "--gpu", "L40S", *flags)
+    line = _one_error_line(err)
+    assert code == 2
+    assert all(f in line for f in fragments), line
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("[1, 2]", "must hold a JSON object"),
+        ("not json", "is not valid JSON"),
+        ('{"text_config": [1]}', "must hold a JSON object"),
+        (None, "hidden_size = 0 is out of range: allowed > 0"),
+        ("{}", "hidden_size is required"),
+    ],
+)
+@pytest.mark.parametrize("command", [
+    ["size", "--gpu", "L40S"],
+    ["estimate", "--gpu", "L40S", "--input-tokens", "10", "--output-tokens", "10", "--concurrency", "1"],
+    ["plan", "--rps", "1", "--input-tokens", "10", "--output-tokens", "10"],
+])
+def test_a_bad_config_json_is_one_line_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, fragment: str, command: list[str]
+) -> None:
+    if content is None:
+        path = _config_json(tmp_path, hidden_size=0)
+    else:
+        path = tmp_path / "config.json"
+        path.write_text(content)
+    code, _, err = run_cli(capsys, command[0], str(path), *command[1:])
+    line = _one_error_line(err)
+    assert code == 2 and fragment in line and str(path) in line, line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "Infinity", "1e400"])
+@pytest.mark.parametrize("argv", [
+    ["cost", "dev", "--tokens-per-second", "{}"],
+    ["cost", "dev", "--api-price-per-mtok", "{}"],
+    ["cost", "dev", "--utilization", "{}"],
+    ["size", "Qwen/Qwen3-8B", "--gpu-memory-gib", "{}"],
+    ["size", "Qwen/Qwen3-8B", "--gpu", "L40S", "--gpu-memory-utilization", "{}"],
+    ["plan", "Qwen/Qwen3-8B", "--rps", "{}", "--input-tokens", "1", "--output-tokens", "1"],
+    ["plan", "Qwen/Qwen3-8B", "--rps", "1", "--input-tokens", "1", "--output-tokens", "1", "--ttft-ms", "{}"],
+    ["plan", "Qwen/Qwen3-8B", "--rps", "1", "--input-tokens", "1", "--output-tokens", "1", "--itl-ms", "{}"],
+    ["plan", "Qwen/Qwen3-8B", "--rps", "1", "--input-tokens", "1", "--output-tokens", "1", "--max-monthly-usd", "{}"],
+])
+def test_every_float_flag_refuses_non_finite_numbers(capsys: pytest.CaptureFixture[str], argv: list[str], value: str) -> None:
+    with pytest.raises(SystemExit) as excinfo:  # argparse: usage and one error line, exit 2
+        main([a.replace("{}", value) for a in argv])
+    _, err = capsys.readouterr()
+    assert excinfo.value.code == 2 and "finite" in err and "Traceback" not in err
+
+
+def test_every_float_flag_of_every_command_is_covered() -> None:
+    """A new float flag must use a finite-checking type (commands.finite_float or plan's _positive)."""
+    from gpu_inference.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    raw_float = [f"{name} {opt}" for name, p in sub.choices.items() for a in p._actions  # type: ignore[attr-defined]
+                 if a.type is float for opt in a.option_strings[:1]]
+    assert raw_float == []
+
+
+def test_preview_out_that_is_a_file_is_refused_before_anything(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        code, stdout, err = run_cli(capsys, "preview", "dev", "--out", str(out))
+        line = _one_error_line(err)
+        assert code == 2 and "is a file, not a directory" in line and stdout == ""
+
+
+def test_preview_out_that_cannot_be_written_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "preview", "dev", "--out", "/proc/gpu-inference-nope")
+    line = _one_error_line(err)
+    assert code == 2 and "--out /proc/gpu-inference-nope" in line
+
+
+def test_preview_of_a_directory_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "preview", str(tmp_path / "Pulumi.x.yaml").replace("Pulumi.x.yaml", ""), "--no-files")
+    line = _one_error_line(err)
+    assert code == 2 and "is a directory" in line
+
+
+@pytest.mark.parametrize("target", ["dir", "/proc/gpu-inference-nope/x.md"])
+def test_cost_diff_unwritable_output_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str) -> None:
+    out = str(tmp_path) if target == "dir" else target
+    code, _, err = run_cli(capsys, "cost-diff", "--base-file", "Pulumi.dev.yaml", "--head-file", "Pulumi.dev.yaml",
+                           "-o", out)
+    line = _one_error_line(err)
+    assert code == 2 and f"-o {out}" in line
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gpu_inference.commands.size as size
+
+    def boom(args: object) -> int:
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(size, "run", boom)
+    monkeypatch.delenv("GPU_INFERENCE_TRACEBACK", raising=False)
+    code, _, err = run_cli(capsys, "size", "Qwen/Qwen3-8B", "--gpu", "L40S")
+    line = _one_error_line(err)
+    assert code == 70 and "internal error (RuntimeError: boom second line)" in line
+
+
+@pytest.mark.parametrize("text", ["", "config: [\n", "config:\n  gpu-inference:nodeCount: 1\n  gpu-inference:nodeCount: 2\n",
+                                  "a: &a [1, 1, 1]\nb: [*a, *a, *a]\n", "config:\n  gpu-inferenc:nodeCount: 1\n"])
+@pytest.mark.parametrize("command", ["cost", "preview"])
+def test_bad_stack_files_are_one_line_exit_2_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, command: str
+) -> None:
+    path = tmp_path / "Pulumi.t.yaml"
+    path.write_text(text)
+    code, stdout, err = run_cli(capsys, command, str(path), *(["--no-files"] if command == "preview" else []))
+    _one_error_line(err)
+    assert code == 2 and stdout == ""

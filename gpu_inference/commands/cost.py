@@ -15,6 +15,7 @@ from typing import Any
 
 from gpu_inference.bill import bill_table
 from gpu_inference.catalog import load_catalog
+from gpu_inference.commands import finite_float
 from gpu_inference.config import load_stack_config
 from gpu_inference.constants import HOURS_PER_MONTH
 from gpu_inference.estimate import throughput_for_stack
@@ -31,21 +32,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("stack", metavar="STACK", help="stack name (dev → Pulumi.dev.yaml) or a stack file path")
     p.add_argument(
         "--tokens-per-second",
-        type=float,
+        type=finite_float,
         metavar="N",
         help="aggregate generated tokens/s of ONE node when busy (measure it: e.g. vLLM benchmark_serving); "
         "default: the estimate command's prediction",
     )
     p.add_argument(
         "--utilization",
-        type=float,
+        type=finite_float,
         default=0.5,
         metavar="U",
         help="share of paid hours the nodes are busy, 0 < U ≤ 1 (default 0.5)",
     )
     p.add_argument(
         "--api-price-per-mtok",
-        type=float,
+        type=finite_float,
         metavar="USD",
         help="a per-token API's price per million output tokens, for the break-even utilization",
     )

@@ -25,6 +25,7 @@ import json
 import sys
 from pathlib import Path
 
+from gpu_inference.commands import check_output_file, write_output
 from gpu_inference.constants import PROJECT_DIR
 from gpu_inference.cost_diff import (
     PreviewFn,
@@ -73,6 +74,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, preview: PreviewFn = run_preview_subprocess) -> int:
     project_dir = Path(getattr(args, "project_dir", None) or PROJECT_DIR)
+    if args.output:
+        check_output_file(args.output, "-o")  # before the previews, which take seconds each
     try:
         if args.base_file is not None or args.head_file is not None:
             if args.base_file is None or args.head_file is None:
@@ -91,8 +94,7 @@ def run(args: argparse.Namespace, preview: PreviewFn = run_preview_subprocess) -
     fmt = "json" if args.json else args.format
     text = json.dumps(to_json(diff), indent=2) + "\n" if fmt == "json" else render_markdown(diff)
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text, encoding="utf-8")
+        write_output(args.output, text, "-o")
     else:
         sys.stdout.write(text)
     return exit_code(diff, args.fail_on_policy)

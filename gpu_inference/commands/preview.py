@@ -14,6 +14,7 @@ from typing import Any
 
 from gpu_inference.bill import bill_table
 from gpu_inference.clouds import CLOUDS
+from gpu_inference.commands import check_output_dir
 from gpu_inference.constants import HOURS_PER_MONTH, PROJECT_DIR
 
 
@@ -35,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from gpu_inference.preview_runner import run_preview, stack_name_of
 
     out_dir = None if args.no_files else (args.out or PROJECT_DIR / "build" / stack_name_of(args.stack))
+    if out_dir is not None:
+        check_output_dir(out_dir, "--out")  # before anything runs: nothing half-written
     report = run_preview(args.stack, out_dir)
     data = report.model_dump(mode="json")
     if args.json:

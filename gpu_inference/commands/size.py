@@ -12,6 +12,7 @@ import json
 from typing import Any, get_args
 
 from gpu_inference.catalog import Gpu, UnknownCatalogEntry, load_catalog
+from gpu_inference.commands import finite_float
 from gpu_inference.constants import VLLM_VERSION
 from gpu_inference.model_arch import resolve_model
 from gpu_inference.sizing import SizingRequest, SizingResult, size_deployment
@@ -47,11 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", help="catalog model id (e.g. Qwen/Qwen3-8B) or path to a config.json")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--gpu", metavar="NAME", help="catalog GPU (L40S, H100-80GB, ...) or an offering id")
-    where.add_argument("--gpu-memory-gib", type=float, metavar="X", help="total memory per GPU as CUDA reports it")
+    where.add_argument("--gpu-memory-gib", type=finite_float, metavar="X", help="total memory per GPU as CUDA reports it")
     p.add_argument("--tensor-parallel-size", type=int, default=1, metavar="N")
     p.add_argument("--pipeline-parallel-size", type=int, default=1, metavar="N")
     p.add_argument("--max-model-len", type=int, default=None, metavar="N", help="default: the model's max positions")
-    p.add_argument("--gpu-memory-utilization", type=float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F")
+    p.add_argument("--gpu-memory-utilization", type=finite_float, default=DEFAULT_GPU_MEMORY_UTILIZATION, metavar="F")
     p.add_argument(
         "--max-num-seqs",
         type=int,
