@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,22 +39,48 @@ BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-bootstrap"
 
 RENDERED_BY = "Rendered by gpu-inference (gpu_inference/render); do not edit on the machine."
 
-_SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+_SYSTEMD_SAFE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 
 
 def systemd_quote(arg: str) -> str:
-    """One argument for an Exec= line: specifiers (%) and variables ($) escaped, quoted when needed."""
+    """One argument for an Exec= line (systemd.service "Command lines", systemd.syntax "Quoting"): specifiers
+    (%) and variables ($) doubled, and anything but plain characters double-quoted with C escapes, so a
+    backslash, a quote or a newline stays inside the one argument. The config validators refuse such values;
+    this is the second line of defence for a renderer called with unvalidated input."""
     escaped = arg.replace("%", "%%").replace("$", "$$")
-    if _SYSTEMD_SAFE.match(arg):
+    if _SYSTEMD_SAFE.fullmatch(arg):  # fullmatch: `$` would also match before a final newline
         return escaped
-    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    escaped = escaped.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m.group()):02x}", escaped) + '"'
+
+
+def systemd_text(value: str) -> str:
+    """Free text in a unit setting that expands specifiers but has no quoting (Description=): % doubled; a
+    line break or control character is refused (it would end the setting and start another)."""
+    if not value.isprintable():
+        raise ValueError(f"{value!r} cannot go into a systemd unit setting: it holds a control character")
+    return value.replace("%", "%%")
 
 
 def shell_quote(arg: str) -> str:
-    """POSIX single-quoting (shlex.quote, but always quoting odd strings the same way)."""
-    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", arg):
-        return arg
-    return "'" + arg.replace("'", "'\"'\"'") + "'"
+    """POSIX single-quoting for sh/bash: the value stays one literal word (no expansion, no substitution)."""
+    return shlex.quote(arg)
+
+
+def yaml_comment(text: str) -> str:
+    """Free text for a ``# ...`` line of a YAML file: a line break would end the comment and inject YAML."""
+    return " ".join(re.sub(r"[\x00-\x1f\x7f]", " ", text).split())
+
+
+_NGINX_SAFE = re.compile(r"[A-Za-z0-9._:/@*-]+")
+
+
+def nginx_token(value: str, what: str) -> str:
+    """A value for an nginx.conf directive, refused unless it is one plain token: `;`, `{`, quotes, spaces
+    or a newline would end the directive and let the value write its own config (a location, a proxy_pass)."""
+    if not _NGINX_SAFE.fullmatch(value):
+        raise ValueError(f"{what} {value!r} cannot go into nginx.conf: only letters, digits and ._:/@*- are allowed")
+    return value
 
 
 def exec_line(key: str, argv: Iterable[str], indent: str = "    ", own_line: Iterable[str] = ()) -> str:
@@ -95,5 +122,8 @@ _Dumper.add_representer(str, _str_representer)
 
 
 def dump_yaml(doc: Any, header: str = "") -> str:
-    """YAML with keys in insertion order (deterministic, and in the order a reader expects)."""
+    """YAML with keys in insertion order (deterministic, and in the order a reader expects). Values go through
+    the dumper (quoted as YAML needs); the header must be comment lines only."""
+    if any(line and not line.startswith("#") for line in header.split("\n")):
+        raise ValueError(f"a YAML header must be comment lines only: {header!r}")
     return header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=2**20, allow_unicode=True)

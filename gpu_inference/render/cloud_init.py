@@ -29,6 +29,8 @@ from gpu_inference.render._common import (
     node_name,
     shell_quote,
     systemd_quote,
+    systemd_text,
+    yaml_comment,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
@@ -54,7 +56,7 @@ def _file(path: str, content: str, permissions: str = "0644", defer: bool = Fals
 
 
 def _cloud_config(comment: str, doc: dict[str, Any]) -> str:
-    return dump_yaml(doc, f"#cloud-config\n# {RENDERED_BY}\n# {comment}\n")
+    return dump_yaml(doc, f"#cloud-config\n# {RENDERED_BY}\n# {yaml_comment(comment)}\n")
 
 
 def hostname_for(stack: ResolvedStack, role: str) -> str:
@@ -69,10 +71,10 @@ def hostname_for(stack: ResolvedStack, role: str) -> str:
 
 
 def _container_unit(description: str, name: str, image: str, run_args: list[str], cmd_args: list[str]) -> str:
-    pull = f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
+    pull = f"docker image inspect {shell_quote(image)} >/dev/null 2>&1 || docker pull {shell_quote(image)}"
     return f"""# {RENDERED_BY}
 [Unit]
-Description={description}
+Description={systemd_text(description)}
 After=docker.service network-online.target
 Wants=network-online.target
 Requires=docker.service
@@ -240,14 +242,16 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     domain = stack.config.load_balancer.tls_domain
     tls = ""
     if domain:
-        cert, key = tls_paths(domain, paths)
+        # Every value quoted for bash (the domain is validated as a DNS name; this is the second line of defence).
+        cert, key = (shell_quote(p) for p in tls_paths(domain, paths))
+        cert_dir = shell_quote(tls_paths(domain, paths)[0].rsplit("/", 1)[0])
         tls = f"""
 # nginx refuses to start without the certificate it names: begin with a short-lived self-signed one
 # and let the operator install the real one (docs/runbooks.md#tls).
 if [[ ! -s {cert} ]]; then
-    log "no certificate for {domain} yet; creating a self-signed placeholder"
-    install -d -m 0755 {cert.rsplit("/", 1)[0]}
-    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj "/CN={domain}" \\
+    log {shell_quote(f"no certificate for {domain} yet; creating a self-signed placeholder")}
+    install -d -m 0755 {cert_dir}
+    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj {shell_quote(f"/CN={domain}")} \\
         -keyout {key} -out {cert}
     chmod 0600 {key}
 fi

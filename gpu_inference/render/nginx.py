@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, VLLM_PORT
-from gpu_inference.render._common import RENDERED_BY
+from gpu_inference.render._common import RENDERED_BY, nginx_token
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -59,6 +59,8 @@ class NginxPaths:
 
 def tls_paths(domain: str, paths: NginxPaths) -> tuple[str, str]:
     """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there."""
+    if domain in ("", ".", "..") or "/" in domain:  # the domain names a directory: no traversal out of tls_dir
+        raise ValueError(f"TLS domain {domain!r} cannot name a certificate directory")
     return f"{paths.tls_dir}/{domain}/fullchain.pem", f"{paths.tls_dir}/{domain}/privkey.pem"
 
 
@@ -258,7 +260,7 @@ def nginx_conf(
             "",
             "    server {",
             f"        listen {tls_listen or f'0.0.0.0:{NGINX_HTTPS_PORT}'} ssl default_server;",
-            f"        server_name {domain};",
+            f"        server_name {nginx_token(domain, 'loadBalancer.tlsDomain')};",
             f"        ssl_certificate {cert};",
             f"        ssl_certificate_key {key};",
             "        ssl_protocols TLSv1.2 TLSv1.3;",

@@ -14,7 +14,9 @@ from gpu_inference.render._common import (
     VLLM_ENV_FILE,
     check_secret,
     exec_line,
+    shell_quote,
     systemd_quote,
+    systemd_text,
 )
 
 if TYPE_CHECKING:
@@ -95,10 +97,10 @@ def vllm_unit(stack: ResolvedStack) -> str:
     """vllm.service: the pinned vllm/vllm-openai container, restarted forever by systemd."""
     cfg = stack.config
     image = cfg.vllm_image
-    pull = f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
+    pull = f"docker image inspect {shell_quote(image)} >/dev/null 2>&1 || docker pull {shell_quote(image)}"
     return f"""# {RENDERED_BY}
 [Unit]
-Description=vLLM OpenAI-compatible server ({served_model(stack)}, TP={stack.tensor_parallel_size})
+Description={systemd_text(f"vLLM OpenAI-compatible server ({served_model(stack)}, TP={stack.tensor_parallel_size})")}
 Documentation=https://docs.vllm.ai/
 After=docker.service network-online.target
 Wants=network-online.target

@@ -9,9 +9,9 @@ chmod 0600 /etc/nginx/gpu-inference-auth.conf
 # nginx refuses to start without the certificate it names: begin with a short-lived self-signed one
 # and let the operator install the real one (docs/runbooks.md#tls).
 if [[ ! -s /etc/nginx/tls/llm.example.com/fullchain.pem ]]; then
-    log "no certificate for llm.example.com yet; creating a self-signed placeholder"
+    log 'no certificate for llm.example.com yet; creating a self-signed placeholder'
     install -d -m 0755 /etc/nginx/tls/llm.example.com
-    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=llm.example.com" \
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=llm.example.com \
         -keyout /etc/nginx/tls/llm.example.com/privkey.pem -out /etc/nginx/tls/llm.example.com/fullchain.pem
     chmod 0600 /etc/nginx/tls/llm.example.com/privkey.pem
 fi
