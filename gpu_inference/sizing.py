@@ -168,7 +168,7 @@ class SizingRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
     model: ModelArchitecture
     """The architecture (catalog entry or a fine-tune's config.json)."""
-    gpu_memory_gib: float = Field(gt=0)
+    gpu_memory_gib: float = Field(gt=0, le=4096)  # the largest GPUs hold a few hundred GiB; 1e300 overflowed
     """Usable total per GPU as CUDA reports it (torch.cuda.mem_get_info total), GiB."""
     gpu_name: str | None = None
     """GPU model name; decides vLLM's batch defaults (A100 vs others) and NVLink-less all-reduce."""

@@ -292,3 +292,20 @@ def test_bad_stack_files_are_one_line_exit_2_from_the_cli(
     code, stdout, err = run_cli(capsys, command, str(path), *(["--no-files"] if command == "preview" else []))
     _one_error_line(err)
     assert code == 2 and stdout == ""
+
+
+def test_an_empty_output_path_is_refused_not_taken_as_the_current_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in (["preview", "dev", "--out", ""], ["cost-diff", "--base-file", "Pulumi.dev.yaml", "--head-file",
+                                                    "Pulumi.dev.yaml", "-o", ""]):
+        with pytest.raises(SystemExit) as excinfo:
+            main(argv)
+        assert excinfo.value.code == 2 and "empty path" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written where the command ran
+
+
+def test_an_absurd_gpu_memory_is_out_of_range_not_a_nan_crash(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "size", "Qwen/Qwen3-8B", "--gpu-memory-gib", "1e300")
+    assert code == 2 and "--gpu-memory-gib = 1e+300 is out of range: allowed ≤ 4096" in _one_error_line(err)

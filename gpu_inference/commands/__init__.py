@@ -21,6 +21,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def path_arg(text: str) -> Path:
+    """argparse type for a path flag: an empty value (`--out ""`, an unset shell variable) would be Path("."),
+    the current directory, and files would land wherever the command ran."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not allowed")
+    return Path(text)
+
+
 def check_output_dir(path: Path, flag: str) -> None:
     """Refuse, before any work, an output directory that cannot be: a file, or under a file or a read-only dir."""
     if path.exists() and not path.is_dir():

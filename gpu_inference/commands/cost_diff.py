@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from gpu_inference.commands import check_output_file, write_output
+from gpu_inference.commands import check_output_file, path_arg, write_output
 from gpu_inference.constants import PROJECT_DIR
 from gpu_inference.cost_diff import (
     PreviewFn,
@@ -56,11 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help="only this stack (repeatable); default: every Pulumi.<stack>.yaml present in either revision",
     )
-    p.add_argument("--base-file", type=Path, metavar="FILE", help="base stack file (with --head-file: compare two files)")
-    p.add_argument("--head-file", type=Path, metavar="FILE", help="head stack file, previewed in the current checkout")
+    p.add_argument("--base-file", type=path_arg, metavar="FILE", help="base stack file (with --head-file: compare two files)")
+    p.add_argument("--head-file", type=path_arg, metavar="FILE", help="head stack file, previewed in the current checkout")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown", help="output format (default markdown)")
     p.add_argument("--json", action="store_true", help="same as --format json")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the diff to FILE instead of stdout")
+    p.add_argument("-o", "--output", type=path_arg, metavar="FILE", help="write the diff to FILE instead of stdout")
     p.add_argument(
         "--fail-on-policy",
         choices=("any", "new", "never"),

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from gpu_inference.bill import bill_table
 from gpu_inference.clouds import CLOUDS
-from gpu_inference.commands import check_output_dir
+from gpu_inference.commands import check_output_dir, path_arg
 from gpu_inference.constants import HOURS_PER_MONTH, PROJECT_DIR
 
 
@@ -27,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("stack", metavar="STACK", help="stack name (dev → Pulumi.dev.yaml) or a stack file path")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
-    p.add_argument("--out", type=Path, metavar="DIR", help="where rendered files go (default build/STACK/)")
+    p.add_argument("--out", type=path_arg, metavar="DIR", help="where rendered files go (default build/STACK/)")
     p.add_argument("--no-files", action="store_true", help="render nothing to disk")
 
 
