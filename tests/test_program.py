@@ -814,3 +814,12 @@ def test_monitoring_storage_gb_sizes_the_volume() -> None:
     program = run("dev", {"monitoring": {"storageGb": 100}})
     assert named(program, DO_VOLUME, f"{PROMETHEUS}-data").inputs["size"] == 100
     assert program.outputs["monthlyCostUsd"] == pytest.approx(1184.10 + 80 * 0.10)
+
+
+def test_a_misspelt_namespace_from_the_engine_is_refused_before_anything() -> None:
+    """`pulumi up` hands the program every config key: a typo of our namespace is an error there too."""
+    config, secret_keys = engine_config(dict(read_stack_file(stack_path("dev"))))
+    with pytest.raises(ConfigError, match="gpu-inferenc:nodeCount has an unknown namespace"):
+        run_program(PROJECT_DIR, "dev", {**config, "gpu-inferenc:nodeCount": "2"}, secret_keys, "digitalocean", "tor1")
+    ok = run_program(PROJECT_DIR, "dev", {**config, "digitalocean:token": "x"}, secret_keys, "digitalocean", "tor1")
+    assert ok.outputs["endpoint"]
