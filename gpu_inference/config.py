@@ -72,9 +72,9 @@ _NODE_PATH = re.compile(r"(?:/[A-Za-z0-9._-]+)+/?")
 _NODE_PATH_MAX = 1024
 # What clients put in the API's `model` field: the characters of a repo id plus ':' (e.g. qwen2.5:32b).
 _SERVED_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.:/-]{0,126}[A-Za-z0-9_])?")
-# Region slugs: DigitalOcean's (tor1, nyc3) and AWS region codes (us-east-1, ap-southeast-2).
+# Region slugs as the clouds spell them (tor1, nyc3, us-east-1, ap-southeast-2).
 _REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
-# Size slugs and instance types: DigitalOcean's (s-1vcpu-2gb, gpu-h100x1-80gb) and EC2's (g6e.xlarge).
+# Size slugs and instance types as the clouds spell them (s-1vcpu-2gb, gpu-h100x1-80gb, g6e.xlarge).
 _SIZE = re.compile(r"[a-z0-9](?:[a-z0-9.-]{0,62}[a-z0-9])?")
 # A DOKS cluster id (a UUID from `doctl kubernetes cluster list`) or a name-like id: letters, digits, '-'.
 _CLUSTER_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?")
@@ -586,7 +586,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 # Namespaces a stack file may hold besides ours: Pulumi's own and the providers the program uses (their config,
-# e.g. digitalocean:token or aws:region, is legitimate Pulumi config). Anything else is most likely a typo of
+# e.g. a provider token or aws:region, is legitimate Pulumi config). Anything else is most likely a typo of
 # ours, and a misspelt `gpu-inferenc:nodeCount` would otherwise be ignored silently.
 OTHER_NAMESPACES = frozenset({"pulumi", "command", *(pkg for cloud in clouds.CLOUDS.values() for pkg in cloud.packages)})
 
