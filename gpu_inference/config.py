@@ -444,7 +444,8 @@ def _snake(name: str) -> str:
 def _fmt_value(value: Any) -> str:
     if isinstance(value, SecretValue) or (isinstance(value, dict) and "secure" in value):
         return "[secret]"
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    # default=repr: YAML also yields bytes (!!binary) and dates (2026-01-01), which JSON cannot show.
+    text = json.dumps(value, default=repr) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -559,6 +560,14 @@ class _StackFileLoader(yaml.SafeLoader):
                 None, None, f"aliases (*{event.anchor}) are not allowed in a stack file: write the value out",
                 event.start_mark,
             )
+        event = self.peek_event()
+        tag = getattr(event, "tag", None)
+        if tag not in (None, "!"):
+            # Explicit tags (!!binary, !!set, !!timestamp on a bad scalar...) are never needed in a stack file, and
+            # PyYAML's constructors crash on some misplaced ones instead of reporting them.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"explicit YAML tags ({tag}) are not allowed in a stack file", event.start_mark,
+            )
         return super().compose_node(parent, index)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -620,6 +629,8 @@ def read_stack_file(path: Path) -> dict[str, Any]:
         doc = yaml.load(text, Loader=_StackFileLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as exc:
         raise ConfigError([f"{path} is not valid YAML: {_yaml_problem(exc)}"]) from None
+    except (TypeError, ValueError, AttributeError) as exc:  # a PyYAML constructor tripping over odd input
+        raise ConfigError([f"{path} is not valid YAML: {' '.join(str(exc).split())}"]) from None
     if doc is None:  # nothing, or only comments
         raise ConfigError([f"{path} is empty: a stack file needs a `config:` mapping of {NAMESPACE}:<key> values"])
     if not isinstance(doc, dict):

@@ -496,6 +496,10 @@ GOOD_FILE = "".join(f"  gpu-inference:{k}: {v}\n" for k, v in BASE.items())
          ["gpu-inference:kubernetes", "only applies with provider kubernetes"]),
         (f"config:\n{GOOD_FILE}  gpu-inference:monthlyBudgetUsd: .inf\n", ["given twice"]),
         (f"config:\n{GOOD_FILE.replace('1500', '.inf')}", ["gpu-inference:monthlyBudgetUsd", "finite"]),
+        (f"config:\n{GOOD_FILE.replace('tor1', '!!binary dG9yMQo=')}", ["explicit YAML tags", "line 3"]),
+        ("config:\n  !!set gpu-inference:nodeCount: 1\n", ["explicit YAML tags"]),  # PyYAML crashed on this one
+        ("!!timestamp : x\n", ["explicit YAML tags"]),
+        (f"config:\n{GOOD_FILE.replace('tor1', '2026-01-01')}", ["gpu-inference:region", "datetime.date"]),
     ],
 )
 def test_bad_stack_files_get_one_line(tmp_path: Path, text: str, fragments: list[str]) -> None:
@@ -519,3 +523,36 @@ def test_provider_namespaces_stay_legitimate(tmp_path: Path) -> None:
 def test_a_directory_is_not_a_stack_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is a directory"):
         load_stack_config(tmp_path)
+
+
+TEXT_KEYS = ["region", "gpu", "model", "modelRepo", "servedModelName", "vllmImage", "tags", "sshKeys",
+             "loadBalancer.tlsDomain", "loadBalancer.size", "monitoring.size", "monitoring.retention"]
+
+
+@given(key=st.sampled_from(TEXT_KEYS), value=st.text(max_size=60))
+def test_fuzzed_text_is_accepted_or_one_config_error_line(key: str, value: str) -> None:
+    head, _, tail = key.partition(".")
+    item: object = [value] if key in ("tags", "sshKeys") else value
+    raw = {**BASE, head: {tail: item}} if tail else {**BASE, head: item}
+    try:
+        parse_stack_config(raw, secret_keys=set())
+    except ConfigError as exc:
+        assert all("\n" not in m for m in exc.messages)
+
+
+_YAML_BITS = ["config:", "\n", "  ", "gpu-inference:", "nodeCount", ": ", "- ", "&a ", "*a", "{", "}", "[", "]",
+              "!!python/object:os.system ", "!!binary ", "?", "'", '"', "#", "\t", "1e400", ".inf", "secure: ", "~",
+              "<<: ", "---\n", "...\n", "%YAML 1.1\n", "\x00", "provider", "digitalocean", ","]
+
+
+@given(st.one_of(st.text(max_size=200), st.lists(st.sampled_from(_YAML_BITS), max_size=40).map("".join)))
+def test_fuzzed_stack_files_are_read_or_one_config_error(text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.f.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_stack_config(path)
+        except ConfigError as exc:
+            assert "\n" not in exc.render() or len(exc.messages) > 1
