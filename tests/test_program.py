@@ -804,3 +804,9 @@ def test_monitoring_storage_gb_sizes_the_volume() -> None:
     program = run("dev", {"monitoring": {"storageGb": 100}})
     assert named(program, DO_VOLUME, f"{PROMETHEUS}-data").inputs["size"] == 100
     assert program.outputs["monthlyCostUsd"] == pytest.approx(1184.10 + 80 * 0.10)
+
+
+def test_the_served_model_name_is_a_stack_output_for_clients_and_the_ci_smoke_step(dev: ProgramRun, prod: ProgramRun) -> None:
+    # deploy.yml's smoke step passes `steps.up.outputs.servedModelName` as `--model`.
+    assert dev.outputs["servedModelName"] == "Qwen/Qwen3-8B"  # no servedModelName in dev: the repo id
+    assert prod.outputs["servedModelName"] == "qwen2.5-32b"
