@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPException, HTTPResponse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from gpu_inference.constants import SMOKE_TIMEOUT_SECONDS
+from gpu_inference.constants import PROJECT_NAME, SMOKE_TIMEOUT_SECONDS
+
+if TYPE_CHECKING:
+    from gpu_inference.config import StackConfig
 
 API_KEY_ENV = "GPU_INFERENCE_API_KEY"
 JSON_KEYS = ("ok", "endpoint", "model", "ttft_ms", "total_ms", "attempts", "error")
@@ -338,5 +342,43 @@ def run_smoke(endpoint: str, model: str, api_key: str | None, timeout_s: float =
                           f"{last}")
 
 
-__all__ = ["API_KEY_ENV", "JSON_KEYS", "SmokeInputError", "SmokeResult", "run_smoke", "validate_endpoint",
-           "validate_timeout"]
+# ---------------------------------------------------------------------------------------------
+# The program's post-deploy step (components/smoke_check.py): what it runs and whether it can reach the endpoint
+# ---------------------------------------------------------------------------------------------
+
+
+def smoke_command(python: str, endpoint: str, model: str, timeout_s: float) -> str:
+    """The shell command the program's pulumi-command step runs: exactly this CLI, every argument quoted.
+
+    The API key is not in it (it reaches the process as GPU_INFERENCE_API_KEY): pulumi-command prints the
+    command line of a failed command in its error."""
+    return shlex.join([python, "-m", "gpu_inference", "smoke", "--endpoint", endpoint, "--model", model,
+                       "--timeout", f"{timeout_s:g}"])
+
+
+def reachability(cfg: StackConfig) -> tuple[bool, str | None]:
+    """(whether the smoke step should run at all, a note for the preview) for a stack's endpoint exposure.
+
+    The step runs where `pulumi up` runs, whose address nobody knows offline: a private endpoint
+    (publicEndpoint false) is reachable only from allowedCidrs, so the preview says so; with no allowedCidrs
+    nothing outside the private network reaches it, so the step is not created (it could only time out)."""
+    key = f"{PROJECT_NAME}:smokeTest"
+    if not cfg.smoke_test:
+        return False, None
+    if not cfg.public_endpoint and not cfg.allowed_cidrs:
+        return False, (f"{key} skipped: publicEndpoint is false and allowedCidrs is empty, so no runner outside the "
+                       "stack's network can reach the endpoint; `pulumi up` will not verify it (add the runner's "
+                       f"network to allowedCidrs, or set {key} false to silence this)")
+    notes: list[str] = []
+    if not cfg.public_endpoint:
+        notes.append(f"the smoke check runs where `pulumi up` runs and the endpoint admits only allowedCidrs "
+                     f"({', '.join(cfg.allowed_cidrs)}): run `pulumi up` from inside them, or it fails after "
+                     f"{cfg.smoke_timeout_seconds:g} s with 'no answer within the timeout' (or set {key} false)")
+    if cfg.load_balancer.tls_domain:
+        notes.append(f"the smoke check calls https://{cfg.load_balancer.tls_domain}/v1: its DNS record and certificate "
+                     "must be in place before `pulumi up` ends (certificates are the operator's)")
+    return True, "; ".join(notes) or None
+
+
+__all__ = ["API_KEY_ENV", "JSON_KEYS", "SmokeInputError", "SmokeResult", "reachability", "run_smoke", "smoke_command",
+           "validate_endpoint", "validate_timeout"]
