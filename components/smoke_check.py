@@ -18,6 +18,7 @@ the vLLM StatefulSet (pulumi-kubernetes awaits its pods' readiness) and Nginx ex
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def smoke_check(
     endpoint: pulumi.Output[str],
     api_key: pulumi.Output[str | None],
     after: list[pulumi.Resource],
-    replaced_with: list[pulumi.Input[str]],
+    replaced_with: Sequence[pulumi.Input[str]],
     opts: pulumi.ResourceOptions | None = None,
 ) -> local.Command | None:
     """The smoke Command for ``stack`` (None when ``smokeTest`` is false or nothing outside can reach the endpoint).

@@ -5,7 +5,7 @@ uses. ``machines``: a LoadBalancedPool of VMs and a MonitoringStack host beside 
 KubernetesGpuPool on an existing cluster, monitoring inside it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -91,7 +91,7 @@ def _kubernetes(name: str, args: StackArgs, stack: ResolvedStack, opts: pulumi.R
 
 
 def _smoke(name: str, args: StackArgs, stack: ResolvedStack, pool: pulumi.Resource, endpoint: pulumi.Output[str],
-           replaced_with: list[pulumi.Input[str]], opts: pulumi.ResourceOptions) -> "local.Command | None":
+           replaced_with: Sequence[pulumi.Input[str]], opts: pulumi.ResourceOptions) -> "local.Command | None":
     """The smoke check after the whole pool (its load balancer and every node: depending on a component waits
     for all its children)."""
     from components.smoke_check import smoke_check
