@@ -77,7 +77,7 @@ def test_cli_json_has_exactly_the_issue_keys_and_never_echoes_the_key(backends: 
 def test_the_official_openai_client_agrees_with_the_smoke_check(backends: Callable[..., Backend],
                                                                 nginx: Callable[..., Nginx]) -> None:
     """What smoke accepts, OpenAI's own client can use; what smoke rejects (a bad key), the client rejects too."""
-    openai = pytest.importorskip("openai")
+    import openai  # requirements-dev.txt pins it: a missing client must fail here, not skip
     _, lb = _lb(backends, nginx)
     assert run_smoke(_endpoint(lb), MODEL, API_KEY, timeout_s=30).ok
     client = openai.OpenAI(base_url=_endpoint(lb), api_key=API_KEY, max_retries=0, timeout=30)
