@@ -81,6 +81,8 @@ def smoke_check(
     ]
     if cfg.api_key is not None:
         triggers.append(pulumi.Output.secret(api_key))
+    # pulumi-command 1.2.1 (pulumi_command/local/command.py): `triggers` is registered with
+    # replace_on_changes=["triggers[*]"], and with no `update` command `create` runs on any input change.
     return local.Command(
         naming.smoke(name),
         create=create,
