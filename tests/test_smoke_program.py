@@ -190,3 +190,15 @@ def test_the_preview_lists_the_command_at_no_cost_and_shows_the_note() -> None:
     assert any("allowedCidrs" in note and "smoke check" in note for note in report.notes)
     dev = run_preview("dev", None)
     assert dev.monthly_cost_usd == pytest.approx(1184.10) and not dev.notes  # public endpoint: nothing to say
+
+
+def test_the_preview_prints_the_command_line_and_the_note(capsys: pytest.CaptureFixture[str]) -> None:
+    from gpu_inference.cli import main
+
+    assert main(["preview", str(STACKS / "aws-spot.yaml"), "--no-files"]) == 0
+    out = capsys.readouterr().out
+    [line] = [row for row in out.splitlines() if SMOKE in row]
+    assert "gpu-inference-smoke  create=" in line and "-m gpu_inference smoke --endpoint http://" in line
+    assert "environment=[secret]" in line and PLACEHOLDER not in out
+    notes = out.split("\nNotes:\n", 1)[1].split("\n\n", 1)[0]
+    assert notes.startswith("  NOTE the smoke check runs where `pulumi up` runs") and "198.51.100.0/24" in notes

@@ -209,3 +209,38 @@ def test_the_registered_command_line_passes_and_fails_as_pulumi_up_would(
     assert bad.returncode == 1 and bad.stdout == ""
     assert bad.stderr.startswith("smoke test failed: the model 'qwen-typo' is not served") and bad.stderr.count("\n") == 1
     assert API_KEY not in ok.stdout + ok.stderr + bad.stdout + bad.stderr
+
+
+def test_progress_lines_appear_on_a_terminal(backends: Callable[..., Backend], nginx: Callable[..., Nginx]) -> None:
+    """The same loading phase as above, with stderr on a pseudo-terminal: now each poll says what it saw."""
+    import pty
+
+    node, lb = _lb(backends, nginx)
+    master, slave = pty.openpty()
+    try:
+        env = {**os.environ, API_KEY_ENV: API_KEY, "PYTHONPATH": str(REPO_ROOT)}
+        node.set_knobs(loading_seconds=3)
+        proc = subprocess.run(
+            [sys.executable, "-m", "gpu_inference", "smoke", "--endpoint", _endpoint(lb), "--model", MODEL,
+             "--timeout", "30"],
+            stdout=subprocess.PIPE, stderr=slave, text=True, env=env, cwd=REPO_ROOT, timeout=60, check=False,
+        )
+        os.close(slave)
+        slave = -1
+        seen = b""
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not data:
+                break
+            seen += data
+    finally:
+        os.close(master)
+        if slave != -1:
+            os.close(slave)
+    text = seen.decode(errors="replace")
+    assert proc.returncode == 0 and proc.stdout.startswith("ok: ")
+    assert f"waiting for {_endpoint(lb)}" in text and "HTTP 503" in text
+    assert API_KEY not in text
