@@ -179,6 +179,11 @@ class StackArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
 
 
 class GpuInferenceNodeArgs(TypedDict, total=False):
@@ -241,6 +246,11 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     node_index: Required[pulumi.Input[int]]
     """Which node of the pool (0-based): names its hostname and files."""
     user_data: Required[pulumi.Input[str]]
@@ -309,6 +319,11 @@ class VllmServiceArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     node_index: pulumi.Input[int]
     """Machine clouds: which node of the pool this service is (0-based)."""
     network: NetworkArgs
@@ -377,6 +392,11 @@ class MonitoringStackArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     network: NetworkArgs
     """Machine clouds: the private network and role identities the Prometheus host joins."""
     node_private_ips: pulumi.Input[Sequence[pulumi.Input[str]]]

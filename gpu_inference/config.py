@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from gpu_inference import clouds
-from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, VLLM_IMAGE
+from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, SMOKE_TIMEOUT_SECONDS, VLLM_IMAGE
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
 from gpu_inference.vocabulary import (
@@ -178,6 +178,12 @@ class StackConfig(_Model):
     """The Nginx load balancer host."""
     kubernetes: KubernetesConfig | None = None
     """Cluster settings, required when provider is kubernetes."""
+    # Post-deploy verification (issue 14): the program's pulumi-command step runs `python -m gpu_inference smoke`.
+    smoke_test: bool = True
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint
+    and fails when it does not serve the model."""
+    smoke_timeout_seconds: float = Field(SMOKE_TIMEOUT_SECONDS, ge=60, le=21600, allow_inf_nan=False)
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
 
     @field_validator("allowed_cidrs")
     @classmethod

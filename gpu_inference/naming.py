@@ -42,6 +42,11 @@ def lb_host(pool: str) -> str:
     return f"{pool}-lb"
 
 
+def smoke(pool: str) -> str:
+    """The post-deploy smoke Command of a pool (``gpu-inference-smoke``)."""
+    return f"{pool}-smoke"
+
+
 def gpu_pool(pool: str) -> str:
     """The Kubernetes layout's GPU node pool (``gpu-inference-gpu``)."""
     return f"{pool}-gpu"

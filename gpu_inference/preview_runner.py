@@ -91,6 +91,9 @@ class PreviewReport(BaseModel):
     files: list[str]
     exit_code: int
     """0 when every mandatory policy passes, 1 when one fails."""
+    notes: list[str] = Field(default_factory=list)
+    """What the program warned about through ``pulumi.log.warn`` (a real `pulumi preview` shows the same), e.g.
+    that the post-deploy smoke check reaches a private endpoint only from allowedCidrs."""
 
 
 def _close_event_loop() -> None:
@@ -472,6 +475,7 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
         outputs=outputs,
         files=files,
         exit_code=1 if any(v.blocks for v in verdicts) else 0,
+        notes=[line.removeprefix("warning: ") for line in program.log if line.startswith("warning: ")],
     )
 
 

@@ -42,6 +42,7 @@ DO_VOLUME_ATTACHMENT = "digitalocean:index/volumeAttachment:VolumeAttachment"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 EBS_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
 LB = "gpu-inference-lb"
+SMOKE = "command:local:Command"
 PROMETHEUS = "gpu-inference-monitoring-prometheus"
 WORLD = {"0.0.0.0/0", "::/0"}
 INTERNAL_PORTS = {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, PROMETHEUS_PORT}
@@ -131,6 +132,7 @@ def test_dev_registers_one_gpu_droplet_lb_and_prometheus(dev: ProgramRun) -> Non
         "gpu-inference:index:VllmService": 1,
         "gpu-inference:index:GpuInferenceNode": 1,
         "gpu-inference:index:MonitoringStack": 1,
+        SMOKE: 1,  # the post-deploy smoke check (issue 14)
     }
     sizes = sorted(r.inputs["size"] for r in of_type(dev, DROPLET))
     assert sizes == ["gpu-l40sx1-48gb", "s-1vcpu-2gb", "s-2vcpu-4gb"]

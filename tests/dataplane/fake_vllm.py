@@ -128,6 +128,11 @@ class Knobs:
     """When set, every /v1/* request answers this status (vLLM-style JSON error) at once."""
     health_status: int | None = None
     """When set, /health answers this status regardless of loading."""
+    # ---- smoke-test modes (issue 14) ----
+    drop_stream_after: int | None = None
+    """When set, a streaming completion aborts its connection after this many tokens (no [DONE])."""
+    malformed_stream: bool = False
+    """When set, a streaming completion sends a data line that is not JSON (a broken proxy, a wrong server)."""
 
 
 @dataclass
@@ -535,6 +540,7 @@ class FakeVllm:
                     if done:
                         choice["stop_reason"] = None
                     await out.stream(_sse(_chunk(rid, obj, created, self.knobs.model, choice)))
+                    await self._smoke_fault(out, i + 1)
             finished = "length"
             usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + generated, "completion_tokens": generated}
             if stream:
@@ -588,6 +594,15 @@ class FakeVllm:
                 eng.gen_hist.observe(generated)
                 if generated > 1:
                     eng.tpot.observe((end - scheduled) / generated)
+
+    async def _smoke_fault(self, out: ResponseWriter, sent: int) -> None:
+        """Smoke-test modes (issue 14): break a stream after ``sent`` tokens the way a crashing server does."""
+        if self.knobs.malformed_stream and sent == 1:
+            await out.stream(b"data: {this is not json\n\n")
+        if self.knobs.drop_stream_after is not None and sent >= self.knobs.drop_stream_after:
+            out.keep_alive = False
+            out.writer.transport.abort()  # RST, no terminating chunk: what a killed vLLM leaves behind
+            raise ConnectionResetError("fake_vllm: stream dropped (drop_stream_after)")
 
     # ---- admin (tests only) --------------------------------------------------------------------
 
@@ -730,6 +745,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--default-max-tokens", type=int, default=Knobs.default_max_tokens)
     p.add_argument("--long-threshold", type=int, default=Knobs.long_threshold, help="max_tokens ≥ this is 'long'")
     p.add_argument("--loading-seconds", type=float, default=0.0, help="/health and /v1/* answer 503 this long after start")
+    p.add_argument("--drop-stream-after", type=int, default=None, help="smoke tests: abort streams after N tokens")
+    p.add_argument("--malformed-stream", action="store_true", help="smoke tests: stream a chunk that is not JSON")
     p.add_argument("--lifetime", type=float, default=3600.0, help="exit by itself after this many seconds (safety net)")
     args = p.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
@@ -748,6 +765,8 @@ async def _main(args: argparse.Namespace) -> None:
         max_model_len=args.max_model_len,
         default_max_tokens=args.default_max_tokens,
         long_threshold=args.long_threshold,
+        drop_stream_after=args.drop_stream_after,
+        malformed_stream=args.malformed_stream,
     )
     app = FakeVllm(knobs)
     app.set_loading(args.loading_seconds)
