@@ -134,6 +134,9 @@ class StackConfig(_Model):
     model_repo: str | None = Field(None, min_length=1)
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id.
     Required when `model` is a config.json path (a fine-tune)."""
+    model_gated: bool | None = None
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required);
+    default: the model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: str | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: Dtype = DEFAULT_DTYPE

@@ -47,6 +47,12 @@ class ServiceSpec(BaseModel):
 
     model: str
     """Catalog model id or config.json path (``gpu-inference:model``)."""
+    model_repo: str | None = None
+    """The repo vLLM downloads when it is not the model id (``gpu-inference:modelRepo``)."""
+    model_gated: bool | None = None
+    """``gpu-inference:modelGated``: whether that repo is gated (None: the catalog's record)."""
+    hf_token_set: bool = False
+    """Whether the nodes get a Hugging Face token (the token itself is a secret and never part of the spec)."""
     served_model_name: str | None = None
     """The name clients use in the API's ``model`` field."""
     gpu: str
@@ -89,6 +95,9 @@ class ServiceSpec(BaseModel):
         cfg = stack.config
         return cls(
             model=cfg.model,
+            model_repo=cfg.model_repo,
+            model_gated=cfg.model_gated,
+            hf_token_set=cfg.hf_token is not None,
             served_model_name=cfg.name_for_clients,
             gpu=stack.offering.id,
             gpu_name=stack.gpu.name,
@@ -142,7 +151,8 @@ class ServiceSpec(BaseModel):
 
 # The spec fields that are stack config keys as they are (the others are derived: GPU facts, vLLM version).
 _CONFIG_KEYS = frozenset({
-    "model", "gpu", "provider", "region", "nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs", "dtype",
+    "model", "modelRepo", "modelGated",
+    "gpu", "provider", "region", "nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs", "dtype",
     "quantization", "kvCacheDtype", "gpuMemoryUtilization", "vllmImage", "typicalRequestTokens",
     "monthlyBudgetUsd", "allowedCidrs", "publicEndpoint",
 })  # fmt: skip

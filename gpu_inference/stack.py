@@ -59,6 +59,7 @@ class ResolvedStack:
             gpu_memory_gib=self.gpu.usable_memory_gib,
             gpu_name=self.gpu.name,
             gpu_supports_fp8=self.gpu.fp8,
+            gpu_vendor=self.gpu.vendor,
             gpu_multiprocessors=self.gpu.multiprocessors,
             tensor_parallel_size=self.tensor_parallel_size,
             pipeline_parallel_size=1,

@@ -80,11 +80,29 @@ def test_vllm_args_default_served_name_is_the_model() -> None:
 
 @pytest.mark.parametrize(("quantization", "expected"), [
     (None, None), ("none", None), ("int8", None), ("int4", None),
-    ("fp8", "fp8"), ("awq", "awq"), ("gptq", "gptq"), ("mxfp4", "mxfp4"),
+    # awq/gptq on bf16 weights are refused by the can-start policy; the flag alone would crash vLLM.
+    ("fp8", "fp8"), ("awq", None), ("gptq", None), ("mxfp4", "mxfp4"),
 ])  # fmt: skip
 def test_quantization_flag(quantization: str | None, expected: str | None) -> None:
     args = vllm_args(restack(dev().stack, quantization=quantization))
     assert flag(args, "--quantization") == expected
+
+
+@pytest.mark.parametrize(("model", "quantization"), [
+    ("Qwen/Qwen2.5-7B-Instruct-AWQ", "awq"), ("Qwen/Qwen2.5-7B-Instruct-AWQ", None),
+    ("Qwen/Qwen1.5-7B-Chat-GPTQ-Int4", "gptq"), ("RedHatAI/Qwen2.5-7B-Instruct-FP8-dynamic", "fp8"),
+])  # fmt: skip
+def test_a_pre_quantized_checkpoint_gets_no_quantization_flag(model: str, quantization: str | None) -> None:
+    """vLLM reads the checkpoint's quantization_config and picks awq_marlin / gptq_marlin itself; an explicit
+    --quantization awq would force the slow kernel (and fp8 on a compressed-tensors checkpoint is refused)."""
+    args = vllm_args(restack(dev().stack, model=model, quantization=quantization))
+    assert "--quantization" not in args
+
+
+def test_a_pre_quantized_repo_named_by_model_repo_gets_no_flag() -> None:
+    args = vllm_args(restack(dev().stack, model_repo="Qwen/Qwen3-8B-AWQ", quantization="awq"))
+    assert flag(args, "--model") == "Qwen/Qwen3-8B-AWQ"
+    assert "--quantization" not in args
 
 
 def test_no_secret_in_args_or_unit() -> None:
