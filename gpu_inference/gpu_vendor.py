@@ -303,9 +303,7 @@ def vllm_image(stack: ResolvedStack) -> str:
     """The vLLM image the nodes run: vllmImage when the config sets it, else the vendor's image of the pinned
     release (the CUDA image cannot start on a ROCm machine)."""
     cfg = stack.config
-    if "vllm_image" in cfg.model_fields_set:
-        return cfg.vllm_image
-    return vendor_for(stack).default_vllm_image(cfg.vllm_version)
+    return cfg.vllm_image or vendor_for(stack).default_vllm_image(cfg.vllm_version)
 
 
 def image_problems(stack: ResolvedStack) -> list[str]:

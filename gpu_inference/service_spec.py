@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from gpu_inference import naming
 from gpu_inference.constants import VLLM_IMAGE
+from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.vocabulary import (
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -112,7 +113,8 @@ class ServiceSpec(BaseModel):
             kv_cache_dtype=cfg.kv_cache_dtype,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             vllm_version=cfg.vllm_version,
-            vllm_image=cfg.vllm_image,
+            # The image the nodes run: the vendor's (ROCm on AMD) unless the config pins one.
+            vllm_image=vllm_image(stack),
             typical_request_tokens=cfg.typical_request_tokens,
             provider=cfg.provider,
             region=cfg.region,

@@ -121,14 +121,15 @@ def _no_stack_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_module_defines_the_policies_without_building_a_pack() -> None:
-    assert [p.name for p in gp.POLICIES] == ["vram-fit", "kv-headroom", "gpu-availability", "security", "budget"]
+    assert [p.name for p in gp.POLICIES] == ["vram-fit", "can-start", "kv-headroom", "gpu-availability", "security",
+                                             "budget"]
     assert isinstance(gp.budget_policy, StackValidationPolicy)
-    assert all(isinstance(p, ResourceValidationPolicy) for p in gp.POLICIES[:4])
+    assert all(isinstance(p, ResourceValidationPolicy) for p in gp.POLICIES[:5])
     levels = {p.name: p.enforcement_level for p in gp.POLICIES}
     assert levels == {
         "vram-fit": EnforcementLevel.MANDATORY, "kv-headroom": EnforcementLevel.ADVISORY,
         "gpu-availability": EnforcementLevel.MANDATORY, "security": EnforcementLevel.ADVISORY,
-        "budget": EnforcementLevel.MANDATORY,
+        "budget": EnforcementLevel.MANDATORY, "can-start": EnforcementLevel.MANDATORY,
     }
     assert set(gp.budget_policy.config_schema.properties) == {"monthlyBudgetUsd", "slackUsd"}
     assert "PolicyPack(" in (REPO / "policies" / "__main__.py").read_text()
