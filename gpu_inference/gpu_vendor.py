@@ -204,8 +204,8 @@ NVIDIA = GpuVendor(
 # AMD (ROCm)
 # ---------------------------------------------------------------------------------------------
 
-# Pinned: v1.5.0 (release notes: ROCm 7.0, MI2xx/MI3xx), the tag AMD's GPU operator 1.5.0 ships and one found
-# pre-pulled on DigitalOcean's AMD image.
+# Pinned: v1.5.0 (release notes: ROCm 7.0, MI2xx/MI3xx), the tag AMD's GPU operator 1.5.0 ships and one a public
+# MI300X run report found pre-pulled on its cloud's AMD GPU image.
 AMD_METRICS_EXPORTER_IMAGE = "rocm/device-metrics-exporter:v1.5.0"
 AMD_METRICS_CONFIG_DIR = "/etc/gpu-inference/device-metrics-exporter"
 # Prefix written explicitly (the exporter's ConfigMap example's value) so the metric names below hold whatever
@@ -287,7 +287,7 @@ AMD = GpuVendor(
     kubernetes_missing=(
         "the Kubernetes layout schedules pods on nvidia.com/gpu and tolerates the NVIDIA taint only; AMD GPU "
         "pools (the ROCm device plugin's amd.com/gpu resource, its taint and the ROCm image in the pod spec) are "
-        "not built yet: use provider digitalocean for AMD offerings"
+        "not built yet"
     ),
 )
 
@@ -325,7 +325,14 @@ def image_problems(stack: ResolvedStack) -> list[str]:
 
 def layout_problems(stack: ResolvedStack) -> list[str]:
     """Why the stack's layout cannot run this vendor's GPUs (the can-start policy refuses them: exit 1)."""
+    from gpu_inference.clouds import CLOUDS
+
     vendor = vendor_for(stack)
     if stack.cloud.layout == "kubernetes" and vendor.kubernetes_missing:
-        return [f"{stack.offering.id} has {vendor.name.upper()} GPUs ({stack.gpu.id}) but {vendor.kubernetes_missing}."]
+        # The machine clouds that sell this offering run the vendor's image on their own machines.
+        machines = [name for name, cloud in CLOUDS.items()
+                    if cloud.layout == "machines" and cloud.catalog_cloud == stack.offering.cloud]
+        instead = f": use provider {' or '.join(machines)} for it" if machines else ""
+        return [f"{stack.offering.id} has {vendor.name.upper()} GPUs ({stack.gpu.id}) but {vendor.kubernetes_missing}"
+                f"{instead}."]
     return []
