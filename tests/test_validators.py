@@ -427,6 +427,22 @@ def test_promtool_tests_fail_when_a_threshold_drifts(tmp_path: Path) -> None:
     assert "VllmQueueDepthHigh" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(("metric", "alert"), [
+    ("amd_gpu_junction_temperature", "GpuTemperatureHigh"),
+    ("amd_gpu_used_vram", "GpuMemoryNearlyFull"),
+    ("amd_gpu_ecc_uncorrect_total", "GpuEccUncorrectable"),
+])  # fmt: skip
+def test_amd_rule_tests_fail_when_a_rule_reads_another_metric(metric: str, alert: str, tmp_path: Path) -> None:
+    """The AMD cases feed the exporter's metric names: a rule on any other name (DCGM's, or a renamed field)
+    fails them, so the AMD alerts are not blind by construction."""
+    s = SCENARIOS["amd"]()
+    write(tmp_path / "gpu-inference.yml", alert_rules(s.stack).replace(metric, metric + "_renamed"))
+    write(tmp_path / "gpu-inference.test.yml", alert_rule_tests(s.stack))
+    result = run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert alert in result.stdout + result.stderr
+
+
 def test_promtool_rejects_broken_rules(tmp_path: Path) -> None:
     text = alert_rules(SCENARIOS["dev"]().stack).replace("vllm:num_requests_waiting)", "vllm:num_requests_waiting", 1)
     path = write(tmp_path / "bad.yml", text)
