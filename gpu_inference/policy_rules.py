@@ -350,10 +350,12 @@ def can_start(view: ResourceView, settings: PolicySettings) -> Outcome:
         return problems, ""
     vendor = gpu_vendor.vendor_for(rs)
     stored = checkpoint.stored_quantization(rs)
+    at_load = checkpoint.quantization_flag(rs)
+    weights = f"stored {stored}" if stored != "none" else (f"16-bit, {at_load} at load" if at_load else "16-bit")
     gated, _why = checkpoint.gated(rs)
     return [], (
-        f"{checkpoint.repo(rs)} ({'stored ' + stored if stored != 'none' else 'unquantized'}"
-        f"{', gated: hfToken set' if gated else ''}) on {vendor.software} with {gpu_vendor.vllm_image(rs)}"
+        f"{checkpoint.repo(rs)} ({weights}{', gated: hfToken set' if gated else ''}) on {vendor.software} "
+        f"with {gpu_vendor.vllm_image(rs)}"
     )
 
 

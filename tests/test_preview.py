@@ -99,6 +99,7 @@ def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:
         ("bad-gpu-memory-utilization.yaml", "gpu-inference:gpuMemoryUtilization"),
         ("bad-provider.yaml", "gpu-inference:provider"),
         ("bad-misspelt-key.yaml", "gpu-inference:maxModelLength"),
+        ("bad-amd-cuda-image.yaml", "gpu-inference:vllmImage"),
     ],
 )
 def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, key: str, tmp_path: Path) -> None:
@@ -231,3 +232,18 @@ def test_stacks_vllm_cannot_start_exit_1(change: dict[str, str], needle: str, tm
     failed = [p for p in json.loads(proc.stdout)["policies"] if not p["passed"]]
     assert [p["name"] for p in failed] == ["can-start"] and needle in failed[0]["message"]
     assert failed[0]["level"] == "mandatory"
+
+
+def test_amd_on_the_kubernetes_layout_is_refused_naming_the_missing_piece(tmp_path: Path) -> None:
+    """The Kubernetes layout has no ROCm path yet (device plugin resource, taint, ROCm image): refused, exit 1."""
+    text = (STACKS / "kubernetes.yaml").read_text()
+    assert "gpu-inference:gpu: gpu-l40sx1-48gb" in text and "gpu-inference:region: tor1" in text
+    text = text.replace("gpu-l40sx1-48gb", "gpu-mi300x1-192gb").replace("region: tor1", "region: atl1")
+    text = text.replace("monthlyBudgetUsd: 2400", "monthlyBudgetUsd: 4000")
+    stack = tmp_path / "Pulumi.k8s-amd.yaml"
+    stack.write_text(text)
+    proc = preview(str(stack), "--json", "--no-files")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [p for p in json.loads(proc.stdout)["policies"] if not p["passed"] and p["level"] == "mandatory"]
+    assert [p["name"] for p in failed] == ["can-start"]
+    assert "amd.com/gpu" in failed[0]["message"] and "use provider digitalocean" in failed[0]["message"]
