@@ -86,9 +86,9 @@ class ServiceSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _image_from_version(cls, data: Any) -> Any:
-        # A spec that names only the vLLM version runs that version's official image.
+        # A spec that names only the vLLM version runs that version's official image for its GPU's vendor.
         if isinstance(data, Mapping) and not data.get("vllmImage") and data.get("vllmVersion"):
-            return {**data, "vllmImage": f"vllm/vllm-openai:v{str(data['vllmVersion']).removeprefix('v')}"}
+            return {**data, "vllmImage": _vendor_image(data.get("gpu"), str(data["vllmVersion"]))}
         return data
 
     @classmethod
@@ -149,6 +149,18 @@ class ServiceSpec(BaseModel):
         if self.cluster_id:
             raw["kubernetes"] = {"clusterId": self.cluster_id}
         return raw
+
+
+def _vendor_image(offering: Any, version: str) -> str:
+    from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
+    from gpu_inference.gpu_vendor import NVIDIA, VENDORS
+
+    try:
+        catalog = load_catalog()
+        vendor = VENDORS[catalog.gpu(catalog.offering(str(offering)).gpu).vendor]
+    except (UnknownCatalogEntry, KeyError):
+        vendor = NVIDIA  # an unknown offering is refused by gpu-availability anyway
+    return vendor.default_vllm_image(version)
 
 
 # The spec fields that are stack config keys as they are (the others are derived: GPU facts, vLLM version).

@@ -132,6 +132,11 @@ def test_an_amd_offering_on_the_kubernetes_layout_fails_naming_what_is_missing()
     assert "AMD GPUs (MI300X)" in text and "amd.com/gpu" in text and "provider digitalocean" in text
 
 
+def test_a_spec_naming_only_the_vllm_version_runs_the_vendors_image() -> None:
+    failures, ok = can_start(service(gpu="gpu-mi300x1-192gb", region="atl1"), PolicySettings())  # vllmVersion only
+    assert failures == [] and "vllm/vllm-openai-rocm:v0.19.0" in ok
+
+
 def test_amd_droplets_can_start() -> None:
     failures, ok = can_start(service(gpu="gpu-mi300x1-192gb", region="atl1", vllmImage=ROCM_IMAGE), PolicySettings())
     assert failures == [] and "on ROCm with vllm/vllm-openai-rocm:v0.19.0" in ok
