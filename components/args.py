@@ -135,6 +135,9 @@ class StackArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -152,7 +155,8 @@ class StackArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -202,6 +206,9 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -219,7 +226,8 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -275,6 +283,9 @@ class VllmServiceArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -292,7 +303,8 @@ class VllmServiceArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -348,6 +360,9 @@ class MonitoringStackArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -365,7 +380,8 @@ class MonitoringStackArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]

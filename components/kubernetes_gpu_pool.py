@@ -45,6 +45,7 @@ from gpu_inference.bill import Registration
 from gpu_inference.clouds import digitalocean as do_facts
 from gpu_inference.clouds import kubernetes as facts
 from gpu_inference.constants import NGINX_HTTP_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.render._common import CONTAINER_HF_CACHE
 from gpu_inference.render.kubernetes import (
     CLUSTER_DOMAIN,
@@ -405,7 +406,7 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
         containers=[
             k8s.core.v1.ContainerArgs(
                 name="vllm",
-                image=stack.config.vllm_image,
+                image=vllm_image(stack),
                 args=vllm_args(stack),
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=VLLM_PORT)],
                 env_from=[k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret_name))],

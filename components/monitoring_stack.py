@@ -14,6 +14,7 @@ from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import PROMETHEUS_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets
 from gpu_inference.stack import ResolvedStack
 
@@ -72,7 +73,8 @@ class MonitoringStack(pulumi.ComponentResource):
         def render(values: list[Any]) -> str:
             # The same target lists the offline preview renders: vLLM and DCGM on every node,
             # node_exporter on every host including the load balancer.
-            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2])
+            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1], vendor_for(stack).exporter.port),
+                                         data_devices=values[2])
 
         host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its

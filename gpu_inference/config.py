@@ -22,7 +22,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from gpu_inference import clouds
-from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, SMOKE_TIMEOUT_SECONDS, VLLM_IMAGE
+from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, SMOKE_TIMEOUT_SECONDS, VLLM_IMAGE, VLLM_VERSION
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
 from gpu_inference.vocabulary import (
@@ -134,6 +134,9 @@ class StackConfig(_Model):
     model_repo: str | None = Field(None, min_length=1)
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id.
     Required when `model` is a config.json path (a fine-tune)."""
+    model_gated: bool | None = None
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required);
+    default: the model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: str | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: Dtype = DEFAULT_DTYPE
@@ -150,8 +153,9 @@ class StackConfig(_Model):
     """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
     kv_cache_dtype: KvCacheDtype = DEFAULT_KV_CACHE_DTYPE
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
-    vllm_image: str = VLLM_IMAGE
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    vllm_image: str | None = None
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at
+    the release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: int = Field(2048, ge=1)
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: float = Field(gt=0)
@@ -197,8 +201,8 @@ class StackConfig(_Model):
 
     @field_validator("vllm_image")
     @classmethod
-    def _image_is_pinned(cls, image: str) -> str:
-        if not _PINNED_IMAGE.match(image):
+    def _image_is_pinned(cls, image: str | None) -> str | None:
+        if image is not None and not _PINNED_IMAGE.match(image):
             raise ValueError(
                 f"must be an image with a pinned release tag like {VLLM_IMAGE} (no `latest`, no digest-less moving tag)"
             )
@@ -243,6 +247,8 @@ class StackConfig(_Model):
 
     @property
     def vllm_version(self) -> str:
+        if self.vllm_image is None:
+            return VLLM_VERSION
         match = _PINNED_IMAGE.match(self.vllm_image)
         assert match is not None  # validated above
         return match.group("version")

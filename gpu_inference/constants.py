@@ -19,6 +19,8 @@ VLLM_PORT = 8000
 # node_exporter's and NVIDIA dcgm-exporter's default ports.
 NODE_EXPORTER_PORT = 9100
 DCGM_EXPORTER_PORT = 9400
+# AMD Device Metrics Exporter's default port (ROCm/device-metrics-exporter docs: http://localhost:5000/metrics).
+AMD_METRICS_EXPORTER_PORT = 5000
 PROMETHEUS_PORT = 9090
 NGINX_HTTP_PORT = 80
 NGINX_HTTPS_PORT = 443

@@ -30,14 +30,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
 from gpu_inference.clouds import CLOUDS, OpenPort, cloud_for
 from gpu_inference.config import NAMESPACE, parse_stack_config
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.constants import (
+    AMD_METRICS_EXPORTER_PORT,
+    DCGM_EXPORTER_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    VLLM_PORT,
+)
 from gpu_inference.errors import ConfigError
 from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack, resolve_stack
 
 VLLM_SERVICE = "gpu-inference:index:VllmService"
 
-PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability"]
+PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability", "can-start"]
 Level = Literal["mandatory", "advisory", "disabled"]
 
 # Ports that must never face the whole internet: they have no authentication of their own
@@ -46,6 +52,7 @@ SENSITIVE_PORTS: dict[int, str] = {
     VLLM_PORT: "vLLM API",
     NODE_EXPORTER_PORT: "node_exporter",
     DCGM_EXPORTER_PORT: "DCGM exporter",
+    AMD_METRICS_EXPORTER_PORT: "AMD device metrics exporter",
     PROMETHEUS_PORT: "Prometheus",
 }
 SSH_PORT = 22
@@ -329,6 +336,33 @@ def gpu_availability(view: ResourceView, settings: PolicySettings) -> Outcome:
     return [], f"{gpu} ({offering.gpu_count} × {offering.gpu}) is offered in {provider}/{region}"
 
 
+def can_start(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """can-start: vLLM can start on the node as configured: the layout runs the GPU vendor's software, the
+    requested quantization is one the checkpoint has (or fp8, applied at load), and a gated repo has a token."""
+    rs = resolve_service(view)
+    if isinstance(rs, list):
+        return [], "not checked: the service cannot be resolved (see vram-fit)"
+    from gpu_inference import checkpoint, gpu_vendor  # checkpoint imports the config module this one does
+
+    problems = gpu_vendor.layout_problems(rs)
+    problems += checkpoint.start_problems(rs, hf_token_set=view.props.get("hfTokenSet") is True)
+    if problems:
+        return problems, ""
+    vendor = gpu_vendor.vendor_for(rs)
+    stored = checkpoint.stored_quantization(rs)
+    at_load = checkpoint.quantization_flag(rs)
+    weights = f"stored {stored}" if stored != "none" else (f"16-bit, {at_load} at load" if at_load else "16-bit")
+    gated, _why = checkpoint.gated(rs)
+    return [], (
+        f"{checkpoint.repo(rs)} ({weights}{', gated: hfToken set' if gated else ''}) on {vendor.software} "
+        f"with {gpu_vendor.vllm_image(rs)}"
+    )
+
+
+def check_can_start(view: ResourceView) -> list[str]:
+    return can_start(view, PolicySettings())[0] if is_vllm_service(view) else []
+
+
 def check_vram_fit(view: ResourceView) -> list[str]:
     return vram_fit(view, PolicySettings())[0] if is_vllm_service(view) else []
 
@@ -536,7 +570,7 @@ class Policy:
     """Offline: one stack-wide PASS when no resource fails, instead of one verdict per resource."""
 
 
-# Defaults: refusing money spent on a model that cannot start (vram-fit), on a GPU the region does not have
+# Defaults: refusing money spent on a model that cannot start (vram-fit, can-start), on a GPU the region does not have
 # (gpu-availability) or over budget is the product's promise, so those are mandatory. A thin KV cache still
 # serves (requests queue), so kv-headroom only advises. Security is advisory for dev stacks (people poke at
 # them from laptops) and mandatory for prod (PolicySettings.for_stack).
@@ -549,6 +583,18 @@ POLICIES: tuple[Policy, ...] = (
         check=vram_fit,
         applies=is_vllm_service,
         remediation="Apply the cheapest fix the message names: quantize, lower maxModelLen, a larger GPU, or more GPUs.",
+    ),
+    Policy(
+        name="can-start",
+        description=(
+            "vLLM can start as configured: the layout runs the GPU vendor's software (CUDA/ROCm), a requested "
+            "quantization is one the checkpoint has (or fp8, applied at load), and a gated repo has an hfToken."
+        ),
+        default_level="mandatory",
+        kind="resource",
+        check=can_start,
+        applies=is_vllm_service,
+        remediation="Apply the fix the message names: a pre-quantized modelRepo, quantization fp8, an hfToken.",
     ),
     Policy(
         name="kv-headroom",
@@ -606,7 +652,9 @@ POLICIES: tuple[Policy, ...] = (
 POLICY_BY_NAME: dict[PolicyName, Policy] = {p.name: p for p in POLICIES}
 # The order the offline preview reports verdicts in: for each service, whether its GPU is sold there, whether
 # the model fits it, whether the KV cache has headroom; then the stack's bill; then its security.
-REPORT_ORDER: tuple[PolicyName, ...] = ("gpu-availability", "vram-fit", "kv-headroom", "budget", "security")
+REPORT_ORDER: tuple[PolicyName, ...] = (
+    "gpu-availability", "vram-fit", "can-start", "kv-headroom", "budget", "security",
+)
 POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_BY_NAME)
 DEFAULT_LEVELS: dict[PolicyName, Level] = {p.name: p.default_level for p in POLICIES}
 

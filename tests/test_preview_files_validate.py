@@ -18,12 +18,13 @@ from gpu_inference.render.nginx import NginxPaths, auth_map
 
 pytestmark = pytest.mark.validators
 
-STACKS = ["dev", "prod"]
+# The AMD test stack too: its nodes get the ROCm path (gpu_inference/gpu_vendor.py).
+STACKS = ["dev", "prod", str(Path(__file__).parent / "stacks" / "amd-mi300x.yaml")]
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, list[Path]]:
-    out = tmp_path_factory.mktemp(f"preview-{request.param}")
+    out = tmp_path_factory.mktemp(f"preview-{Path(request.param).stem}")
     report = run_preview(request.param, out_dir=out)
     assert report.exit_code == 0, [p for p in report.policies if not p["passed"]]
     files = [Path(f) for f in report.files]
@@ -65,6 +66,18 @@ def _validate_prometheus(path: Path, rules_dir: Path, tmp: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _validate_amd_exporter_config(path: Path) -> None:
+    # AMD's exporter reads /etc/metrics/config.json (ROCm/device-metrics-exporter example/config.json): JSON with
+    # ServerPort and CommonConfig.MetricsFieldPrefix, a Prometheus-name prefix (else it falls back to none).
+    import json
+    import re
+
+    doc = json.loads(path.read_text())
+    assert set(doc) <= {"ServerPort", "CommonConfig", "GPUConfig"}, doc
+    assert isinstance(doc["ServerPort"], int) and 0 < doc["ServerPort"] < 65536
+    assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", doc["CommonConfig"]["MetricsFieldPrefix"])
+
+
 def test_every_file_the_preview_writes_passes_its_validator(
     written: tuple[str, Path, list[Path]], tmp_path: Path
 ) -> None:
@@ -88,6 +101,8 @@ def test_every_file_the_preview_writes_passes_its_validator(
         elif path.name == "prometheus-data-volume.conf":
             result = verify_prometheus_dropin(tmp_path / "dropin", path.read_text())
             assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.name == "amd-metrics-exporter-config.json":
+            _validate_amd_exporter_config(path)
         elif path.suffix in {".service", ".timer"}:
             continue  # verified together per node below
         else:

@@ -22,7 +22,7 @@ from pulumi import Output
 from pulumi.runtime.sync_await import _sync_await
 
 from gpu_inference.config import load_stack_config, read_stack_file
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROJECT_DIR, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROJECT_DIR, PROMETHEUS_PORT, VLLM_IMAGE, VLLM_PORT
 from gpu_inference.errors import ConfigError
 from gpu_inference.preview_runner import ProgramRun, RecordedResource, engine_config, run_program
 from gpu_inference.secrets import REDACTED, SecretValue
@@ -499,7 +499,7 @@ def test_every_config_flag_reaches_the_vllm_command_line(prod: ProgramRun) -> No
         assert flag(text, "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}")
         assert flag(text, "--tensor-parallel-size", "1")
         assert flag(text, "--dtype", cfg.dtype)
-        assert cfg.vllm_image in text
+        assert (cfg.vllm_image or VLLM_IMAGE) in text  # unset: the NVIDIA default image of the pinned release
 
 
 def test_changed_config_changes_the_rendered_command() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, dev, kube, prod
+from render_fixtures import API_KEY, HF_TOKEN, SCENARIOS, Scenario, amd, dev, kube, prod
 
 from gpu_inference.clouds import cloud_for
 from gpu_inference.config import StackConfig
@@ -80,11 +81,29 @@ def test_vllm_args_default_served_name_is_the_model() -> None:
 
 @pytest.mark.parametrize(("quantization", "expected"), [
     (None, None), ("none", None), ("int8", None), ("int4", None),
-    ("fp8", "fp8"), ("awq", "awq"), ("gptq", "gptq"), ("mxfp4", "mxfp4"),
+    # awq/gptq on bf16 weights are refused by the can-start policy; the flag alone would crash vLLM.
+    ("fp8", "fp8"), ("awq", None), ("gptq", None), ("mxfp4", "mxfp4"),
 ])  # fmt: skip
 def test_quantization_flag(quantization: str | None, expected: str | None) -> None:
     args = vllm_args(restack(dev().stack, quantization=quantization))
     assert flag(args, "--quantization") == expected
+
+
+@pytest.mark.parametrize(("model", "quantization"), [
+    ("Qwen/Qwen2.5-7B-Instruct-AWQ", "awq"), ("Qwen/Qwen2.5-7B-Instruct-AWQ", None),
+    ("Qwen/Qwen1.5-7B-Chat-GPTQ-Int4", "gptq"), ("RedHatAI/Qwen2.5-7B-Instruct-FP8-dynamic", "fp8"),
+])  # fmt: skip
+def test_a_pre_quantized_checkpoint_gets_no_quantization_flag(model: str, quantization: str | None) -> None:
+    """vLLM reads the checkpoint's quantization_config and picks awq_marlin / gptq_marlin itself; an explicit
+    --quantization awq would force the slow kernel (and fp8 on a compressed-tensors checkpoint is refused)."""
+    args = vllm_args(restack(dev().stack, model=model, quantization=quantization))
+    assert "--quantization" not in args
+
+
+def test_a_pre_quantized_repo_named_by_model_repo_gets_no_flag() -> None:
+    args = vllm_args(restack(dev().stack, model_repo="Qwen/Qwen3-8B-AWQ", quantization="awq"))
+    assert flag(args, "--model") == "Qwen/Qwen3-8B-AWQ"
+    assert "--quantization" not in args
 
 
 def test_no_secret_in_args_or_unit() -> None:
@@ -280,15 +299,17 @@ V019_METRICS = {"vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:
 REMOVED_METRICS = {"vllm:gpu_cache_usage_perc", "vllm:time_per_output_token_seconds", "vllm:num_requests_swapped"}
 
 
-@pytest.mark.parametrize("make", [dev, prod])
+@pytest.mark.parametrize("make", [dev, prod, amd])
 def test_alert_rules_shape(make) -> None:
     s: Scenario = make()
     doc = yaml.safe_load(alert_rules(s.stack))
     rules = doc["groups"][0]["rules"]
     names = [r["alert"] for r in rules]
+    # The GPU hardware-error alert is the vendor's: XIDs from DCGM, uncorrectable ECC from AMD's exporter.
+    gpu_error = "GpuEccUncorrectable" if s.stack.gpu.vendor == "amd" else "GpuXidErrors"
     assert names == [
         "VllmQueueDepthHigh", "VllmKvCachePressure", "VllmTtftP95High", "TargetDown", "VllmMetricsAbsent",
-        "GpuMemoryNearlyFull", "GpuTemperatureHigh", "GpuXidErrors", "DiskFillingUp", "DiskFillingUpPredicted",
+        "GpuMemoryNearlyFull", "GpuTemperatureHigh", gpu_error, "DiskFillingUp", "DiskFillingUpPredicted",
     ]  # fmt: skip
     runbooks = (ROOT / "docs" / "runbooks.md").read_text()
     anchors = {h.strip().lower() for h in re.findall(r"^## (.+)$", runbooks, flags=re.MULTILINE)}
@@ -302,6 +323,39 @@ def test_alert_rules_shape(make) -> None:
     used = set(re.findall(r"vllm:[a-z_]+", alert_rules(s.stack)))
     assert used <= V019_METRICS, used - V019_METRICS
     assert not used & REMOVED_METRICS
+
+
+# Fields of ROCm/device-metrics-exporter docs/configuration/metricslist.md the AMD alerts read (exported in lower
+# case behind the MetricsFieldPrefix the rendered config.json sets).
+AMD_EXPORTER_FIELDS = {"GPU_USED_VRAM", "GPU_TOTAL_VRAM", "GPU_JUNCTION_TEMPERATURE", "GPU_ECC_UNCORRECT_TOTAL"}
+
+
+def test_amd_alerts_read_the_device_metrics_exporter_fields_under_the_prefix_its_config_sets() -> None:
+    s = amd()
+    files = s.render()
+    config = json.loads(files["nodes/node-0/amd-metrics-exporter-config.json"])
+    prefix = config["CommonConfig"]["MetricsFieldPrefix"]
+    assert prefix == "amd_" and config["ServerPort"] == 5000
+    rules = alert_rules(s.stack)
+    used = set(re.findall(rf"\b{prefix}[a-z_]+", rules))
+    assert used == {prefix + f.lower() for f in AMD_EXPORTER_FIELDS}
+    assert "DCGM" not in rules and "DCGM" not in files["monitoring/prometheus.yml"]
+    # the exporter reads that config: mounted where it looks (/etc/metrics/config.json)
+    unit = files["nodes/node-0/amd-metrics-exporter.service"]
+    assert "-v /etc/gpu-inference/device-metrics-exporter:/etc/metrics" in unit
+    cloud_init = yaml.safe_load(files["nodes/node-0/cloud-init.yaml"])
+    paths = {f["path"]: f["content"] for f in cloud_init["write_files"]}
+    assert json.loads(paths["/etc/gpu-inference/device-metrics-exporter/config.json"]) == config
+
+
+def test_amd_ecc_alert_resolves_although_the_count_stays() -> None:
+    s = amd().stack
+    tests = yaml.safe_load(alert_rule_tests(s))["tests"]
+    [case] = [t for t in tests if t["name"].startswith("GpuEccUncorrectable")]
+    steps = case["alert_rule_test"]
+    assert steps[0]["exp_alerts"] == [] and steps[1]["exp_alerts"] and steps[-1]["exp_alerts"] == []
+    assert case["input_series"][0]["series"].startswith("amd_gpu_ecc_uncorrect_total{")
+    assert case["input_series"][0]["values"].endswith("2x115")  # still 2 when the alert must be gone
 
 
 def test_xid_alert_resolves_although_dcgm_keeps_the_last_code() -> None:

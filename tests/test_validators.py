@@ -20,6 +20,7 @@ import pytest
 import yaml
 from render_fixtures import API_KEY, SCENARIOS, Scenario, kube
 
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import alert_rule_tests, alert_rules, prometheus_config
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 
@@ -378,7 +379,8 @@ def monitoring_dir(scenario: str, tmp_path: Path) -> Path:
 def _targets(doc: dict) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     named = [
-        {sc["labels"]["node"]: sc["targets"][0] for sc in jobs[job]["static_configs"]} for job in ("vllm", "node", "dcgm")
+        {sc["labels"]["node"]: sc["targets"][0] for sc in jobs[job]["static_configs"]}
+        for job in ("vllm", "node", *(j for j in jobs if j not in ("vllm", "node", "prometheus")))
     ]
     return named[0], named[1], named[2]
 
@@ -423,6 +425,22 @@ def test_promtool_tests_fail_when_a_threshold_drifts(tmp_path: Path) -> None:
     result = run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
     assert result.returncode != 0
     assert "VllmQueueDepthHigh" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("metric", "alert"), [
+    ("amd_gpu_junction_temperature", "GpuTemperatureHigh"),
+    ("amd_gpu_used_vram", "GpuMemoryNearlyFull"),
+    ("amd_gpu_ecc_uncorrect_total", "GpuEccUncorrectable"),
+])  # fmt: skip
+def test_amd_rule_tests_fail_when_a_rule_reads_another_metric(metric: str, alert: str, tmp_path: Path) -> None:
+    """The AMD cases feed the exporter's metric names: a rule on any other name (DCGM's, or a renamed field)
+    fails them, so the AMD alerts are not blind by construction."""
+    s = SCENARIOS["amd"]()
+    write(tmp_path / "gpu-inference.yml", alert_rules(s.stack).replace(metric, metric + "_renamed"))
+    write(tmp_path / "gpu-inference.test.yml", alert_rule_tests(s.stack))
+    result = run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert alert in result.stdout + result.stderr
 
 
 def test_promtool_rejects_broken_rules(tmp_path: Path) -> None:
@@ -475,8 +493,9 @@ def test_systemd_analyze_verify_units(scenario: str, tmp_path: Path) -> None:
     files = rendered(scenario)
     units = {Path(rel).name: text for rel, text in files.items() if rel.startswith("nodes/node-0/")
              and rel.endswith((".service", ".timer"))}  # fmt: skip
+    exporter = vendor_for(SCENARIOS[scenario]().stack).exporter.unit  # dcgm-exporter or amd-metrics-exporter
     assert set(units) >= {"vllm.service", "vllm-healthcheck.service", "vllm-healthcheck.timer",
-                          "dcgm-exporter.service", "node-exporter.service"}  # fmt: skip
+                          exporter, "node-exporter.service"}  # fmt: skip
     scripts = {"/usr/local/bin/vllm-healthcheck": files["nodes/node-0/vllm-healthcheck.sh"]}
     root = systemd_root(tmp_path, units, scripts)
     result = systemd_verify(root, sorted(units))

@@ -38,6 +38,9 @@ KUBERNETES_CLUSTER = "digitalocean:index/kubernetesCluster:KubernetesCluster"
 # (L40S, RTX 4000/6000 Ada, H100, H200) and gpu-h100x8-base the 8-GPU ones.
 GPU_IMAGE_NVIDIA_1 = "gpu-h100x1-base"
 GPU_IMAGE_NVIDIA_8 = "gpu-h100x8-base"
+# "AMD AI/ML Ready" (Ubuntu + ROCm + amd-smi): slug as `doctl compute image list --public` lists it (image 189723042,
+# created 2025-06-09, in a public capture of that output found via the code index, 2026-12-02); public MI300X
+# run reports name the same slug for gpu-mi300x1-192gb in atl1.
 GPU_IMAGE_AMD = "gpu-amd-base"
 # Nginx and Prometheus hosts: the current Ubuntu LTS; the renderers' cloud-init targets Ubuntu.
 BASE_IMAGE = "ubuntu-24-04-x64"

@@ -10,9 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render._common import node_name
 from gpu_inference.render.cloud_init import (
-    dcgm_exporter_unit,
+    gpu_exporter_unit_for,
     gpu_node_bootstrap,
     gpu_node_cloud_init,
     lb_bootstrap,
@@ -35,7 +36,7 @@ __all__ = [
     "alert_rule_tests",
     "alert_rules",
     "alerts",
-    "dcgm_exporter_unit",
+    "gpu_exporter_unit_for",
     "gpu_node_cloud_init",
     "healthcheck_script",
     "healthcheck_units",
@@ -54,11 +55,12 @@ __all__ = [
 
 
 def monitoring_targets(
-    node_addresses: list[str], lb_address: str
+    node_addresses: list[str], lb_address: str, gpu_exporter_port: int = DCGM_EXPORTER_PORT
 ) -> tuple[list[str], dict[str, str], list[str]]:
-    """(vLLM, node_exporter, DCGM) scrape targets; node_exporter runs on every host, the LB included."""
+    """(vLLM, node_exporter, GPU exporter) scrape targets; node_exporter runs on every host, the LB included.
+    ``gpu_exporter_port``: the port of the GPU vendor's exporter (``gpu_vendor.vendor_for(stack).exporter``)."""
     vllm = [f"{a}:{VLLM_PORT}" for a in node_addresses]
-    dcgm = [f"{a}:{DCGM_EXPORTER_PORT}" for a in node_addresses]
+    dcgm = [f"{a}:{gpu_exporter_port}" for a in node_addresses]
     nodes = {node_name(i): f"{a}:{NODE_EXPORTER_PORT}" for i, a in enumerate(node_addresses)}
     nodes["loadbalancer"] = f"{lb_address}:{NODE_EXPORTER_PORT}"
     nodes["monitoring"] = f"localhost:{NODE_EXPORTER_PORT}"
@@ -80,6 +82,8 @@ def render_all(
     """
     files: dict[str, str] = {}
     hc_service, hc_timer = healthcheck_units(stack)
+    exporter = vendor_for(stack).exporter
+    exporter_unit, exporter_text = gpu_exporter_unit_for(stack)
     for i, _address in enumerate(node_addresses):
         base = f"nodes/{node_name(i)}"
         files[f"{base}/cloud-init.yaml"] = gpu_node_cloud_init(stack, i, api_key, hf_token)
@@ -87,7 +91,9 @@ def render_all(
         files[f"{base}/vllm-healthcheck.sh"] = healthcheck_script(stack)
         files[f"{base}/vllm-healthcheck.service"] = hc_service
         files[f"{base}/vllm-healthcheck.timer"] = hc_timer
-        files[f"{base}/dcgm-exporter.service"] = dcgm_exporter_unit()
+        files[f"{base}/{exporter_unit}"] = exporter_text
+        for path, content in exporter.files.items():
+            files[f"{base}/{exporter.container}-{path.rsplit('/', 1)[-1]}"] = content
         files[f"{base}/node-exporter.service"] = node_exporter_unit()
         files[f"{base}/bootstrap.sh"] = gpu_node_bootstrap(stack)
     backends = [f"{a}:{VLLM_PORT}" for a in node_addresses]
@@ -95,7 +101,7 @@ def render_all(
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
     if stack.config.monitoring.enabled:
-        vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address)
+        vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address, exporter.port)
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)

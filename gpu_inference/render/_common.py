@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-# NVIDIA's DCGM exporter, pinned: DCGM 4.6.0 paired with exporter 4.8.3 (release 2026-07-15 per NVIDIA's
-# DCGM Exporter release notes). The distroless variant is the one NVIDIA publishes for every 4.x release.
-DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless"
+# The GPU exporters' images (DCGM, AMD's device metrics exporter) are the vendor's: gpu_inference/gpu_vendor.py.
 # node_exporter on GPU nodes runs as a container too: the clouds' GPU images (gpu_inference/clouds) differ
 # in distro and package manager, Docker is the one thing they share.
 NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"

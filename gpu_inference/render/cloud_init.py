@@ -11,10 +11,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gpu_inference.clouds import CLOUDS
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT
+from gpu_inference.constants import NODE_EXPORTER_PORT
+from gpu_inference.gpu_vendor import Exporter, vendor_for, vllm_image
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
-    DCGM_EXPORTER_IMAGE,
     DOCKER_LOG_ARGS,
     HEALTHCHECK_PATH,
     HEALTHCHECK_TIMER,
@@ -94,16 +94,16 @@ WantedBy=multi-user.target
 """
 
 
-def dcgm_exporter_unit() -> str:
-    """dcgm-exporter.service: NVIDIA's exporter container (GPU memory, temperature, XIDs) on :9400."""
-    return _container_unit(
-        "NVIDIA DCGM exporter (GPU metrics for Prometheus)",
-        "dcgm-exporter",
-        DCGM_EXPORTER_IMAGE,
-        # SYS_ADMIN: NVIDIA's documented flag; DCGM needs it for the profiling counters.
-        ["--gpus", "all", "--cap-add", "SYS_ADMIN", "-p", f"{DCGM_EXPORTER_PORT}:{DCGM_EXPORTER_PORT}"],
-        [],
-    )
+def gpu_exporter_unit(exporter: Exporter) -> str:
+    """The GPU vendor's metrics exporter container (DCGM on NVIDIA, AMD's device metrics exporter on ROCm)."""
+    return _container_unit(exporter.description, exporter.container, exporter.image, list(exporter.run_args),
+                           list(exporter.cmd_args))
+
+
+def gpu_exporter_unit_for(stack: ResolvedStack) -> tuple[str, str]:
+    """(unit file name, content) of the stack's GPU exporter."""
+    exporter = vendor_for(stack).exporter
+    return exporter.unit, gpu_exporter_unit(exporter)
 
 
 def node_exporter_unit() -> str:
@@ -118,14 +118,17 @@ def node_exporter_unit() -> str:
 
 
 def gpu_node_bootstrap(stack: ResolvedStack) -> str:
-    """The GPU node's first-boot script: Docker and the NVIDIA runtime only if missing, then the services."""
-    images = " ".join(shell_quote(i) for i in (stack.config.vllm_image, DCGM_EXPORTER_IMAGE, NODE_EXPORTER_IMAGE))
-    units = " ".join(("node-exporter.service", "dcgm-exporter.service", VLLM_UNIT, HEALTHCHECK_TIMER))
+    """The GPU node's first-boot script: the driver check, Docker and the vendor's container runtime only if
+    missing, then the services."""
+    vendor = vendor_for(stack)
+    exporter = vendor.exporter
+    images = " ".join(shell_quote(i) for i in (vllm_image(stack), exporter.image, NODE_EXPORTER_IMAGE))
+    units = " ".join(("node-exporter.service", exporter.unit, VLLM_UNIT, HEALTHCHECK_TIMER))
     gpu_images = " and ".join(c.gpu_image for c in CLOUDS.values() if c.gpu_image)
+    intro = vendor.bootstrap_intro.format(gpu_images=gpu_images)
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
-# First boot of a GPU node. {gpu_images} ship Docker and
-# the NVIDIA container toolkit already: each step checks first and installs only what is missing.
+# First boot of a GPU node. {intro}: each step checks first and installs only what is missing.
 set -euo pipefail
 
 log() {{ echo "gpu-inference-bootstrap: $*"; }}
@@ -141,9 +144,7 @@ retry() {{
     return 1
 }}
 
-command -v nvidia-smi >/dev/null 2>&1 || die "no NVIDIA driver (nvidia-smi missing): use the provider's GPU image"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || die "nvidia-smi cannot talk to the GPU"
-
+{vendor.driver_check}
 if command -v docker >/dev/null 2>&1; then
     log "Docker already installed"
 elif command -v apt-get >/dev/null 2>&1; then
@@ -158,29 +159,7 @@ else
 fi
 systemctl enable --now docker.service
 
-if docker info --format '{{{{json .Runtimes}}}}' | grep -q '"nvidia"'; then
-    log "NVIDIA container runtime already configured"
-else
-    if ! command -v nvidia-ctk >/dev/null 2>&1; then
-        log "installing the NVIDIA container toolkit"
-        if command -v apt-get >/dev/null 2>&1; then
-            curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
-                | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
-            curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
-                | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \\
-                > /etc/apt/sources.list.d/nvidia-container-toolkit.list
-            retry apt-get update -q
-            DEBIAN_FRONTEND=noninteractive retry apt-get install -y -q nvidia-container-toolkit
-        else
-            curl -fsSL https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo \\
-                > /etc/yum.repos.d/nvidia-container-toolkit.repo
-            retry dnf install -y -q nvidia-container-toolkit
-        fi
-    fi
-    nvidia-ctk runtime configure --runtime=docker
-    systemctl restart docker.service
-fi
-
+{vendor.runtime_setup}
 install -d -m 0755 {MODEL_CACHE_DIR}
 chmod 0600 {VLLM_ENV_FILE}
 
@@ -198,6 +177,8 @@ log "vLLM is starting; the model loads for several minutes (journalctl -fu {VLLM
 def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | None, hf_token: str | None) -> str:
     """#cloud-config for GPU node ``node_index``: files, then the bootstrap script."""
     hc_service, hc_timer = healthcheck_units(stack)
+    exporter = vendor_for(stack).exporter
+    exporter_unit, exporter_text = gpu_exporter_unit_for(stack)
     files = [
         # Secrets: root-only. (User data itself is readable through the provider's metadata service from
         # the machine, so this is no stronger than the instance's own isolation.)
@@ -206,7 +187,8 @@ def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | No
         _file(HEALTHCHECK_PATH, healthcheck_script(stack), "0755"),
         _file(f"{SYSTEMD_DIR}/{HEALTHCHECK_UNIT}", hc_service),
         _file(f"{SYSTEMD_DIR}/{HEALTHCHECK_TIMER}", hc_timer),
-        _file(f"{SYSTEMD_DIR}/dcgm-exporter.service", dcgm_exporter_unit()),
+        *(_file(path, content) for path, content in exporter.files.items()),
+        _file(f"{SYSTEMD_DIR}/{exporter_unit}", exporter_text),
         _file(f"{SYSTEMD_DIR}/node-exporter.service", node_exporter_unit()),
         _file(BOOTSTRAP_PATH, gpu_node_bootstrap(stack), "0755"),
     ]

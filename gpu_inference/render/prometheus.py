@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gpu_inference.gpu_vendor import ERROR_WINDOW, GpuMetrics, vendor_for, vllm_image
 from gpu_inference.render._common import MODEL_CACHE_MOUNTPOINT, dump_yaml, node_name
 
 if TYPE_CHECKING:
@@ -26,10 +27,9 @@ GPU_MEMORY_FOR = "5m"
 GPU_TEMPERATURE_FOR = "5m"
 # Any XID is worth a look at once (61/62/79 mean the GPU fell off the bus or the driver crashed).
 XID_FOR = "0m"
-# DCGM_FI_DEV_XID_ERRORS holds the last XID code until the exporter restarts (NVIDIA/dcgm-exporter#500,
-# NVIDIA/DCGM#277): the alert fires when a new code appears and resolves this long after, instead of
-# firing forever after one application fault (XID 13/31/43 when vLLM crashes).
-XID_WINDOW = "15m"
+# The GPU hardware-error alert (XIDs on NVIDIA, uncorrectable ECC on AMD) looks back this far and resolves
+# this long after the error (gpu_vendor.py says why per vendor).
+XID_WINDOW = ERROR_WINDOW
 DISK_FOR = "5m"
 # predict_linear over 6 h, looking 24 h ahead; it must hold for a while so that one download burst
 # (a model being pulled into the cache) does not page anyone.
@@ -94,7 +94,8 @@ def prometheus_config(
                 "static_configs": _static(vllm_targets),
             },
             {"job_name": "node", "static_configs": _static(node_targets)},
-            {"job_name": "dcgm", "static_configs": _static(dcgm_targets)},
+            # The GPU vendor's exporter (job dcgm on NVIDIA, amd-metrics on AMD).
+            {"job_name": _gpu_metrics(stack).job, "static_configs": _static(dcgm_targets)},
             {
                 "job_name": "prometheus",
                 "static_configs": [{"targets": ["localhost:9090"], "labels": {"node": "monitoring"}}],
@@ -189,38 +190,9 @@ def alerts(stack: ResolvedStack) -> list[Alert]:
             "critical",
             "No vLLM metrics at all",
             f"No vLLM target has reported vllm:num_requests_running for {METRICS_ABSENT_FOR}: every node is "
-            f"down, or the pinned image ({stack.config.vllm_image}) renamed the metrics the alerts rely on.",
+            f"down, or the pinned image ({vllm_image(stack)}) renamed the metrics the alerts rely on.",
         ),
-        Alert(
-            "GpuMemoryNearlyFull",
-            "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) "
-            f"> {_num(mon.gpu_memory_usage_threshold)}",
-            GPU_MEMORY_FOR,
-            "warning",
-            "GPU {{ $labels.gpu }} memory nearly full on {{ $labels.node }}",
-            "GPU {{ $labels.gpu }} on {{ $labels.node }} uses {{ $value | humanizePercentage }} of its memory "
-            f"(threshold {mon.gpu_memory_usage_threshold:.0%}); vLLM preallocates "
-            f"{stack.config.gpu_memory_utilization:.0%}, so something else is holding memory.",
-        ),
-        Alert(
-            "GpuTemperatureHigh",
-            f"DCGM_FI_DEV_GPU_TEMP > {_num(mon.gpu_temperature_celsius)}",
-            GPU_TEMPERATURE_FOR,
-            "warning",
-            "GPU {{ $labels.gpu }} running hot on {{ $labels.node }}",
-            "GPU {{ $labels.gpu }} on {{ $labels.node }} is at {{ $value }}°C, "
-            f"above {_num(mon.gpu_temperature_celsius)}°C for {GPU_TEMPERATURE_FOR}; it will throttle.",
-        ),
-        Alert(
-            "GpuXidErrors",
-            # `and` keeps the left-hand value: the XID code, for the description.
-            f"DCGM_FI_DEV_XID_ERRORS != 0 and changes(DCGM_FI_DEV_XID_ERRORS[{XID_WINDOW}]) > 0",
-            XID_FOR,
-            "critical",
-            "GPU {{ $labels.gpu }} reported an XID error on {{ $labels.node }}",
-            "GPU {{ $labels.gpu }} on {{ $labels.node }} reported XID {{ $value }} "
-            f"(the last XID code, new within {XID_WINDOW}); check dmesg and consider replacing the node.",
-        ),
+        *_gpu_alerts(stack),
         Alert(
             "DiskFillingUp",
             f"node_filesystem_avail_bytes{{{_NODE_FS}}} / node_filesystem_size_bytes{{{_NODE_FS}}} "
@@ -244,6 +216,41 @@ def alerts(stack: ResolvedStack) -> list[Alert]:
     ]
 
 
+def _gpu_alerts(stack: ResolvedStack) -> list[Alert]:
+    """Memory, temperature and hardware errors of each GPU, on the metric names of the vendor's exporter."""
+    mon = stack.config.monitoring
+    m = _gpu_metrics(stack)
+    gpu = f"{{{{ $labels.{m.gpu_label} }}}}"
+    return [
+        Alert(
+            "GpuMemoryNearlyFull",
+            f"{m.memory_ratio} > {_num(mon.gpu_memory_usage_threshold)}",
+            GPU_MEMORY_FOR,
+            "warning",
+            f"GPU {gpu} memory nearly full on {{{{ $labels.node }}}}",
+            f"GPU {gpu} on {{{{ $labels.node }}}} uses {{{{ $value | humanizePercentage }}}} of its memory "
+            f"(threshold {mon.gpu_memory_usage_threshold:.0%}); vLLM preallocates "
+            f"{stack.config.gpu_memory_utilization:.0%}, so something else is holding memory.",
+        ),
+        Alert(
+            "GpuTemperatureHigh",
+            f"{m.temperature} > {_num(mon.gpu_temperature_celsius)}",
+            GPU_TEMPERATURE_FOR,
+            "warning",
+            f"GPU {gpu} running hot on {{{{ $labels.node }}}}",
+            f"GPU {gpu} on {{{{ $labels.node }}}} is at {{{{ $value }}}}°C{m.temperature_what}, "
+            f"above {_num(mon.gpu_temperature_celsius)}°C for {GPU_TEMPERATURE_FOR}; it will throttle.",
+        ),
+        Alert(m.error_alert, m.error_expr, XID_FOR, "critical", m.error_summary, m.error_description),
+    ]
+
+
+def _gpu_metrics(stack: ResolvedStack) -> GpuMetrics:
+    metrics = vendor_for(stack).exporter.metrics
+    assert metrics is not None, "every vendor's exporter names its metrics"
+    return metrics
+
+
 def alert_rules(stack: ResolvedStack) -> str:
     """The rules file (one group) Prometheus loads from /etc/prometheus/rules/."""
     doc = {"groups": [{"name": GROUP_NAME, "rules": [a.rule() for a in alerts(stack)]}]}
@@ -262,8 +269,6 @@ _TEST_MINUTES = 120
 _VLLM = {"job": "vllm", "instance": "10.0.0.2:8000", "node": "node-0", "model_name": "test-model", "engine": "0"}
 _NODE = {"job": "node", "instance": "10.0.0.2:9100", "node": "node-0", "mountpoint": "/", "fstype": "ext4",
          "device": "/dev/vda1"}
-_DCGM = {"job": "dcgm", "instance": "10.0.0.2:9400", "node": "node-0", "gpu": "0",
-         "UUID": "GPU-00000000-0000-0000-0000-000000000000", "modelName": "NVIDIA L40S"}
 
 
 def _sel(metric: str, labels: Mapping[str, str]) -> str:
@@ -408,7 +413,9 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
 
     # Target down, one case per scraped job.
     a = by_name["TargetDown"]
-    for job, port in (("vllm", 8000), ("node", 9100), ("dcgm", 9400)):
+    gm = _gpu_metrics(stack)
+    gpu_labels = gm.sample_labels
+    for job, port in (("vllm", 8000), ("node", 9100), (gm.job, vendor_for(stack).exporter.port)):
         labels = {"job": job, "instance": f"10.0.0.2:{port}", "node": "node-0"}
         cases.append(_case(
             a, f"TargetDown fires when the {job} target stays unreachable",
@@ -430,26 +437,25 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
             {"eval_time": _ts(hold), "alertname": a.name, "exp_alerts": [_expected(
                 a, {"job": "vllm"},
                 f"No vLLM target has reported vllm:num_requests_running for {a.for_}: every node is down, "
-                f"or the pinned image ({stack.config.vllm_image}) renamed the metrics the alerts rely on.",
+                f"or the pinned image ({vllm_image(stack)}) renamed the metrics the alerts rely on.",
             )]},
         ],
     })
 
-    # GPU memory: framebuffer in MiB, 48 GiB card.
+    # GPU memory: in the exporter's unit (MiB of a 48 GiB card on DCGM, MB of a 192 GB MI300X on AMD's).
     a = by_name["GpuMemoryNearlyFull"]
-    total = 46068
+    total = gm.memory_total
     used_bad = math.ceil(total * (mon.gpu_memory_usage_threshold + 1) / 2)
     if used_bad >= total:
         used_bad = total
     used_ok = int(total * stack.config.gpu_memory_utilization * 0.95)
     ratio = used_bad / total
+    ok_values, bad_values = gm.memory_series(used_ok, total), gm.memory_series(used_bad, total)
     cases.append(_case(
         a, "GpuMemoryNearlyFull fires once framebuffer use stays above the threshold",
-        [
-            {"series": _sel("DCGM_FI_DEV_FB_USED", _DCGM), "values": _step(used_ok, used_bad)},
-            {"series": _sel("DCGM_FI_DEV_FB_FREE", _DCGM), "values": _step(total - used_ok, total - used_bad)},
-        ],
-        _DCGM,
+        [{"series": _sel(metric, gpu_labels), "values": _step(ok_values[metric], bad_values[metric])}
+         for metric in ok_values],
+        gpu_labels,
         f"GPU 0 on node-0 uses {_pct(ratio)} of its memory (threshold {mon.gpu_memory_usage_threshold:.0%}); "
         f"vLLM preallocates {stack.config.gpu_memory_utilization:.0%}, so something else is holding memory.",
     ))
@@ -458,26 +464,26 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
     hot = mon.gpu_temperature_celsius + 5
     cases.append(_case(
         a, "GpuTemperatureHigh fires once the GPU stays above the temperature threshold",
-        [{"series": _sel("DCGM_FI_DEV_GPU_TEMP", _DCGM), "values": _step(60, hot)}],
-        _DCGM,
-        f"GPU 0 on node-0 is at {_fmt(hot)}°C, above {_num(mon.gpu_temperature_celsius)}°C for "
+        [{"series": _sel(gm.temperature, gpu_labels), "values": _step(60, hot)}],
+        gpu_labels,
+        f"GPU 0 on node-0 is at {_fmt(hot)}°C{gm.temperature_what}, above {_num(mon.gpu_temperature_celsius)}°C for "
         f"{GPU_TEMPERATURE_FOR}; it will throttle.",
     ))
 
-    a = by_name["GpuXidErrors"]
-    xid_case = _case(
-        a, "GpuXidErrors fires as soon as DCGM reports an XID, and resolves although the value stays",
-        [{"series": _sel("DCGM_FI_DEV_XID_ERRORS", _DCGM), "values": _step(0, 79)}],
-        _DCGM,
-        f"GPU 0 on node-0 reported XID 79 (the last XID code, new within {XID_WINDOW}); check dmesg and "
-        "consider replacing the node.",
+    a = by_name[gm.error_alert]
+    error_case = _case(
+        a, gm.error_test_name,
+        [{"series": _sel(gm.error_metric, gpu_labels), "values": gm.error_series(_TEST_MINUTES)}],
+        gpu_labels,
+        gm.error_test_description,
     )
-    # DCGM keeps reporting 79 for the rest of the test (the value is sticky): the alert must not stay.
-    xid_case["alert_rule_test"].append({
+    # The exporter keeps reporting the bad value for the rest of the test (DCGM's XID is sticky, AMD's ECC
+    # count never goes down): the alert must not stay.
+    error_case["alert_rule_test"].append({
         "eval_time": _ts(_ONSET_MIN + _minutes(duration_seconds(XID_WINDOW)) + 1), "alertname": a.name,
         "exp_alerts": [],
     })
-    cases.append(xid_case)
+    cases.append(error_case)
 
     # Disk: 1 TB filesystem; bad = half the threshold free.
     a = by_name["DiskFillingUp"]
@@ -519,10 +525,9 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
             {"series": _sel("vllm:time_to_first_token_seconds_bucket", {**_VLLM, "le": le}), "values": "0+60x120"}
             for le in (_fmt(fast), _fmt(slow_lo), "+Inf")
         ],
-        {"series": _sel("DCGM_FI_DEV_FB_USED", _DCGM), "values": _steady(used_ok)},
-        {"series": _sel("DCGM_FI_DEV_FB_FREE", _DCGM), "values": _steady(total - used_ok)},
-        {"series": _sel("DCGM_FI_DEV_GPU_TEMP", _DCGM), "values": _steady(60)},
-        {"series": _sel("DCGM_FI_DEV_XID_ERRORS", _DCGM), "values": _steady(0)},
+        *[{"series": _sel(metric, gpu_labels), "values": _steady(value)} for metric, value in ok_values.items()],
+        {"series": _sel(gm.temperature, gpu_labels), "values": _steady(60)},
+        {"series": _sel(gm.error_metric, gpu_labels), "values": _steady(0)},
         {"series": _sel("node_filesystem_avail_bytes", _NODE), "values": _steady(size // 2)},
         {"series": _sel("node_filesystem_size_bytes", _NODE), "values": _steady(size)},
     ]

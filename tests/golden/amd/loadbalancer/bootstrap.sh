@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Rendered by gpu-inference (gpu_inference/render); do not edit on the machine.
+# First boot of the load balancer: nginx.conf was written by cloud-init after the nginx package.
+set -euo pipefail
+
+log() { echo "gpu-inference-lb-bootstrap: $*"; }
+chmod 0600 /etc/nginx/gpu-inference-auth.conf
+
+nginx -t
+systemctl enable nginx.service prometheus-node-exporter.service
+systemctl restart nginx.service
+systemctl restart prometheus-node-exporter.service
+log "nginx is balancing over the GPU nodes"
