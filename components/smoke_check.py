@@ -27,6 +27,7 @@ from pulumi_command import local
 
 from gpu_inference import naming
 from gpu_inference.constants import PROJECT_DIR
+from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.render.vllm import vllm_args
 from gpu_inference.smoke import API_KEY_ENV, reachability, smoke_command
 from gpu_inference.stack import ResolvedStack
@@ -76,7 +77,7 @@ def smoke_check(
     ) if cfg.api_key is not None else None
     triggers: list[Any] = [
         f"model={model}",
-        f"vllm={cfg.vllm_image} {' '.join(vllm_args(stack))}",
+        f"vllm={vllm_image(stack)} {' '.join(vllm_args(stack))}",
         *replaced_with,
     ]
     if cfg.api_key is not None:
