@@ -107,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
                     "hours_per_month": HOURS_PER_MONTH,
                     "cost_lines": lines,
                     "monthly_cost_usd": total,
+                    # With autoscaling: [minNodes month, maxNodes month]; the budget verdict is at the maximum.
+                    "monthly_cost_range_usd": [report.get("monthly_cost_min_usd") or total, total],
                     "budget_usd": budget,
                     "within_budget": total <= budget,
                     "spot": spot.model_dump(mode="json") if spot else None,

@@ -72,8 +72,11 @@ def prometheus_config(
     node_targets: Sequence[str] | Mapping[str, str],
     dcgm_targets: Sequence[str] | Mapping[str, str],
     rule_files: Sequence[str] = (RULES_PATH,),
+    vllm_discovery: Mapping[str, Any] | None = None,
 ) -> str:
-    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names."""
+    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names.
+    ``vllm_discovery`` (service-discovery keys of the vllm job) replaces its static targets when the
+    replicas come and go (an autoscaled pool)."""
     mon = stack.config.monitoring
     interval = f"{mon.scrape_interval_seconds}s"
     doc: dict[str, Any] = {
@@ -91,7 +94,7 @@ def prometheus_config(
                 # vLLM checks the API key only on /v1/*; /metrics is open, so no bearer token is needed
                 # (and none is stored here). The node firewall limits port 8000 to the LB and this host.
                 "metrics_path": "/metrics",
-                "static_configs": _static(vllm_targets),
+                **(dict(vllm_discovery) if vllm_discovery is not None else {"static_configs": _static(vllm_targets)}),
             },
             {"job_name": "node", "static_configs": _static(node_targets)},
             {"job_name": "dcgm", "static_configs": _static(dcgm_targets)},
