@@ -46,6 +46,10 @@ KEDA_CHART_REPO = "https://kedacore.github.io/charts"
 KEDA_CHART_VERSION = "2.20.2"
 KEDA_NAMESPACE = "keda"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+# The Kubernetes minor version the objects are written for and validated against in the tests
+# (kubernetes-validate's bundled schemas, strict): a DOKS minor version offered in 2026; the cluster itself is
+# the operator's (kubernetes.clusterId), and objects valid for 1.34 stay valid in the releases after it.
+KUBERNETES_VERSION = "1.34.0"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
