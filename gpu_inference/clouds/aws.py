@@ -199,7 +199,7 @@ def _price_instance(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> l
                                size.price_date, size.price_source)]
         else:
             lines = [bill.machines(INSTANCE, name, size, 1, "instance",
-                                   "; spot requested but the catalog has no spot price, priced at on-demand")]
+                                   "; spot, priced at on-demand as an upper bound (the catalog has no sourced spot price)")]
     else:
         lines = [bill.machines(INSTANCE, name, size, 1, "instance")]
 
