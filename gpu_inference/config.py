@@ -328,6 +328,8 @@ class StackConfig(_Model):
         quant = self.quantization or "checkpoint"
         count = (f"{self.autoscaling.min_nodes}-{self.autoscaling.max_nodes} (autoscaling)"
                  if self.autoscaling is not None else str(self.node_count))
+        if self.spot and self.on_demand_nodes:
+            count += f" ({self.on_demand_nodes} on demand, {self.node_count - self.on_demand_nodes} spot)"
         return (
             f"{count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
             f"({self.dtype}, quant={quant}, kv={self.kv_cache_dtype}, max_model_len={self.max_model_len}, "
