@@ -139,13 +139,16 @@ def autoscaled() -> ProgramRun:
 
 
 def test_cost_json_shows_the_monthly_range_and_checks_the_budget_at_max(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["cost", str(AUTOSCALE), "--json"])
+    code = main(["cost", str(AUTOSCALE), "--json", "--tokens-per-second", "1000", "--utilization", "0.5"])
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     low, high = data["monthly_cost_range_usd"]
     assert low == pytest.approx(L40S_MONTH + LB_MONTH, abs=0.01)
     assert high == pytest.approx(4 * L40S_MONTH + LB_MONTH, abs=0.01)
     assert data["monthly_cost_usd"] == pytest.approx(high) and data["within_budget"] is True
+    # $/Mtok at the ceiling: maxNodes' bill for maxNodes' tokens (4 nodes at 1000 tok/s, half busy).
+    per_mtok = high / HOURS_PER_MONTH / (4 * 1000 * 0.5 * 3600 / 1e6)
+    assert data["economics"]["usd_per_million_tokens"] == pytest.approx(per_mtok)
 
 
 def test_cost_and_preview_text_print_the_range(capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,8 +67,9 @@ def test_without_a_capacity_estimate_the_advice_is_one_node(monkeypatch: pytest.
     assert "suggested gpu-inference:nodeCount: 2 (now 3)" in back
 
 
-def test_one_node_gets_no_scale_in_and_kubernetes_no_advice() -> None:
-    assert "ScaleIn" not in rules_of(SCENARIOS["dev"]().stack)
+def test_one_node_gets_scale_out_only_and_kubernetes_no_advice() -> None:
+    dev = rules_of(SCENARIOS["dev"]().stack)
+    assert "ScaleOut" in dev and "ScaleIn" not in dev  # nodeCount 1: nothing to scale in
     rules = yaml.safe_load(render_kubernetes(kube())["monitoring/rules/gpu-inference.yml"])["groups"][0]["rules"]
     assert not {"ScaleOut", "ScaleIn"} & {r["alert"] for r in rules}  # the cluster's autoscalers, or nothing
 

@@ -26,9 +26,13 @@ from gpu_inference.preview_runner import ProgramRun, engine_config, run_program
 from gpu_inference.render import render_all
 from gpu_inference.render.cloud_init import gpu_node_cloud_init
 from gpu_inference.render.spot import SPOT_WATCHER_PATH, SPOT_WATCHER_UNIT, spot_watcher_script, spot_watcher_unit
-from gpu_inference.stack import resolve_stack
+from gpu_inference.stack import ResolvedStack, resolve_stack
 
 STACK = Path(__file__).parent / "stacks" / "aws-spot-floor.yaml"
+
+
+def spot_stack() -> ResolvedStack:
+    return resolve_stack(load_stack_config(STACK), name="aws-spot-floor")
 INSTANCE = "aws:ec2/instance:Instance"
 NODE = "gpu-inference:index:GpuInferenceNode"
 
@@ -94,13 +98,14 @@ def test_the_watcher_is_on_spot_nodes_only() -> None:
 
 def test_the_watcher_script_passes_shellcheck(tmp_path: Path) -> None:
     path = tmp_path / "spot-interruption-watcher.sh"
-    path.write_text(spot_watcher_script())
+    path.write_text(spot_watcher_script(spot_stack()))
     result = shellcheck(path)
     assert result.returncode == 0, result.stdout
 
 
 def test_the_watcher_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
-    root = systemd_root(tmp_path, {SPOT_WATCHER_UNIT: spot_watcher_unit()}, {SPOT_WATCHER_PATH: spot_watcher_script()})
+    script = spot_watcher_script(spot_stack())
+    root = systemd_root(tmp_path, {SPOT_WATCHER_UNIT: spot_watcher_unit()}, {SPOT_WATCHER_PATH: script})
     result = systemd_verify(root, [SPOT_WATCHER_UNIT])
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr
@@ -192,7 +197,7 @@ def watcher_env(tmp_path: Path, endpoint: str) -> tuple[dict[str, str], Path]:
 def test_on_notice_the_watcher_drains_and_stops_vllm(stand_in: tuple[FakeImds, str], tmp_path: Path) -> None:
     imds, endpoint = stand_in
     script = tmp_path / "watcher.sh"
-    script.write_text(spot_watcher_script())
+    script.write_text(spot_watcher_script(spot_stack()))
     script.chmod(0o755)
     env, calls = watcher_env(tmp_path, endpoint)
     result = subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=30, check=False)
@@ -213,7 +218,7 @@ def test_without_a_notice_the_watcher_keeps_polling_and_touches_nothing(
 ) -> None:
     imds, endpoint = stand_in
     script = tmp_path / "watcher.sh"
-    script.write_text(spot_watcher_script())
+    script.write_text(spot_watcher_script(spot_stack()))
     script.chmod(0o755)
     env, calls = watcher_env(tmp_path, endpoint)
     proc = subprocess.Popen([str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

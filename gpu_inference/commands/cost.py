@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     # Effective hourly rate of the month as billed (capped droplets bill less than hourly × 730).
     stack_hourly = total / HOURS_PER_MONTH
     spot = spot_savings(load_catalog().offering(cfg.gpu))
-    econ = economics(stack_hourly, cfg.node_count, tokens_per_second, args.utilization, args.api_price_per_mtok)
+    # The bill is at maxNodes for an autoscaled stack: so is the throughput it buys.
+    econ = economics(stack_hourly, cfg.max_node_count, tokens_per_second, args.utilization, args.api_price_per_mtok)
     if econ is not None:
         econ["tokens_per_second_source"] = "predicted by estimate" if predicted else "given (--tokens-per-second)"
 

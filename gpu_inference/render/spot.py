@@ -17,12 +17,15 @@ stopped for good (Restart=always would otherwise bring vLLM back on a machine ab
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpu_inference.render._common import RENDERED_BY, VLLM_CONTAINER, VLLM_UNIT
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
 
 SPOT_WATCHER_PATH = "/usr/local/bin/spot-interruption-watcher"
 SPOT_WATCHER_UNIT = "spot-interruption-watcher.service"
-# The link-local instance metadata endpoint (EC2 User Guide, "Access instance metadata").
-IMDS_ENDPOINT = "http://169.254.169.254"
 # AWS's recommended interval for the notice (see above).
 POLL_SECONDS = 5
 # Of the two minutes' notice: finish streams for up to 90 s, leaving 30 s to stop the container.
@@ -32,16 +35,24 @@ TOKEN_TTL_SECONDS = 21600
 TOKEN_RENEW_SECONDS = 21000
 
 
-def spot_watcher_script() -> str:
+def has_spot_watcher(stack: ResolvedStack, node_index: int) -> bool:
+    """GPU node ``node_index`` runs on spot on a cloud that posts interruption notices in its metadata."""
+    return stack.config.node_is_spot(node_index) and stack.cloud.spot_metadata_endpoint is not None
+
+
+def spot_watcher_script(stack: ResolvedStack) -> str:
     """/usr/local/bin/spot-interruption-watcher (bash, shellcheck-clean). The metadata endpoint, poll and
     drain times can be overridden from the environment (the tests point it at a stand-in on loopback)."""
+    endpoint = stack.cloud.spot_metadata_endpoint
+    if endpoint is None:
+        raise ValueError(f"provider {stack.cloud.name!r} posts no spot interruption notice")
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # Polls the instance metadata (IMDSv2) every {POLL_SECONDS} s for the spot interruption notice; on notice,
 # stops the vLLM container gracefully (at most {DRAIN_SECONDS} s of draining) and then {VLLM_UNIT}.
 set -euo pipefail
 
-readonly IMDS="${{SPOT_WATCHER_IMDS:-{IMDS_ENDPOINT}}}"
+readonly IMDS="${{SPOT_WATCHER_IMDS:-{endpoint}}}"
 readonly POLL="${{SPOT_WATCHER_POLL_SECONDS:-{POLL_SECONDS}}}"
 readonly DRAIN="${{SPOT_WATCHER_DRAIN_SECONDS:-{DRAIN_SECONDS}}}"
 readonly SERVICE="{VLLM_UNIT}"
