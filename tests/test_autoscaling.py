@@ -265,3 +265,17 @@ def test_nginx_lists_every_possible_pod_and_prometheus_discovers_the_live_ones(a
     assert relabel["source_labels"] == ["__meta_dns_srv_record_target"] and relabel["target_label"] == "node"
     headless = next(r for r in autoscaled.recorded if r.name == "gpu-inference-vllm-pods")
     assert headless.inputs["spec"]["ports"][0]["name"] == "http"  # the SRV record's _http
+
+
+def test_promtool_accepts_the_autoscaled_prometheus_config(tmp_path: Path) -> None:
+    from test_validators import run, tool, write
+
+    from gpu_inference.render.kubernetes import PROMETHEUS_CONF_DIR, PROMETHEUS_RULES_FILE, render_kubernetes
+    from gpu_inference.stack import resolve_stack
+
+    files = render_kubernetes(resolve_stack(load_stack_config(AUTOSCALE), "kubernetes-autoscale"))
+    rules = write(tmp_path / "rules.yml", files["monitoring/rules/gpu-inference.yml"])
+    text = files["monitoring/prometheus.yml"].replace(f"{PROMETHEUS_CONF_DIR}/{PROMETHEUS_RULES_FILE}", str(rules))
+    assert "dns_sd_configs" in text
+    result = run([tool("promtool"), "check", "config", str(write(tmp_path / "prometheus.yml", text))])
+    assert result.returncode == 0, result.stdout + result.stderr

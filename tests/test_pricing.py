@@ -137,7 +137,7 @@ def test_spot_requested_without_spot_price_falls_back_to_on_demand(catalog: Cata
     line = price_resource(EC2_INSTANCE, "node-0", inputs, catalog)
     assert line is not None
     assert line.monthly_usd == pytest.approx(1358.53)
-    assert "no spot price" in line.description and "on-demand" in line.description
+    assert "priced at on-demand as an upper bound (the catalog has no sourced spot price)" in line.description
 
 
 def test_spot_savings(catalog: Catalog) -> None:
