@@ -119,7 +119,8 @@ class KubernetesArgs(TypedDict, total=False):
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
     keda_installed: pulumi.Input[bool]
     """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only the
-    ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace."""
+    ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide: of several
+    autoscaled stacks on one cluster, all but the one that installs it set this."""
 
 
 class StackArgs(TypedDict, total=False):

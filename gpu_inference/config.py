@@ -118,7 +118,8 @@ class KubernetesConfig(_Model):
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
     keda_installed: bool = False
     """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only
-    the ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace."""
+    the ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide:
+    of several autoscaled stacks on one cluster, all but the one that installs it set this."""
 
 
 class AutoscalingConfig(_Model):

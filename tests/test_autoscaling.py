@@ -7,6 +7,7 @@ Every test here fails on the code before issue 16 (no `autoscaling` key: the sta
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -224,12 +225,18 @@ def test_scaled_object_targets_the_vllm_statefulset_on_vllm_metrics(autoscaled: 
 def test_the_metrics_the_triggers_query_are_the_ones_the_alerts_use() -> None:
     # The alert rules (promtool-tested against vLLM's metric names at the pinned version) and KEDA read the
     # same gauges: a rename would break both, and the alert tests would catch it.
-    from gpu_inference.render.kubernetes import KV_CACHE_METRIC, QUEUE_METRIC
+    from test_render import REMOVED_METRICS, V019_METRICS
+
+    from gpu_inference.render.kubernetes import KV_CACHE_METRIC, QUEUE_METRIC, scaling_queries
     from gpu_inference.render.prometheus import alert_rules
     from gpu_inference.stack import resolve_stack
 
-    rules = alert_rules(resolve_stack(load_stack_config(AUTOSCALE), "kubernetes-autoscale"))
+    stack = resolve_stack(load_stack_config(AUTOSCALE), "kubernetes-autoscale")
+    rules = alert_rules(stack)
     assert QUEUE_METRIC in rules and KV_CACHE_METRIC in rules
+    # vLLM v0.19's names (vllm/v1/metrics/loggers.py), not the removed vllm:gpu_cache_usage_perc.
+    queried = {m for q in scaling_queries(stack).values() for m in re.findall(r"vllm:[a-z_]+", q)}
+    assert queried == {QUEUE_METRIC, KV_CACHE_METRIC} and queried <= V019_METRICS and not queried & REMOVED_METRICS
 
 
 def test_keda_is_installed_from_its_pinned_chart_and_the_scaled_object_waits_for_it(autoscaled: ProgramRun) -> None:
