@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_validators import shellcheck, systemd_root, systemd_verify
+from test_validators import cloud_init_schema, shellcheck, systemd_root, systemd_verify, write
 
 from gpu_inference.config import load_stack_config, read_stack_file
 from gpu_inference.constants import PROJECT_DIR
@@ -83,7 +83,7 @@ def test_a_sourced_spot_price_is_used_per_spot_node(floor: ProgramRun) -> None:
 
 
 def test_the_watcher_is_on_spot_nodes_only() -> None:
-    stack = resolve_stack(load_stack_config(STACK), name="aws-spot-floor")
+    stack = spot_stack()
     for i, spot in enumerate((False, True, True)):
         doc = yaml.safe_load(gpu_node_cloud_init(stack, i, "sk-test", None))
         paths = {f["path"] for f in doc["write_files"]}
@@ -94,6 +94,11 @@ def test_the_watcher_is_on_spot_nodes_only() -> None:
     files = render_all(stack, ["10.0.0.2", "10.0.0.3", "10.0.0.4"], "10.0.0.10", "sk-test", None)
     assert {p for p in files if "spot-interruption-watcher" in p} == {
         f"nodes/node-{i}/spot-interruption-watcher.{ext}" for i in (1, 2) for ext in ("sh", "service")}
+
+
+def test_a_spot_nodes_user_data_passes_the_cloud_init_schema(tmp_path: Path) -> None:
+    result = cloud_init_schema(write(tmp_path / "node-1.yaml", gpu_node_cloud_init(spot_stack(), 1, "sk-test", None)))
+    assert result.returncode == 0 and "Valid cloud-config" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_watcher_script_passes_shellcheck(tmp_path: Path) -> None:
