@@ -117,6 +117,10 @@ class KubernetesArgs(TypedDict, total=False):
     """ID of the existing DOKS cluster that gets the GPU node pool."""
     namespace: pulumi.Input[str]
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
+    keda_installed: pulumi.Input[bool]
+    """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only the
+    ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide: of several
+    autoscaled stacks on one cluster, all but the one that installs it set this."""
 
 
 class StackArgs(TypedDict, total=False):
@@ -173,6 +177,12 @@ class StackArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -244,6 +254,12 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -321,6 +337,12 @@ class VllmServiceArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -398,6 +420,12 @@ class MonitoringStackArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]

@@ -63,6 +63,7 @@ class GpuInferenceNode(pulumi.ComponentResource):
             "size": stack.offering.id,
             "gpuCount": stack.offering.gpu_count,
             "nodeIndex": index,
+            "spot": stack.config.node_is_spot(index),
             "ingress": [
                 {"port": r.port_range, "cidrs": list(r.cidrs), "peers": list(r.peers)} for r in ingress if not r.is_empty
             ],
@@ -78,7 +79,8 @@ class GpuInferenceNode(pulumi.ComponentResource):
                 gpu_count=stack.offering.gpu_count,
                 gpu_vendor=stack.gpu.vendor,
                 disk_gb=node_disk_gb(stack),
-                spot=stack.config.spot,
+                # The first onDemandNodes nodes stay on demand: a spot reclaim never takes the whole endpoint.
+                spot=stack.config.node_is_spot(index),
                 labels=ServiceSpec.from_stack(stack).labels(),
             ),
             args["network"],

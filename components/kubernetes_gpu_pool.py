@@ -65,6 +65,7 @@ from gpu_inference.render.kubernetes import (
     VLLM_STATEFULSET,
     kubernetes_nginx_conf,
     kubernetes_prometheus_config,
+    scaled_object_spec,
 )
 from gpu_inference.render.nginx import auth_map
 from gpu_inference.render.prometheus import alert_rules
@@ -111,6 +112,7 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         super().__init__(TOKEN, name, ServiceSpec.from_stack(stack).props(), opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace_name = cfg.kubernetes.namespace
+        scaling = cfg.autoscaling
 
         # Read, not managed: destroying this stack must never touch the cluster.
         self.cluster = do.KubernetesCluster.get(f"{name}-cluster", cfg.kubernetes.cluster_id, opts=child)
@@ -118,7 +120,13 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             cluster_id=cfg.kubernetes.cluster_id,
             name=naming.cloud_name(naming.gpu_pool(name), stack.name),
             size=stack.offering.id,
-            node_count=cfg.node_count,
+            # Autoscaling: the DOKS cluster autoscaler adds a GPU node when a vLLM pod is pending and removes an
+            # idle one, between minNodes and maxNodes. node_count is left out then: beside auto_scale it resets
+            # the pool to that count on every update (pulumi-digitalocean KubernetesNodePoolArgs.node_count).
+            node_count=cfg.node_count if scaling is None else None,
+            auto_scale=True if scaling is not None else None,
+            min_nodes=scaling.min_nodes if scaling is not None else None,
+            max_nodes=scaling.max_nodes if scaling is not None else None,
             labels={naming.kubernetes_label_key("stack"): stack.name, naming.kubernetes_label_key("role"): "gpu"},
             tags=[naming.PROJECT_TAG, naming.stack_tag(stack.name), *cfg.tags],
         )
@@ -152,6 +160,10 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             f"{name}-vllm", VllmServiceArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
         )
         self._nginx(name, stack, ns, secrets.api_key, kopts)
+        self.keda_release: k8s.helm.v3.Release | None = None
+        self.scaled_object: k8s.apiextensions.CustomResource | None = None
+        if cfg.autoscaling is not None:
+            self.keda_release, self.scaled_object = keda_autoscaler(self, name, stack, ns, self.k8s)
         registrations.append(self.lb_registration)
         self.registrations: tuple[Registration, ...] = tuple(registrations)
         self.prometheus_url = pulumi.Output.from_input(None)
@@ -264,6 +276,44 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         )
 
 
+def keda_autoscaler(pool: pulumi.Resource, name: str, stack: ResolvedStack, ns: pulumi.Input[str],
+                    provider: k8s.Provider) -> tuple[k8s.helm.v3.Release | None, k8s.apiextensions.CustomResource]:
+    """KEDA (its Helm chart, unless ``kubernetes.kedaInstalled``) and the ScaledObject that scales the vLLM
+    StatefulSet on the in-cluster Prometheus' vLLM metrics (spec: ``scaled_object_spec``)."""
+    kubernetes = stack.config.kubernetes
+    assert kubernetes is not None
+    kopts = pulumi.ResourceOptions(parent=pool, provider=provider)
+    release: k8s.helm.v3.Release | None = None
+    after: list[pulumi.Resource] = []
+    if not kubernetes.keda_installed:
+        release = k8s.helm.v3.Release(
+            f"{name}-keda",
+            k8s.helm.v3.ReleaseArgs(
+                chart=facts.KEDA_CHART,
+                version=facts.KEDA_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=facts.KEDA_CHART_REPO),
+                namespace=facts.KEDA_NAMESPACE,
+                create_namespace=True,
+                name=facts.KEDA_CHART,
+            ),
+            # KEDA's CRDs and operator are cluster-wide: a stack that installed them should not delete them
+            # under another stack's ScaledObjects by accident, but it owns what it installed.
+            opts=kopts,
+        )
+        after.append(release)
+    scaled = k8s.apiextensions.CustomResource(
+        f"{name}-vllm-scaler",
+        api_version="keda.sh/v1alpha1",
+        kind="ScaledObject",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET,
+                                            labels=_labels(VLLM_STATEFULSET, name)),
+        spec=scaled_object_spec(stack),
+        # The ScaledObject's kind exists only once KEDA's CRDs are installed.
+        opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=after)),
+    )
+    return release, scaled
+
+
 def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
                      cluster: ClusterPlacementArgs) -> k8s.apps.v1.StatefulSet:
     """The vLLM pods of a VllmService on Kubernetes: a StatefulSet behind a headless Service (children of
@@ -288,7 +338,10 @@ def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET, labels=labels),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
-            replicas=cfg.node_count,
+            # Autoscaled: KEDA's HPA owns replicas; a value here would reset it on every `pulumi up`
+            # (Kubernetes docs, Horizontal Pod Autoscaling: "Migrating Deployments and StatefulSets to
+            # horizontal autoscaling" says to remove spec.replicas from the manifest).
+            replicas=None if cfg.autoscaling is not None else cfg.node_count,
             service_name=headless.metadata.name,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             # Start every pod at once: the default (OrderedReady) would hold vllm-1 back until vllm-0

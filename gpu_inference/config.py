@@ -116,6 +116,28 @@ class KubernetesConfig(_Model):
     """ID of the existing DOKS cluster that gets the GPU node pool."""
     namespace: str = Field(PROJECT_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
+    keda_installed: bool = False
+    """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only
+    the ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide:
+    of several autoscaled stacks on one cluster, all but the one that installs it set this."""
+
+
+class AutoscalingConfig(_Model):
+    """Replicas and GPU nodes that follow the load (provider kubernetes only): KEDA scales the vLLM StatefulSet
+    on vLLM's own metrics, the DOKS node-pool autoscaler adds a GPU node for a pending pod and removes an idle one."""
+
+    min_nodes: int = Field(ge=1, le=64)
+    """Fewest GPU nodes (vLLM replicas) ever running; at least 1, so the endpoint never waits for a cold start."""
+    max_nodes: int = Field(ge=1, le=64)
+    """Most GPU nodes (vLLM replicas); the budget policy prices the stack at this many."""
+    target_queue_depth: int = Field(8, ge=1, le=4096)
+    """Requests waiting (`vllm:num_requests_waiting`) per replica above which KEDA adds replicas."""
+    target_kv_cache_usage: float = Field(0.75, gt=0, le=1, allow_inf_nan=False)
+    """KV-cache usage (`vllm:kv_cache_usage_perc`, a 0-1 fraction) per replica above which KEDA adds replicas."""
+    scale_down_delay_seconds: int = Field(900, ge=300, le=3600)
+    """How long the load must stay low before a replica is removed (the HPA's scale-down stabilization window):
+    at least 300 s, longer than a model load, so a replica that just came up is not removed while it warms up;
+    at most 3600 s, the Kubernetes limit."""
 
 
 class StackConfig(_Model):
@@ -172,6 +194,12 @@ class StackConfig(_Model):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: bool = False
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: int = Field(0, ge=0, le=63)
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never
+    takes the whole endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: AutoscalingConfig | None = None
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only;
+    replaces nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: int | None = Field(None, ge=20, le=16384)
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: list[str] = Field(default_factory=list)
@@ -227,9 +255,51 @@ class StackConfig(_Model):
             )
         return provider
 
+    @model_validator(mode="before")
+    @classmethod
+    def _autoscaling_owns_the_count(cls, data: Any) -> Any:
+        # One key, one meaning: with autoscaling the autoscaler owns the count (KEDA sets the StatefulSet's
+        # replicas, DOKS the pool's nodes), so a nodeCount beside it would either fight them on every
+        # `pulumi up` or be silently ignored after the first. It is refused; nodeCount becomes minNodes.
+        if not isinstance(data, Mapping) or not isinstance(data.get("autoscaling"), Mapping):
+            return data
+        given = [k for k in ("nodeCount", "node_count") if k in data]
+        if given:
+            raise ValueError(
+                f"{NAMESPACE}:nodeCount = {_fmt_value(data[given[0]])} is not allowed beside {NAMESPACE}:autoscaling: "
+                "remove nodeCount (autoscaling.minNodes and maxNodes set the count)"
+            )
+        floor = data["autoscaling"].get("minNodes", data["autoscaling"].get("min_nodes"))
+        # Numbers from another language's SDK arrive as floats (2.0); a bad floor is reported on minNodes alone.
+        if isinstance(floor, int | float) and not isinstance(floor, bool) and float(floor).is_integer() and 1 <= floor <= 64:
+            data = {**data, "nodeCount": int(floor)}
+        return data
+
     @model_validator(mode="after")
     def _fields_agree(self) -> StackConfig:
         cloud = clouds.cloud_for(self.provider)
+        if self.autoscaling is not None and cloud.layout != "kubernetes":
+            scalers = ", ".join(name for name, c in clouds.CLOUDS.items() if c.layout == "kubernetes")
+            raise ValueError(
+                f"{NAMESPACE}:autoscaling is not supported with provider {self.provider} (fixed machines): "
+                f"use provider {scalers}, or remove autoscaling and set nodeCount"
+            )
+        scaling = self.autoscaling
+        if scaling is not None and scaling.min_nodes > scaling.max_nodes:
+            raise ValueError(
+                f"{NAMESPACE}:autoscaling.minNodes = {scaling.min_nodes} is above {NAMESPACE}:autoscaling.maxNodes = "
+                f"{scaling.max_nodes}: minNodes must be at most maxNodes"
+            )
+        if self.on_demand_nodes and not self.spot:
+            raise ValueError(
+                f"{NAMESPACE}:onDemandNodes = {self.on_demand_nodes} needs {NAMESPACE}:spot = true "
+                "(without spot every node is on demand already): set spot: true or remove onDemandNodes"
+            )
+        if self.on_demand_nodes and self.on_demand_nodes >= self.node_count:
+            raise ValueError(
+                f"{NAMESPACE}:onDemandNodes = {self.on_demand_nodes} is not below {NAMESPACE}:nodeCount = "
+                f"{self.node_count}: allowed 0 to {self.node_count - 1} (all nodes on demand is spot: false)"
+            )
         for problem in cloud.config_problems(self):
             raise ValueError(problem)
         if self.model.endswith(".json") and not self.model_repo:
@@ -244,6 +314,15 @@ class StackConfig(_Model):
                 f"only {spot_clouds} has a spot tier for GPUs (set spot: false)"
             )
         return self
+
+    def node_is_spot(self, index: int) -> bool:
+        """GPU node ``index`` runs on spot: spot is on and the node is past the on-demand floor."""
+        return self.spot and index >= self.on_demand_nodes
+
+    @property
+    def max_node_count(self) -> int:
+        """Most GPU nodes the stack can run: autoscaling.maxNodes, else nodeCount."""
+        return self.autoscaling.max_nodes if self.autoscaling is not None else self.node_count
 
     @property
     def vllm_version(self) -> str:
@@ -260,8 +339,12 @@ class StackConfig(_Model):
     def describe(self) -> str:
         """One readable line, for logs and previews."""
         quant = self.quantization or "checkpoint"
+        count = (f"{self.autoscaling.min_nodes}-{self.autoscaling.max_nodes} (autoscaling)"
+                 if self.autoscaling is not None else str(self.node_count))
+        if self.spot and self.on_demand_nodes:
+            count += f" ({self.on_demand_nodes} on demand, {self.node_count - self.on_demand_nodes} spot)"
         return (
-            f"{self.node_count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
+            f"{count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
             f"({self.dtype}, quant={quant}, kv={self.kv_cache_dtype}, max_model_len={self.max_model_len}, "
             f"util={self.gpu_memory_utilization}), budget ${self.monthly_budget_usd:,.0f}/month"
         )

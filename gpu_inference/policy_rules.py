@@ -389,7 +389,8 @@ def budget_from_views(views: Iterable[ResourceView]) -> float | None:
 
 
 def budget(views: list[ResourceView], settings: PolicySettings) -> Outcome:
-    """budget: the monthly price of every registered resource is within the budget (plus slack)."""
+    """budget: the monthly price of every registered resource is within the budget (plus slack); an autoscaling
+    node pool counts at maxNodes, the most it can be charged (its line's ``monthly_usd``)."""
     from gpu_inference.pricing import bill_for_resources  # imported late: pricing is heavier than the rules
 
     budget_usd = settings.monthly_budget_usd or budget_from_views(views)
@@ -404,12 +405,14 @@ def budget(views: list[ResourceView], settings: PolicySettings) -> Outcome:
     total = bill.total_monthly_usd
     lines = sorted(bill.lines, key=lambda line: -line.monthly_usd)
     breakdown = "; ".join(f"{ln.resource_name} ({ln.description}) ${ln.monthly_usd:,.2f}" for ln in lines)
+    scaled = total != bill.min_total_monthly_usd
+    at_max = f" at maxNodes (${bill.min_total_monthly_usd:,.2f} at minNodes)" if scaled else ""
     if total <= budget_usd + settings.budget_slack_usd:
-        return [], f"${total:,.2f}/month of the ${budget_usd:,.2f} budget ({breakdown or 'nothing priced'})"
+        return [], f"${total:,.2f}/month{at_max} of the ${budget_usd:,.2f} budget ({breakdown or 'nothing priced'})"
     over = total - budget_usd
     return [
-        f"the stack costs ${total:,.2f}/month (730 h), ${over:,.2f} over the ${budget_usd:,.2f} budget. "
-        f"Breakdown: {breakdown}. Fix: choose a cheaper offering, fewer nodes, or raise "
+        f"the stack costs ${total:,.2f}/month (730 h){at_max}, ${over:,.2f} over the ${budget_usd:,.2f} budget. "
+        f"Breakdown: {breakdown}. Fix: choose a cheaper offering, fewer nodes{', a lower maxNodes' if scaled else ''}, or raise "
         f"{NAMESPACE}:monthlyBudgetUsd to at least {total:,.0f}."
     ], ""
 

@@ -114,11 +114,13 @@ def test_doks_node_pool(catalog: Catalog) -> None:
     assert (line.quantity, line.unit) == (2, "node")
 
 
-def test_doks_autoscaling_pool_is_priced_at_min_nodes(catalog: Catalog) -> None:
+def test_doks_autoscaling_pool_is_priced_at_max_nodes_with_its_floor(catalog: Catalog) -> None:
+    # The bill that can be charged is maxNodes' (issue 16); the floor rides along for the range.
     inputs = {"size": "gpu-l40sx1-48gb", "autoScale": True, "minNodes": "1", "maxNodes": 3}
     line = price_resource(DOKS_NODE_POOL, "gpu-pool", inputs, catalog)
-    assert line is not None and line.monthly_usd == pytest.approx(1146.10)
-    assert "minNodes" in line.description
+    assert line is not None and line.monthly_usd == pytest.approx(3 * 1146.10)
+    assert line.min_monthly_usd == pytest.approx(1146.10) and line.min_hourly_usd == pytest.approx(1.57)
+    assert "priced at maxNodes" in line.description
 
 
 def test_spot_price_used_when_spot_requested(catalog: Catalog) -> None:
@@ -135,7 +137,7 @@ def test_spot_requested_without_spot_price_falls_back_to_on_demand(catalog: Cata
     line = price_resource(EC2_INSTANCE, "node-0", inputs, catalog)
     assert line is not None
     assert line.monthly_usd == pytest.approx(1358.53)
-    assert "no spot price" in line.description and "on-demand" in line.description
+    assert "priced at on-demand as an upper bound (the catalog has no sourced spot price)" in line.description
 
 
 def test_spot_savings(catalog: Catalog) -> None:

@@ -118,6 +118,8 @@ class Aws(Cloud):
     packages: ClassVar[frozenset[str]] = frozenset({"aws"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
     supports_spot: ClassVar[bool] = True
+    # The link-local instance metadata endpoint (EC2 User Guide, "Access instance metadata for an EC2 instance").
+    spot_metadata_endpoint: ClassVar[str | None] = "http://169.254.169.254"
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network(SUBNET_CIDR)
 
     def price(self, resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine] | None:
@@ -199,7 +201,7 @@ def _price_instance(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> l
                                size.price_date, size.price_source)]
         else:
             lines = [bill.machines(INSTANCE, name, size, 1, "instance",
-                                   "; spot requested but the catalog has no spot price, priced at on-demand")]
+                                   "; spot, priced at on-demand as an upper bound (the catalog has no sourced spot price)")]
     else:
         lines = [bill.machines(INSTANCE, name, size, 1, "instance")]
 

@@ -82,6 +82,9 @@ class Cloud:
     """Machine clouds: the GPU image its nodes boot, in words (it ships Docker and the NVIDIA toolkit: the GPU
     node's bootstrap says so and only installs what is missing)."""
     supports_spot: ClassVar[bool] = False
+    spot_metadata_endpoint: ClassVar[str | None] = None
+    """Spot clouds: the instance metadata service whose ``/latest/meta-data/spot/instance-action`` (IMDSv2)
+    posts the interruption notice; spot GPU nodes run the watcher (gpu_inference/render/spot.py) against it."""
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network("10.10.0.0/24")
     """Where the offline preview draws private addresses from (what the cloud would hand out)."""
 

@@ -92,11 +92,11 @@ def stack_name_problems(stack_name: str) -> list[str]:
 
 
 def price_node_pool(name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine]:
-    """A DOKS node pool: its nodes, billed like Droplets of the pool's size."""
+    """A DOKS node pool: its nodes, billed like Droplets of the pool's size (an autoscaling one at maxNodes)."""
     size = bill.machine_size(catalog, NAME, str(bill.require(inputs, "size", KUBERNETES_NODE_POOL, name)),
                              "DigitalOcean Droplet size")
-    count, note = bill.node_count(inputs, KUBERNETES_NODE_POOL, name)
-    return [bill.machines(KUBERNETES_NODE_POOL, name, size, count, "node", note)]
+    high, low = bill.node_range(inputs, KUBERNETES_NODE_POOL, name)
+    return [bill.scaling_machines(KUBERNETES_NODE_POOL, name, size, high, low, "node")]
 
 
 class DigitalOcean(Cloud):

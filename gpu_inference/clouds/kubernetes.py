@@ -38,6 +38,20 @@ LB_SIZE_UNIT_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-size-unit"
 # Kubernetes label values are at most 63 characters; the GPU pool's name becomes one (POOL_LABEL).
 LABEL_VALUE_MAX = 63
 
+# KEDA, the autoscaler of an autoscaling pool: its Helm chart, pinned (kedacore/charts keda/Chart.yaml
+# version 2.20.2, appVersion 2.20.2, the latest release as of 2026-08-20), into its own namespace as its
+# docs install it (keda.sh/docs/deploy, "Deploying with Helm").
+KEDA_CHART = "keda"
+KEDA_CHART_REPO = "https://kedacore.github.io/charts"
+KEDA_CHART_VERSION = "2.20.2"
+KEDA_NAMESPACE = "keda"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+# The Kubernetes minor version the objects are written for and validated against in the tests
+# (kubernetes-validate's bundled schemas, strict): a DOKS minor version offered in 2026; the cluster itself is
+# the operator's (kubernetes.clusterId), and objects valid for 1.34 stay valid in the releases after it.
+KUBERNETES_VERSION = "1.34.0"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
 
 def gpu_pool_name(stack: str) -> str:
     """Cloud-side name of the stack's GPU node pool (also the POOL_LABEL value of its nodes)."""
@@ -57,6 +71,12 @@ class Kubernetes(Cloud):
         if cfg.kubernetes is None:
             problems.append(
                 f"{PROJECT_NAME}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
+            )
+        if cfg.autoscaling is not None and not cfg.monitoring.enabled:
+            # KEDA's triggers query the stack's own in-cluster Prometheus.
+            problems.append(
+                f"{PROJECT_NAME}:autoscaling needs {PROJECT_NAME}:monitoring.enabled = true (KEDA scales on the "
+                "in-cluster Prometheus' vLLM metrics): enable monitoring or remove autoscaling"
             )
         if cfg.load_balancer.tls_domain:
             # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.

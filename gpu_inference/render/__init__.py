@@ -26,6 +26,7 @@ from gpu_inference.render.cloud_init import (
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
+from gpu_inference.render.spot import has_spot_watcher, spot_watcher_script, spot_watcher_unit
 from gpu_inference.render.vllm import vllm_args, vllm_env_file, vllm_unit
 
 if TYPE_CHECKING:
@@ -96,6 +97,9 @@ def render_all(
             files[f"{base}/{exporter.container}-{path.rsplit('/', 1)[-1]}"] = content
         files[f"{base}/node-exporter.service"] = node_exporter_unit()
         files[f"{base}/bootstrap.sh"] = gpu_node_bootstrap(stack)
+        if has_spot_watcher(stack, i):
+            files[f"{base}/spot-interruption-watcher.sh"] = spot_watcher_script(stack)
+            files[f"{base}/spot-interruption-watcher.service"] = spot_watcher_unit()
     backends = [f"{a}:{VLLM_PORT}" for a in node_addresses]
     files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)

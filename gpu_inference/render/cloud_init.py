@@ -33,6 +33,13 @@ from gpu_inference.render._common import (
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
+from gpu_inference.render.spot import (
+    SPOT_WATCHER_PATH,
+    SPOT_WATCHER_UNIT,
+    has_spot_watcher,
+    spot_watcher_script,
+    spot_watcher_unit,
+)
 from gpu_inference.render.vllm import vllm_env_file, vllm_unit
 
 if TYPE_CHECKING:
@@ -192,10 +199,17 @@ def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | No
         _file(f"{SYSTEMD_DIR}/node-exporter.service", node_exporter_unit()),
         _file(BOOTSTRAP_PATH, gpu_node_bootstrap(stack), "0755"),
     ]
+    runcmd: list[list[str]] = [[BOOTSTRAP_PATH]]
+    if has_spot_watcher(stack, node_index):
+        # Spot nodes only (the on-demand floor is never reclaimed): the watcher first, so a notice during a
+        # long bootstrap is still seen.
+        files += [_file(SPOT_WATCHER_PATH, spot_watcher_script(stack), "0755"),
+                  _file(f"{SYSTEMD_DIR}/{SPOT_WATCHER_UNIT}", spot_watcher_unit())]
+        runcmd.insert(0, ["systemctl", "enable", "--now", SPOT_WATCHER_UNIT])
     doc = {
         "hostname": hostname_for(stack, node_name(node_index)),
         "write_files": files,
-        "runcmd": [[BOOTSTRAP_PATH]],
+        "runcmd": runcmd,
     }
     return _cloud_config(f"GPU node {node_name(node_index)} of stack {stack.name}: {_node_description(stack)}", doc)
 

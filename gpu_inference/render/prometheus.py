@@ -37,6 +37,13 @@ DISK_PREDICT_RANGE = "6h"
 DISK_PREDICT_HORIZON_SECONDS = 24 * 3600
 DISK_PREDICT_FOR = "30m"
 TTFT_WINDOW = "5m"
+# Scale advice on fixed machines (issue 16): a queue for longer than a burst, and longer than a new node takes
+# to boot and load (so acting on it is worth it); idle for an hour before a node is worth removing.
+SCALE_OUT_FOR = "15m"
+SCALE_IN_FOR = "1h"
+# KV-cache usage below which every node is idle enough that one fewer would do.
+IDLE_KV_USAGE = 0.2
+MAX_NODE_COUNT = 64  # StackConfig.node_count's limit
 
 _NODE_FS = f'mountpoint="{MODEL_CACHE_MOUNTPOINT}",fstype!~"tmpfs|overlay|squashfs"'
 
@@ -72,8 +79,11 @@ def prometheus_config(
     node_targets: Sequence[str] | Mapping[str, str],
     dcgm_targets: Sequence[str] | Mapping[str, str],
     rule_files: Sequence[str] = (RULES_PATH,),
+    vllm_discovery: Mapping[str, Any] | None = None,
 ) -> str:
-    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names."""
+    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names.
+    ``vllm_discovery`` (service-discovery keys of the vllm job) replaces its static targets when the
+    replicas come and go (an autoscaled pool)."""
     mon = stack.config.monitoring
     interval = f"{mon.scrape_interval_seconds}s"
     doc: dict[str, Any] = {
@@ -91,7 +101,7 @@ def prometheus_config(
                 # vLLM checks the API key only on /v1/*; /metrics is open, so no bearer token is needed
                 # (and none is stored here). The node firewall limits port 8000 to the LB and this host.
                 "metrics_path": "/metrics",
-                "static_configs": _static(vllm_targets),
+                **(dict(vllm_discovery) if vllm_discovery is not None else {"static_configs": _static(vllm_targets)}),
             },
             {"job_name": "node", "static_configs": _static(node_targets)},
             # The GPU vendor's exporter (job dcgm on NVIDIA, amd-metrics on AMD).
@@ -143,6 +153,16 @@ def _num(value: float) -> str:
 
 
 def alerts(stack: ResolvedStack) -> list[Alert]:
+    """Every alert of the stack: the shared ones, and scale advice where nothing scales by itself."""
+    found = _health_alerts(stack)
+    if stack.cloud.layout == "machines":
+        from gpu_inference.planner import node_capacity_requests
+
+        found += scale_alerts(stack, node_capacity_requests(stack))
+    return found
+
+
+def _health_alerts(stack: ResolvedStack) -> list[Alert]:
     mon = stack.config.monitoring
     by = "job, instance, node, model_name"
     return [
@@ -249,6 +269,47 @@ def _gpu_metrics(stack: ResolvedStack) -> GpuMetrics:
     metrics = vendor_for(stack).exporter.metrics
     assert metrics is not None, "every vendor's exporter names its metrics"
     return metrics
+
+
+def _sum(metric: str) -> str:
+    return f'sum({metric}{{job="vllm"}})'
+
+
+def scale_alerts(stack: ResolvedStack, capacity: int | None) -> list[Alert]:
+    """ScaleOut / ScaleIn: advice to change ``nodeCount`` on a fixed-machine stack, whose value is the
+    suggested count when the planner knows one node's capacity (``capacity`` requests at once), else one more
+    or one fewer node. Advisory (severity info): nothing scales by itself on droplets or instances."""
+    n = stack.config.node_count
+    key = "gpu-inference:nodeCount"
+    demand = f"({_sum('vllm:num_requests_running')} + {_sum('vllm:num_requests_waiting')})"
+    waiting = _sum("vllm:num_requests_waiting")
+    idle = f'max(vllm:kv_cache_usage_perc{{job="vllm"}}) < {_num(IDLE_KV_USAGE)}'
+    per_node = f"at {capacity} requests at once per node, the planner's capacity of one node"
+    if capacity is not None:
+        out_expr = (f"(clamp_max(ceil({demand} / {capacity}), {MAX_NODE_COUNT}) > {n}) "
+                    f"and on() ({waiting} > 0)")
+        out_text = (f"For {SCALE_OUT_FOR} requests queued and the running plus waiting ones needed "
+                    f"{{{{ $value }}}} nodes ({per_node}): suggested {key}: {{{{ $value }}}} (now {n}).")
+    else:
+        threshold = n * stack.config.monitoring.queue_depth_threshold
+        out_expr = f"{waiting} > {threshold}"
+        out_text = (f"For {SCALE_OUT_FOR} more than {threshold} requests waited across the {n} node(s) "
+                    f"({{{{ $value }}}} now): suggested {key}: {min(n + 1, MAX_NODE_COUNT)} (now {n}).")
+    advice = [Alert("ScaleOut", out_expr, SCALE_OUT_FOR, "info", f"The queue says {key} {n} is too few", out_text)]
+    if n > 1:
+        if capacity is not None:
+            in_expr = (f"(clamp_min(ceil({demand} / {capacity}), 1) < {n}) and on() ({idle}) "
+                       f"and on() ({waiting} == 0)")
+            in_text = (f"For {SCALE_IN_FOR} the KV cache stayed below {IDLE_KV_USAGE:.0%} on every node with no "
+                       f"queue, and the requests needed {{{{ $value }}}} nodes ({per_node}): "
+                       f"suggested {key}: {{{{ $value }}}} (now {n}).")
+        else:
+            in_expr = f"({idle}) and on() ({waiting} == 0)"
+            in_text = (f"For {SCALE_IN_FOR} the KV cache stayed below {IDLE_KV_USAGE:.0%} on every node with no "
+                       f"queue: suggested {key}: {n - 1} (now {n}).")
+        advice.append(Alert("ScaleIn", in_expr, SCALE_IN_FOR, "info", f"{key} {n} is more than the load needs",
+                            in_text))
+    return advice
 
 
 def alert_rules(stack: ResolvedStack) -> str:
@@ -515,6 +576,8 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
         onset=1,
     ))
 
+    cases += _scale_cases(stack, by_name)
+
     # Normal operation: every input at a healthy value, nothing fires at any point.
     normal_series = [
         {"series": _sel("up", {"job": "vllm", "instance": "10.0.0.2:8000", "node": "node-0"}), "values": _steady(1)},
@@ -544,6 +607,50 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
 
     doc = {"rule_files": [rules_file], "evaluation_interval": "1m", "tests": cases}
     return dump_yaml(doc, f"# promtool test rules for stack {stack.name}: `promtool test rules <this file>`.\n")
+
+
+def _scale_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[dict[str, Any]]:
+    """ScaleOut fires on a queue of one more node's worth, ScaleIn on an idle pool; each names the count."""
+    if "ScaleOut" not in by_name:
+        return []
+    from gpu_inference.planner import node_capacity_requests
+
+    n, cap = stack.config.node_count, node_capacity_requests(stack)
+    key = "gpu-inference:nodeCount"
+    cases: list[dict[str, Any]] = []
+    a = by_name["ScaleOut"]
+    if cap is not None:
+        # cap running and n*cap waiting on node-0: (n+1) nodes' worth of requests.
+        series = [
+            {"series": _sel("vllm:num_requests_running", _VLLM), "values": _step(1, cap)},
+            {"series": _sel("vllm:num_requests_waiting", _VLLM), "values": _step(0, n * cap)},
+        ]
+        text = (f"For {SCALE_OUT_FOR} requests queued and the running plus waiting ones needed {n + 1} nodes "
+                f"(at {cap} requests at once per node, the planner's capacity of one node): suggested {key}: "
+                f"{n + 1} (now {n}).")
+    else:
+        threshold = n * stack.config.monitoring.queue_depth_threshold
+        series = [{"series": _sel("vllm:num_requests_waiting", _VLLM), "values": _step(0, threshold + 1)}]
+        text = (f"For {SCALE_OUT_FOR} more than {threshold} requests waited across the {n} node(s) "
+                f"({threshold + 1} now): suggested {key}: {n + 1} (now {n}).")
+    cases.append(_case(a, "ScaleOut fires on a sustained queue and names the suggested nodeCount", series, {}, text))
+    if "ScaleIn" in by_name:
+        a = by_name["ScaleIn"]
+        busy = cap * n if cap is not None else 4
+        series = [
+            {"series": _sel("vllm:num_requests_running", _VLLM), "values": _step(busy, 1)},
+            {"series": _sel("vllm:num_requests_waiting", _VLLM), "values": _steady(0)},
+            {"series": _sel("vllm:kv_cache_usage_perc", _VLLM), "values": _step(0.5, 0.05)},
+        ]
+        if cap is not None:
+            text = (f"For {SCALE_IN_FOR} the KV cache stayed below {IDLE_KV_USAGE:.0%} on every node with no queue, "
+                    f"and the requests needed 1 nodes (at {cap} requests at once per node, the planner's capacity "
+                    f"of one node): suggested {key}: 1 (now {n}).")
+        else:
+            text = (f"For {SCALE_IN_FOR} the KV cache stayed below {IDLE_KV_USAGE:.0%} on every node with no queue: "
+                    f"suggested {key}: {n - 1} (now {n}).")
+        cases.append(_case(a, "ScaleIn fires on an idle pool and names the suggested nodeCount", series, {}, text))
+    return cases
 
 
 def _humanize_duration(seconds: float) -> str:
