@@ -234,9 +234,10 @@ def start_backend(log_dir: Path, **options: Any) -> Backend:
     argv = [sys.executable, "-m", "tests.dataplane.fake_vllm", "--host", LOOPBACK, "--port", "0", "--lifetime", "900"]
     options.setdefault("model", MODEL)  # the name the rendered stack serves (clients send it in `model`)
     for key, value in options.items():
-        if value is None:
+        if value is None or value is False:
             continue
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        argv += [flag] if value is True else [flag, str(value)]
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(tempfile.mkstemp(prefix="fake_vllm-", suffix=".log", dir=log_dir)[1])
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
@@ -297,6 +298,16 @@ class Nginx:
         result = subprocess.run(self.control_argv("-s", "reload"), capture_output=True, text=True, timeout=30)
         if result.returncode != 0:
             raise HarnessError(f"nginx -s reload failed: {result.stderr}")
+
+    def worker_pids(self) -> set[int]:
+        return set(child_pids(self.proc.pid))
+
+    def reloaded_since(self, old: set[int]) -> bool:
+        """Whether a reload after ``old`` was the worker set has fully taken effect: every old worker has
+        exited. (`nginx -s reload` returns once the master got the signal, and old workers keep accepting
+        until the new ones run; an old worker also stays while it still serves a request.)"""
+        now = self.worker_pids()
+        return bool(now) and not (now & old)
 
     def upstream_include(self) -> Path:
         return self.prefix / "upstream.conf"
