@@ -129,7 +129,7 @@ def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False, 
 # the OpenAI error shape vLLM also uses, {"error": {"message", "type", "param", "code"}}, so a client's
 # error handling sees one format. vLLM's own error responses pass through untouched (no proxy_intercept_errors).
 JSON_ERRORS: dict[int, tuple[str, str]] = {
-    401: ("AuthenticationError", "Missing or invalid API key (send the header Authorization: Bearer KEY)."),
+    401: ("AuthenticationError", "Missing or invalid API key."),
     404: ("NotFoundError", "Not found: the API is served under /v1/."),
     413: ("RequestTooLargeError", "Request body too large."),
     502: ("BadGatewayError", "No inference node could be reached; try again shortly."),
