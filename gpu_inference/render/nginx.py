@@ -116,7 +116,8 @@ def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False, 
         lines += [f"        {upstream_server(stack, backend, resolve)};" for backend in backends]
     lines += [
         "        # Used only when no node above is usable (all down or failed): answers 503 in JSON at once",
-        "        # instead of nginx's HTML 502. max_fails=0: never marked failed itself.",
+        "        # instead of nginx's HTML 502. max_fails=0: never marked failed itself. (backup works with",
+        "        # least_conn, not with hash/ip_hash/random: nginx.org/en/docs/http/ngx_http_upstream_module.html)",
         f"        server {fallback} backup max_fails=0;",
         f"        keepalive {UPSTREAM_KEEPALIVE};",
         f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;",
