@@ -75,9 +75,11 @@ def test_files_are_written_and_listed(report: tuple[str, Path, dict[str, Any]]) 
     assert files and all(f.is_file() and out in f.parents for f in files)
     names = {f.relative_to(out).as_posix() for f in files}
     assert {"loadbalancer/nginx.conf", "monitoring/prometheus.yml", "nodes/node-0/cloud-init.yaml"} <= names
-    nginx = (out / "loadbalancer/nginx.conf").read_text()
+    # The node list is the upstream include nginx.conf reads (the LB's health checker rewrites it).
+    assert "include /etc/nginx/gpu-inference-upstream.conf;" in (out / "loadbalancer/nginx.conf").read_text()
+    upstream = (out / "loadbalancer/gpu-inference-upstream.conf").read_text()
     for address in data["outputs"]["nodeAddresses"]:
-        assert f"{address}:8000" in nginx
+        assert f"server {address}:8000 " in upstream
 
 
 def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:

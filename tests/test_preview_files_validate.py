@@ -7,6 +7,8 @@ claimed by a validator, so a new kind of machine file cannot slip through unchec
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ import yaml
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
+from gpu_inference.render.lb_healthcheck import LB_HEALTHCHECK_PATH
+from gpu_inference.render.lb_healthcheck_agent import Settings
 from gpu_inference.render.nginx import NginxPaths, auth_map
 
 pytestmark = pytest.mark.validators
@@ -49,6 +53,8 @@ def _validate_nginx(path: Path, tmp: Path) -> None:
     for sub in ("logs", "tmp"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     write(tmp / "auth.conf", auth_map("PLACEHOLDER-api-key"))
+    # The node list the preview wrote beside it (the LB's first-boot upstream include).
+    write(tmp / "upstream.conf", (path.parent / "gpu-inference-upstream.conf").read_text())
     # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
     text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ")
     conf = write(tmp / "nginx.conf", text)
@@ -90,6 +96,15 @@ def test_every_file_the_preview_writes_passes_its_validator(
             _validate_shell(path)
         elif path.name == "nginx.conf":
             _validate_nginx(path, tmp_path / "nginx")
+            checked.add(path.parent / "gpu-inference-upstream.conf")  # nginx -t read it as the include
+        elif path.name == "gpu-inference-upstream.conf":
+            continue
+        elif path.name == "lb-healthcheck.py":
+            result = run([sys.executable, "-m", "py_compile", str(path)])
+            assert result.returncode == 0, result.stderr
+        elif path.name == "lb-healthcheck.json":
+            settings = Settings.from_json(json.loads(path.read_text()))
+            assert settings.include_path == NginxPaths().upstream_include
         elif path.name == "prometheus.yml":
             _validate_prometheus(path, out / "monitoring" / "rules", tmp_path / "prom")
         elif path.name.endswith(".test.yml"):
@@ -113,7 +128,11 @@ def test_every_file_the_preview_writes_passes_its_validator(
     assert node_dirs, f"{stack}: the preview wrote no systemd units"
     for node_dir in node_dirs:
         units = {p.name: p.read_text() for p in node_dir.iterdir() if p.suffix in {".service", ".timer"}}
-        scripts = {"/usr/local/bin/vllm-healthcheck": (node_dir / "vllm-healthcheck.sh").read_text()}
+        if node_dir.name == "loadbalancer":
+            scripts = {LB_HEALTHCHECK_PATH: (node_dir / "lb-healthcheck.py").read_text(),
+                       "/usr/bin/python3": "#!/bin/sh\nexit 0\n"}  # fmt: skip
+        else:
+            scripts = {"/usr/local/bin/vllm-healthcheck": (node_dir / "vllm-healthcheck.sh").read_text()}
         root = systemd_root(tmp_path / node_dir.name, units, scripts)
         result = systemd_verify(root, sorted(units))
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

@@ -24,6 +24,7 @@ from gpu_inference.render.cloud_init import (
     prometheus_data_dropin,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
+from gpu_inference.render.lb_healthcheck import agent_script, healthcheck_unit, settings, settings_json, upstream_include
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
 from gpu_inference.render.spot import has_spot_watcher, spot_watcher_script, spot_watcher_unit
@@ -101,7 +102,12 @@ def render_all(
             files[f"{base}/spot-interruption-watcher.sh"] = spot_watcher_script(stack)
             files[f"{base}/spot-interruption-watcher.service"] = spot_watcher_unit()
     backends = [f"{a}:{VLLM_PORT}" for a in node_addresses]
-    files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
+    files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends, upstream_include=True)
+    checks = settings(stack, backends)
+    files["loadbalancer/gpu-inference-upstream.conf"] = upstream_include(checks)
+    files["loadbalancer/lb-healthcheck.py"] = agent_script()
+    files["loadbalancer/lb-healthcheck.json"] = settings_json(checks)
+    files["loadbalancer/gpu-inference-lb-healthcheck.service"] = healthcheck_unit()
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
     if stack.config.monitoring.enabled:

@@ -31,6 +31,16 @@ from gpu_inference.render._common import (
     systemd_quote,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
+from gpu_inference.render.lb_healthcheck import (
+    LB_HEALTHCHECK_CONFIG,
+    LB_HEALTHCHECK_PATH,
+    LB_HEALTHCHECK_UNIT,
+    agent_script,
+    healthcheck_unit,
+    settings,
+    settings_json,
+    upstream_include,
+)
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.spot import (
@@ -257,23 +267,36 @@ set -euo pipefail
 log() {{ echo "gpu-inference-lb-bootstrap: $*"; }}
 {auth}{tls}
 nginx -t
-systemctl enable nginx.service prometheus-node-exporter.service
+systemctl daemon-reload
+systemctl enable nginx.service prometheus-node-exporter.service {LB_HEALTHCHECK_UNIT}
 systemctl restart nginx.service
 systemctl restart prometheus-node-exporter.service
-log "nginx is balancing over the GPU nodes"
+# After nginx: it reloads nginx whenever a node leaves or rejoins the rotation.
+systemctl restart {LB_HEALTHCHECK_UNIT}
+log "nginx is balancing over the GPU nodes; node health: journalctl -u {LB_HEALTHCHECK_UNIT}"
 """
 
 
 def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key: str | None) -> str:
     """#cloud-config for the Nginx host (Ubuntu/Debian image)."""
     paths = NginxPaths()
-    files = [_file("/etc/nginx/nginx.conf", nginx_conf(stack, backends, prefix_paths=paths), defer=True)]
+    checks = settings(stack, backends, paths)
+    files = [
+        _file("/etc/nginx/nginx.conf", nginx_conf(stack, backends, prefix_paths=paths, upstream_include=True),
+              defer=True),
+        # First boot: every node in; the health checker takes out those not answering /health yet.
+        _file(paths.upstream_include, upstream_include(checks), defer=True),
+        _file(LB_HEALTHCHECK_PATH, agent_script(), "0755", defer=True),
+        _file(LB_HEALTHCHECK_CONFIG, settings_json(checks), defer=True),
+        _file(f"{SYSTEMD_DIR}/{LB_HEALTHCHECK_UNIT}", healthcheck_unit(), defer=True),
+    ]  # fmt: skip
     if stack.config.api_key is not None:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
     files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
-    packages = ["nginx", "prometheus-node-exporter"]
+    # python3 runs the health checker (Ubuntu ships it, cloud-init itself is Python: a no-op there).
+    packages = ["nginx", "prometheus-node-exporter", "python3"]
     if stack.config.load_balancer.tls_domain:
         packages.append("openssl")
     doc = {

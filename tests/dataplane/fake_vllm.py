@@ -133,6 +133,9 @@ class Knobs:
     """When set, a streaming completion aborts its connection after this many tokens (no [DONE])."""
     malformed_stream: bool = False
     """When set, a streaming completion sends a data line that is not JSON (a broken proxy, a wrong server)."""
+    hang: bool = False
+    """When true, every request but /admin/* is read and never answered (a hung node: the TCP connection is
+    accepted, no byte comes back) until the knob is cleared again."""
 
 
 @dataclass
@@ -145,6 +148,8 @@ class Stats:
     peak_inflight: int = 0
     peak_inflight_long: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    hung: int = 0
+    """Requests held without an answer by the `hang` knob."""
 
     def count_status(self, status: int) -> None:
         self.by_status[str(status)] = self.by_status.get(str(status), 0) + 1
@@ -341,6 +346,8 @@ class FakeVllm:
         self.loading_until = self.started
         self.server: asyncio.Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._unhung = asyncio.Event()
+        self._unhung.set()
 
     def set_loading(self, seconds: float) -> None:
         self.loading_until = time.monotonic() + max(0.0, seconds)
@@ -385,6 +392,9 @@ class FakeVllm:
             await self._admin(req, out, path)
             return
         self.stats.requests_total += 1
+        if self.knobs.hang:
+            self.stats.hung += 1
+            await self._unhung.wait()
         try:
             status = await self._route(req, out, path)
         except HttpError as exc:
@@ -648,6 +658,10 @@ class FakeVllm:
                 self.set_loading(float(value))
             else:
                 setattr(self.knobs, key, value)
+        if self.knobs.hang:
+            self._unhung.clear()
+        else:
+            self._unhung.set()
 
 
 async def _error(out: ResponseWriter, status: int, message: str, etype: str, param: str | None = None) -> int:
@@ -747,6 +761,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--loading-seconds", type=float, default=0.0, help="/health and /v1/* answer 503 this long after start")
     p.add_argument("--drop-stream-after", type=int, default=None, help="smoke tests: abort streams after N tokens")
     p.add_argument("--malformed-stream", action="store_true", help="smoke tests: stream a chunk that is not JSON")
+    p.add_argument("--force-status", type=int, default=None, help="every /v1/* request answers this status at once")
+    p.add_argument("--hang", action="store_true", help="accept connections, never answer (a hung node)")
     p.add_argument("--lifetime", type=float, default=3600.0, help="exit by itself after this many seconds (safety net)")
     args = p.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
@@ -767,8 +783,11 @@ async def _main(args: argparse.Namespace) -> None:
         long_threshold=args.long_threshold,
         drop_stream_after=args.drop_stream_after,
         malformed_stream=args.malformed_stream,
+        force_status=args.force_status,
+        hang=args.hang,
     )
     app = FakeVllm(knobs)
+    app._apply({})  # sync the hang event with the start knobs
     app.set_loading(args.loading_seconds)
     port = await app.start(args.host, args.port)
     print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)
