@@ -39,6 +39,13 @@ NAMESPACE = PROJECT_NAME
 # Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h).
 _DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 # A pinned image reference: registry/name:tag where the tag is a release, never a moving tag.
+# loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
+# certbot's default directory (`certbot --help all`, --server).
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+_ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
+# A DigitalOcean domain (DNS name) or a Route 53 hosted zone id; each cloud checks which (config_problems).
+_DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 _PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)$")
 
 
@@ -106,7 +113,20 @@ class LoadBalancerConfig(_Model):
     proxy_next_upstream_tries: int = Field(2, ge=1, le=10)
     """At most this many nodes are tried for one request before an error is returned."""
     tls_domain: str | None = None
-    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+    """Domain name the load balancer serves HTTPS for, with a Let's Encrypt certificate it obtains and renews
+    itself (certbot, HTTP-01 on port 80; a self-signed placeholder until then); none: plain HTTP."""
+    # --- TLS certificate and DNS record (issue 11); one block, every value reaches a shell script or a
+    # provider argument, so each has a pattern of what its consumer accepts.
+    acme_email: str | None = Field(None, pattern=_ACME_EMAIL)
+    """Email the ACME server (Let's Encrypt) sends expiry and problem notices to; none: certbot registers
+    without one (--register-unsafely-without-email)."""
+    acme_server: str = Field(LETS_ENCRYPT_DIRECTORY, pattern=_ACME_SERVER)
+    """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging
+    directory (or a test CA) for trials."""
+    dns_zone: str | None = Field(None, pattern=_DNS_ZONE)
+    """Zone in the stack's own cloud to create the tlsDomain A record in, pointing at the load balancer's static
+    address: a DigitalOcean domain (example.com) or an AWS Route 53 hosted zone id (Z0123...); none: point
+    the name at lbPublicIp yourself."""
 
 
 class KubernetesConfig(_Model):

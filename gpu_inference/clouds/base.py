@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from gpu_inference.constants import PROJECT_NAME
+
 if TYPE_CHECKING:
     from gpu_inference.bill import CostLine
     from gpu_inference.catalog import Catalog
@@ -118,6 +120,17 @@ class Cloud:
     def placeholder_volume(self, stack_name: str) -> str:
         """``volume_ref`` of the stack's Prometheus volume when no real one exists (golden files)."""
         raise ValueError(f"no block volumes on provider {self.name!r}")
+
+
+def tls_domain_in_zone_problems(cfg: StackConfig, zone_word: str) -> list[str]:
+    """A ``loadBalancer.dnsZone`` needs the ``tlsDomain`` whose record it gets (both clouds' rule)."""
+    lb = cfg.load_balancer
+    if lb.dns_zone and not lb.tls_domain:
+        return [
+            f"{PROJECT_NAME}:loadBalancer.dnsZone = {lb.dns_zone!r} needs {PROJECT_NAME}:loadBalancer.tlsDomain: "
+            f"the {zone_word} gets an A record for that name (set tlsDomain, or remove dnsZone)"
+        ]
+    return []
 
 
 def port_range(text: Any) -> tuple[int, int]:

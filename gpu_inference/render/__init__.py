@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render._common import node_name
+from gpu_inference.render.acme import cert_unit, deploy_hook_script, obtain_script
 from gpu_inference.render.cloud_init import (
     dcgm_exporter_unit,
     gpu_node_bootstrap,
@@ -94,6 +95,10 @@ def render_all(
     files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
+    if stack.config.load_balancer.tls_domain:
+        files["loadbalancer/cert-obtain.sh"] = obtain_script(stack)
+        files["loadbalancer/cert-deploy.sh"] = deploy_hook_script(stack)
+        files["loadbalancer/gpu-inference-cert.service"] = cert_unit()
     if stack.config.monitoring.enabled:
         vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address)
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)

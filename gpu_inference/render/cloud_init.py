@@ -30,6 +30,14 @@ from gpu_inference.render._common import (
     shell_quote,
     systemd_quote,
 )
+from gpu_inference.render.acme import (
+    CERT_DEPLOY_HOOK_PATH,
+    CERT_OBTAIN_PATH,
+    CERT_SERVICE,
+    cert_unit,
+    deploy_hook_script,
+    obtain_script,
+)
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
@@ -42,8 +50,10 @@ SYSTEMD_DIR = "/etc/systemd/system"
 LB_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-lb-bootstrap"
 MONITORING_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-monitoring-bootstrap"
 # Self-signed certificate the LB starts with when TLS is configured and no certificate is there yet, so
-# nginx can start; the operator replaces it (e.g. certbot) — see docs/runbooks.md#tls.
+# nginx can start; certbot's deploy hook replaces it (render/acme.py, docs/runbooks.md#tls).
 SELF_SIGNED_DAYS = 30
+
+
 def _file(path: str, content: str, permissions: str = "0644", defer: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
     if defer:
@@ -242,17 +252,19 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     if domain:
         cert, key = tls_paths(domain, paths)
         tls = f"""
-# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one
-# and let the operator install the real one (docs/runbooks.md#tls).
-if [[ ! -s {cert} ]]; then
+# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one;
+# {CERT_SERVICE} then gets the real one from the ACME server and its deploy hook swaps it in.
+if [[ ! -s {shell_quote(cert)} ]]; then
     log "no certificate for {domain} yet; creating a self-signed placeholder"
-    install -d -m 0755 {cert.rsplit("/", 1)[0]}
-    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj "/CN={domain}" \\
-        -keyout {key} -out {cert}
-    chmod 0600 {key}
+    install -d -m 0755 {shell_quote(cert.rsplit("/", 1)[0])} {shell_quote(paths.acme_webroot)}
+    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj {shell_quote(f"/CN={domain}")} \\
+        -keyout {shell_quote(key)} -out {shell_quote(cert)}
+    chmod 0600 {shell_quote(key)}
 fi
 """
     auth = f"chmod 0600 {paths.auth_include}\n" if stack.config.api_key is not None else ""
+    # --no-block: the first issuance waits for DNS and the ACME server; first boot must not.
+    cert = f"systemctl enable {CERT_SERVICE}\nsystemctl start --no-block {CERT_SERVICE}\n" if domain else ""
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # First boot of the load balancer: nginx.conf was written by cloud-init after the nginx package.
@@ -264,7 +276,7 @@ nginx -t
 systemctl enable nginx.service prometheus-node-exporter.service
 systemctl restart nginx.service
 systemctl restart prometheus-node-exporter.service
-log "nginx is balancing over the GPU nodes"
+{cert}log "nginx is balancing over the GPU nodes"
 """
 
 
@@ -276,10 +288,16 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
-    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     packages = ["nginx", "prometheus-node-exporter"]
     if stack.config.load_balancer.tls_domain:
-        packages.append("openssl")
+        # certbot (Debian/Ubuntu package) brings certbot.timer, which renews twice a day.
+        packages += ["openssl", "certbot"]
+        files += [
+            _file(CERT_OBTAIN_PATH, obtain_script(stack, paths), "0755", defer=True),
+            _file(CERT_DEPLOY_HOOK_PATH, deploy_hook_script(stack, paths), "0755", defer=True),
+            _file(f"{SYSTEMD_DIR}/{CERT_SERVICE}", cert_unit(), defer=True),
+        ]
+    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     doc = {
         "hostname": hostname_for(stack, "lb"),
         "package_update": True,
