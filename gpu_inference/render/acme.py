@@ -132,6 +132,22 @@ log "certificate for {domain} issued and deployed"
 """
 
 
+def placeholder_certificate(domain: str, paths: NginxPaths, days: int) -> str:
+    """The LB bootstrap's lines that create a self-signed pair where nginx reads the certificate, unless one is
+    there: nginx refuses to start without the certificate it names, and the real one needs nginx running."""
+    cert, key = tls_paths(domain, paths)
+    return f"""# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one;
+# {CERT_SERVICE} then gets the real one from the ACME server and its deploy hook swaps it in.
+if [[ ! -s {shell_quote(cert)} ]]; then
+    log "no certificate for {domain} yet; creating a self-signed placeholder"
+    install -d -m 0755 {shell_quote(cert.rsplit("/", 1)[0])} {shell_quote(paths.acme_webroot)}
+    openssl req -x509 -newkey rsa:2048 -nodes -days {days} -subj {shell_quote(f"/CN={domain}")} \\
+        -keyout {shell_quote(key)} -out {shell_quote(cert)}
+    chmod 0600 {shell_quote(key)}
+fi
+"""
+
+
 def deploy_hook_script(
     stack: ResolvedStack,
     paths: NginxPaths | None = None,

@@ -37,9 +37,10 @@ from gpu_inference.render.acme import (
     cert_unit,
     deploy_hook_script,
     obtain_script,
+    placeholder_certificate,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
-from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
+from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.vllm import vllm_env_file, vllm_unit
 
@@ -250,18 +251,7 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     domain = stack.config.load_balancer.tls_domain
     tls = ""
     if domain:
-        cert, key = tls_paths(domain, paths)
-        tls = f"""
-# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one;
-# {CERT_SERVICE} then gets the real one from the ACME server and its deploy hook swaps it in.
-if [[ ! -s {shell_quote(cert)} ]]; then
-    log "no certificate for {domain} yet; creating a self-signed placeholder"
-    install -d -m 0755 {shell_quote(cert.rsplit("/", 1)[0])} {shell_quote(paths.acme_webroot)}
-    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj {shell_quote(f"/CN={domain}")} \\
-        -keyout {shell_quote(key)} -out {shell_quote(cert)}
-    chmod 0600 {shell_quote(key)}
-fi
-"""
+        tls = "\n" + placeholder_certificate(domain, paths, SELF_SIGNED_DAYS)
     auth = f"chmod 0600 {paths.auth_include}\n" if stack.config.api_key is not None else ""
     # --no-block: the first issuance waits for DNS and the ACME server; first boot must not.
     cert = f"systemctl enable {CERT_SERVICE}\nsystemctl start --no-block {CERT_SERVICE}\n" if domain else ""
