@@ -116,9 +116,9 @@ class LoadBalancerArgs(TypedDict, total=False):
     """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging directory (or
     a test CA) for trials."""
     dns_zone: pulumi.Input[str]
-    """Zone in the stack's own cloud to create the tlsDomain A record in, pointing at the load balancer's static address: a
-    DigitalOcean domain (example.com) or an AWS Route 53 hosted zone id (Z0123...); none: point the name at lbPublicIp
-    yourself."""
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's static
+    address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id (Z0123...) on AWS
+    Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesArgs(TypedDict, total=False):

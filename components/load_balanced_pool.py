@@ -78,6 +78,13 @@ class LoadBalancedPool(pulumi.ComponentResource):
         self.lb_public_ip = self.lb.public_ip
         self.lb_private_ip = self.lb.private_ip
         tls_domain = cfg.load_balancer.tls_domain
+        zone = cfg.load_balancer.dns_zone
+        # The name clients use, pointed at the static address: the certificate's HTTP-01 validation needs it too.
+        # A only: neither cloud gives the Nginx host an IPv6 address (droplets ipv6=False, an IPv4-only subnet).
+        self.dns_record = (
+            cloud.dns_record(naming.dns_record(naming.lb_host(name)), zone, tls_domain, self.lb.public_ip, stack, child)
+            if zone and tls_domain else None
+        )
         self.endpoint = (
             pulumi.Output.from_input(f"https://{tls_domain}/v1") if tls_domain
             else pulumi.Output.concat("http://", self.lb.public_ip, "/v1")

@@ -44,7 +44,7 @@ _DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
 _ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
 _ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
-# A DigitalOcean domain (DNS name) or a Route 53 hosted zone id; each cloud checks which (config_problems).
+# A domain (DNS name) or a hosted zone id, whichever the cloud's DNS uses: each cloud checks (config_problems).
 _DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 _PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)$")
 
@@ -124,9 +124,9 @@ class LoadBalancerConfig(_Model):
     """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging
     directory (or a test CA) for trials."""
     dns_zone: str | None = Field(None, pattern=_DNS_ZONE)
-    """Zone in the stack's own cloud to create the tlsDomain A record in, pointing at the load balancer's static
-    address: a DigitalOcean domain (example.com) or an AWS Route 53 hosted zone id (Z0123...); none: point
-    the name at lbPublicIp yourself."""
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's
+    static address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id
+    (Z0123...) on AWS Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesConfig(_Model):

@@ -135,12 +135,16 @@ class PolicySettings(BaseModel):
     """The stack's publicEndpoint, for a VllmService whose props do not carry it."""
     api_key_set: bool | None = None
     """Whether the stack has an API key (judges a load balancer port open to the world)."""
+    https_required: bool = False
+    """Refuse an endpoint that takes the API key over plain HTTP (on for prod stacks: ``for_stack``)."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
         """Defaults for a stack: security is mandatory for ``prod*`` stacks, advisory elsewhere."""
-        levels: dict[PolicyName, Level] = {"security": "mandatory"} if is_prod_stack(stack_name) else {}
+        prod = is_prod_stack(stack_name)
+        levels: dict[PolicyName, Level] = {"security": "mandatory"} if prod else {}
         levels.update(overrides.pop("levels", {}) or {})
+        overrides.setdefault("https_required", prod)
         return cls(levels=levels, **overrides)
 
     def level(self, name: PolicyName) -> Level:
@@ -453,7 +457,7 @@ def allowed_cidrs_from_views(views: Iterable[ResourceView]) -> list[str] | None:
 
 def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key when the
-    endpoint is public, no credential in a plain (non-secret) input."""
+    endpoint is public, no credential in a plain (non-secret) input, and (prod) no API key over plain HTTP."""
     allowed = settings.allowed_cidrs
     problems: list[str] = []
     for port in open_ports(view):
@@ -493,6 +497,15 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
             problems.append(
                 f"{view.name!r} serves a public endpoint without an API key: set one with "
                 f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or set {NAMESPACE}:publicEndpoint false"
+            )
+        first = view.props.get("nodeIndex") in (None, 0, 0.0)  # one message per stack, not one per node
+        if settings.https_required and first and view.props.get("apiKeySet") is True and not view.props.get("tlsDomain"):
+            # Every request carries the key in its Authorization header: over plain HTTP anyone on the path
+            # reads it, and the key is the only thing between the internet and the GPUs.
+            problems.append(
+                f"{view.name!r} takes the API key over plain HTTP (http://…/v1): set {NAMESPACE}:loadBalancer.tlsDomain "
+                f"to a name pointing at the load balancer (and {NAMESPACE}:loadBalancer.dnsZone to create that record) so "
+                "the load balancer serves HTTPS with a Let's Encrypt certificate"
             )
     return problems, "no world-open internal port, SSH restricted, no plain secret"
 
@@ -574,7 +587,7 @@ POLICIES: tuple[Policy, ...] = (
         name="security",
         description=(
             "No vLLM/exporter/Prometheus port open to the world, SSH only from allowedCidrs, an API key on a "
-            "public endpoint, no credential in a plain input."
+            "public endpoint, no credential in a plain input; in prod stacks, no API key over plain HTTP."
         ),
         default_level="advisory",
         kind="resource",

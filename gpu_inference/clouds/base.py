@@ -122,6 +122,11 @@ class Cloud:
         raise ValueError(f"no block volumes on provider {self.name!r}")
 
 
+# TTL of the TLS domain's record: the address behind it is static (it outlives the load balancer host), so a
+# long cache costs nothing; 5 minutes still lets a user who moves the name see it move quickly.
+DNS_TTL_SECONDS = 300
+
+
 def tls_domain_in_zone_problems(cfg: StackConfig, zone_word: str) -> list[str]:
     """A ``loadBalancer.dnsZone`` needs the ``tlsDomain`` whose record it gets (both clouds' rule)."""
     lb = cfg.load_balancer
