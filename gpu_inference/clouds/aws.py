@@ -124,6 +124,14 @@ class Aws(Cloud):
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.aws"
     gpu_image: ClassVar[str | None] = "AWS's NVIDIA-driver AMIs"
+    # IMDSv2 (the instances require it): a session token from PUT /latest/api/token, then
+    # /latest/meta-data/local-ipv4, the primary private address (docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+    # instancedata-data-retrieval.html).
+    private_ipv4_lookup: ClassVar[str | None] = (
+        'token=$(curl -fsS --max-time 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" '
+        'http://169.254.169.254/latest/api/token) && curl -fsS --max-time 5 -H "X-aws-ec2-metadata-token: $token" '
+        "http://169.254.169.254/latest/meta-data/local-ipv4"
+    )
     packages: ClassVar[frozenset[str]] = frozenset({"aws"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
     supports_spot: ClassVar[bool] = True

@@ -83,6 +83,9 @@ class Cloud:
     gpu_image: ClassVar[str | None] = None
     """Machine clouds: the GPU image its nodes boot, in words (it ships Docker and the NVIDIA toolkit: the GPU
     node's bootstrap says so and only installs what is missing)."""
+    private_ipv4_lookup: ClassVar[str | None] = None
+    """Machine clouds: a bash command (one line, no secrets) that prints the machine's private IPv4 from the
+    cloud's metadata service; the GPU node publishes its containers' ports on that address only."""
     supports_spot: ClassVar[bool] = False
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network("10.10.0.0/24")
     """Where the offline preview draws private addresses from (what the cloud would hand out)."""

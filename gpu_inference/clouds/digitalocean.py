@@ -139,6 +139,11 @@ class DigitalOcean(Cloud):
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.digitalocean"
     gpu_image: ClassVar[str | None] = "DigitalOcean's GPU droplet image"
+    # Droplet metadata, Network Interfaces: /metadata/v1/interfaces/private/0/ipv4/address is the VPC address
+    # (docs.digitalocean.com/reference/api/metadata/network-interfaces).
+    private_ipv4_lookup: ClassVar[str | None] = (
+        "curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/interfaces/private/0/ipv4/address"
+    )
     packages: ClassVar[frozenset[str]] = frozenset({"digitalocean"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
 

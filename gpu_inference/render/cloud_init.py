@@ -20,13 +20,17 @@ from gpu_inference.render._common import (
     HEALTHCHECK_TIMER,
     HEALTHCHECK_UNIT,
     MODEL_CACHE_DIR,
+    NETWORK_ENV_FILE,
     NODE_EXPORTER_IMAGE,
+    PRIVATE_IP_VAR,
     RENDERED_BY,
     VLLM_ENV_FILE,
     VLLM_UNIT,
+    Expanded,
     dump_yaml,
     exec_line,
     node_name,
+    private_ip_publish,
     shell_quote,
     systemd_quote,
 )
@@ -94,6 +98,8 @@ Type=simple
 TimeoutStartSec=600
 Restart=always
 RestartSec=10
+# {PRIVATE_IP_VAR}: the address the exporter listens on (written by the first-boot script).
+EnvironmentFile={NETWORK_ENV_FILE}
 ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStartPre=/bin/sh -c {systemd_quote(pull)}
 {exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *DOCKER_LOG_ARGS, *run_args, image, *cmd_args],
@@ -112,7 +118,7 @@ def dcgm_exporter_unit() -> str:
         "dcgm-exporter",
         DCGM_EXPORTER_IMAGE,
         # SYS_ADMIN: NVIDIA's documented flag; DCGM needs it for the profiling counters.
-        ["--gpus", "all", "--cap-add", "SYS_ADMIN", "-p", f"{DCGM_EXPORTER_PORT}:{DCGM_EXPORTER_PORT}"],
+        ["--gpus", "all", "--cap-add", "SYS_ADMIN", *private_ip_publish(DCGM_EXPORTER_PORT)],
         [],
     )
 
@@ -124,8 +130,35 @@ def node_exporter_unit() -> str:
         "node-exporter",
         NODE_EXPORTER_IMAGE,
         ["--net=host", "--pid=host", "-v", "/:/host:ro,rslave"],
-        ["--path.rootfs=/host", f"--web.listen-address=:{NODE_EXPORTER_PORT}"],
+        # Host networking: the listen address itself is the node's private one (no -p to narrow it).
+        ["--path.rootfs=/host", Expanded(f"--web.listen-address=${{{PRIVATE_IP_VAR}}}:{NODE_EXPORTER_PORT}")],
     )
+
+
+def private_ip_lines(stack: ResolvedStack, env_file: str = NETWORK_ENV_FILE) -> str:
+    """The GPU node bootstrap's lines that write the node's private IPv4 (from the cloud's metadata service) to
+    ``env_file`` for the units' EnvironmentFile=, or stop the boot: never fall back to every interface."""
+    lookup = stack.cloud.private_ipv4_lookup
+    if lookup is None:
+        raise ValueError(f"provider {stack.config.provider!r} has no metadata lookup of a machine's private IPv4")
+    return f"""# Containers publish their ports on the private interface only: its address from the metadata service.
+private_ipv4() {{
+    {lookup}
+}}
+private_ip=""
+for attempt in 1 2 3 4 5; do
+    if private_ip=$(private_ipv4) && [[ "$private_ip" =~ ^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$ ]]; then
+        break
+    fi
+    private_ip=""
+    log "attempt $attempt to read the private IPv4 from the metadata service failed; retrying in 5s"
+    sleep 5
+done
+[[ -n "$private_ip" ]] || die "no private IPv4 from the metadata service: refusing to publish ports on every interface"
+install -d -m 0755 {shell_quote(env_file.rsplit("/", 1)[0])}
+printf '{PRIVATE_IP_VAR}=%s\\n' "$private_ip" > {shell_quote(env_file)}
+log "services listen on $private_ip (private) and 127.0.0.1"
+"""
 
 
 def gpu_node_bootstrap(stack: ResolvedStack) -> str:
@@ -195,6 +228,7 @@ fi
 install -d -m 0755 {MODEL_CACHE_DIR}
 chmod 0600 {VLLM_ENV_FILE}
 
+{private_ip_lines(stack)}
 # Pull before starting: the pull is the slow part of a first boot and is worth its own log lines.
 for image in {images}; do
     retry docker pull -q "$image"
