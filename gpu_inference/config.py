@@ -39,13 +39,6 @@ NAMESPACE = PROJECT_NAME
 # Prometheus durations as promtool accepts them in `for:` (e.g. 30s, 2m, 1h).
 _DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
 # A pinned image reference: registry/name:tag where the tag is a release, never a moving tag.
-# loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
-# certbot's default directory (`certbot --help all`, --server).
-LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
-_ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
-_ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
-# A domain (DNS name) or a hosted zone id, whichever the cloud's DNS uses: each cloud checks (config_problems).
-_DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 _PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9._/-]*:v?(?P<version>[0-9]+\.[0-9]+\.[0-9]+[0-9A-Za-z.+-]*)$")
 
 
@@ -95,6 +88,15 @@ class MonitoringConfig(_Model):
     """Alert when a GPU runs hotter than this."""
     disk_free_ratio: float = Field(0.10, gt=0, lt=1)
     """Alert when the model-cache filesystem has less than this fraction free."""
+
+
+# loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
+# certbot's default directory (`certbot --help all`, --server).
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+_ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
+# A domain (DNS name) or a hosted zone id, whichever the cloud's DNS uses: each cloud checks (config_problems).
+_DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
 
 
 class LoadBalancerConfig(_Model):
