@@ -137,6 +137,8 @@ class PolicySettings(BaseModel):
     """Whether the stack has an API key (judges a load balancer port open to the world)."""
     https_required: bool = False
     """Refuse an endpoint that takes the API key over plain HTTP (on for prod stacks: ``for_stack``)."""
+    tls: bool | None = None
+    """Whether the load balancer serves the API over TLS only (then port 80 only redirects and answers ACME)."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
@@ -164,6 +166,8 @@ class PolicySettings(BaseModel):
             update["public_endpoint"] = services[0].props["publicEndpoint"]
         if self.api_key_set is None and services and isinstance(services[0].props.get("apiKeySet"), bool):
             update["api_key_set"] = services[0].props["apiKeySet"]
+        if self.tls is None and services:
+            update["tls"] = bool(services[0].props.get("tlsDomain"))
         return self.model_copy(update=update)
 
 
@@ -462,7 +466,9 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     problems: list[str] = []
     for port in open_ports(view):
         world = [s for s in port.sources if _is_world(s)]
-        if world and any(port.low <= p <= port.high for p in PUBLIC_PORTS) and settings.public_endpoint is False \
+        # With TLS the API is on 443 alone: a world-open 80 only redirects and answers ACME challenges.
+        api_ports = (443,) if settings.tls else PUBLIC_PORTS
+        if world and any(port.low <= p <= port.high for p in api_ports) and settings.public_endpoint is False \
                 and settings.api_key_set is False:
             # publicEndpoint says private, but the API port faces the world: it is public, so it needs a key.
             problems.append(

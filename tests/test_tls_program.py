@@ -105,3 +105,24 @@ def test_prod_preview_without_tls_exits_1_on_the_security_policy(tmp_path: Path)
     shipped = preview("prod", "--json", "--no-files")
     assert shipped.returncode == 0, shipped.stdout + shipped.stderr
     assert json.loads(shipped.stdout)["outputs"]["endpoint"] == "https://llm.example.com/v1"
+
+
+def test_private_endpoint_with_tls_opens_only_port_80_to_the_world_for_acme() -> None:
+    """HTTP-01 validation comes from the ACME server's own (unpublished) addresses: with TLS, port 80 (which
+    serves no API) faces the world even when the endpoint is private; 443 stays with allowedCidrs."""
+    from test_program import firewalls, ingress
+
+    program = run(str(STACKS / "aws-spot.yaml"), {"loadBalancer": AWS_LB})  # publicEndpoint: false
+    lb = next(fw for fw in firewalls(program) if fw.name.endswith("-lb-fw"))
+    ports = {low: cidrs for low, _, cidrs, _ in ingress(lb)}
+    assert ports[80] == {"0.0.0.0/0", "::/0"}
+    assert ports[443] == {"198.51.100.0/24", "2001:db8::/32"}
+    # ... and the security policy does not read that port 80 as a public API endpoint.
+    views = [ResourceView(type=r.type, name=r.name, props=r.inputs) for r in program.recorded]
+    settings = PolicySettings.for_stack("prod", allowed_cidrs=["198.51.100.0/24", "2001:db8::/32"]).with_facts_from(views)
+    assert settings.tls is True
+    assert [m for v in views for m in security(v, settings)[0]] == []
+    # Without TLS the same world-open port 80 on a private, keyless endpoint is still refused.
+    no_key = settings.model_copy(update={"tls": False, "api_key_set": False})
+    lb_view = next(v for v in views if v.name == lb.name)
+    assert any("without an API key" in m for m in security(lb_view, no_key)[0])
