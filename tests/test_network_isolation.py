@@ -139,3 +139,13 @@ def test_rendered_network_policy_is_the_manifest() -> None:
     assert doc["apiVersion"] == "networking.k8s.io/v1" and doc["kind"] == "NetworkPolicy"
     assert doc["metadata"]["namespace"] == "llm"
     assert doc == vllm_network_policy(kube(), "gpu-inference")
+
+
+def test_network_policy_manifest_passes_the_kubernetes_schema(tmp_path: Path) -> None:
+    """The rendered manifest against the Kubernetes API schema (kubernetes-validate, strict: no unknown field)."""
+    validate = pytest.importorskip("kubernetes_validate")
+    doc = yaml.safe_load(render_kubernetes(kube())["kubernetes/vllm-network-policy.yaml"])
+    validate.validate(doc, "1.37.0", strict=True)
+    bad = {**doc, "spec": {**doc["spec"], "policyType": ["Ingress"]}}  # negative control: a misspelt field
+    with pytest.raises(validate.ValidationError):
+        validate.validate(bad, "1.37.0", strict=True)
