@@ -12,7 +12,8 @@ How it fits together on the Nginx host when ``loadBalancer.tlsDomain`` is set:
 4. certbot stores the webroot and the hook in its renewal config, so the package's own ``certbot.timer``
    (``certbot -q renew``, twice a day) renews and runs the same hook again.
 
-Flags are certbot's (``certbot --help all``, certbot 2.1 in Debian 12, the same in Ubuntu 24.04's 2.9):
+Flags are certbot's (``certbot --help all`` of certbot 2.1 in Debian 12, also manpages.ubuntu.com certbot.1 of
+2.1.0-4; the same flags in Ubuntu 24.04's 2.9):
 ``certonly``, ``--webroot -w PATH``, ``-d DOMAIN``, ``--cert-name``, ``--agree-tos``, ``-m EMAIL`` /
 ``--register-unsafely-without-email``, ``--non-interactive``, ``--server URL`` (the ACME directory),
 ``--keep-until-expiring``, ``--deploy-hook CMD`` ("run in a shell once for each successfully issued
@@ -189,7 +190,8 @@ log "nginx now serves the certificate from $lineage"
 def cert_unit() -> str:
     """gpu-inference-cert.service: the first issuance, retried until it succeeds.
 
-    A oneshot that systemd restarts on failure (allowed for oneshot since systemd 244; Ubuntu 24.04 has 255),
+    A oneshot that systemd restarts on failure (allowed for oneshot since systemd 245, systemd/systemd#13796;
+    Ubuntu 24.04 has 255, and `systemd-analyze verify` accepts it in the tests),
     so a failed attempt stays visible (`systemctl status`) and is retried without a timer of our own. Started at
     every boot too: it is one file test once the certificate exists.
     """
