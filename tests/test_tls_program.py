@@ -126,3 +126,25 @@ def test_private_endpoint_with_tls_opens_only_port_80_to_the_world_for_acme() ->
     no_key = settings.model_copy(update={"tls": False, "api_key_set": False})
     lb_view = next(v for v in views if v.name == lb.name)
     assert any("without an API key" in m for m in security(lb_view, no_key)[0])
+
+
+def test_the_crossguard_pack_refuses_plain_http_with_a_key_for_a_prod_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same rule through the pack the engine runs (PULUMI_STACK picks prod), with CrossGuard's own args."""
+    import importlib
+
+    from test_policies import VLLM, resource_args, spec, violations
+
+    from policies import gpu_inference_policies as gp
+
+    monkeypatch.delenv("PULUMI_CONFIG", raising=False)
+    monkeypatch.setenv("PULUMI_STACK", "prod")
+    try:
+        pack = importlib.reload(gp)
+        [message] = violations(pack.security_policy, resource_args(VLLM, "llm-0", spec()))
+        assert "plain HTTP" in message
+        assert violations(pack.security_policy, resource_args(VLLM, "llm-0", spec(tlsDomain="llm.example.com"))) == []
+        monkeypatch.setenv("PULUMI_STACK", "dev")
+        assert violations(importlib.reload(gp).security_policy, resource_args(VLLM, "llm-0", spec())) == []
+    finally:
+        monkeypatch.delenv("PULUMI_STACK")
+        importlib.reload(gp)
