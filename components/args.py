@@ -107,7 +107,18 @@ class LoadBalancerArgs(TypedDict, total=False):
     proxy_next_upstream_tries: pulumi.Input[int]
     """At most this many nodes are tried for one request before an error is returned."""
     tls_domain: pulumi.Input[str]
-    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+    """Domain name the load balancer serves HTTPS for, with a Let's Encrypt certificate it obtains and renews itself
+    (certbot, HTTP-01 on port 80; a self-signed placeholder until then); none: plain HTTP."""
+    acme_email: pulumi.Input[str]
+    """Email the ACME server (Let's Encrypt) sends expiry and problem notices to; none: certbot registers without one
+    (--register-unsafely-without-email)."""
+    acme_server: pulumi.Input[str]
+    """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging directory (or
+    a test CA) for trials."""
+    dns_zone: pulumi.Input[str]
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's static
+    address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id (Z0123...) on AWS
+    Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesArgs(TypedDict, total=False):

@@ -30,6 +30,7 @@ dcgm scrape jobs are empty and the GPU/disk alerts stay silent on Kubernetes.
 """
 
 import hashlib
+from typing import Any
 
 import pulumi
 import pulumi_digitalocean as do
@@ -61,11 +62,14 @@ from gpu_inference.render.kubernetes import (
     PROMETHEUS_IMAGE,
     PROMETHEUS_NAME,
     PROMETHEUS_RULES_FILE,
+    VLLM_APP,
     VLLM_HEADLESS_SERVICE,
     VLLM_STATEFULSET,
     kubernetes_nginx_conf,
     kubernetes_prometheus_config,
+    pod_labels,
     scaled_object_spec,
+    vllm_network_policy,
 )
 from gpu_inference.render.nginx import auth_map
 from gpu_inference.render.prometheus import alert_rules
@@ -93,7 +97,33 @@ def _digest(*texts: str) -> str:
 
 
 def _labels(app: str, instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": instance}
+    return pod_labels(app, instance)
+
+
+def _vllm_network_policy(name: str, stack: ResolvedStack, cluster: ClusterPlacementArgs,
+                         opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """The rendered NetworkPolicy (render/kubernetes.py) as a resource: only Nginx and Prometheus reach vLLM."""
+    manifest = vllm_network_policy(stack, str(cluster["instance"]))
+    spec, meta = manifest["spec"], manifest["metadata"]
+
+    def selector(peer: dict[str, Any]) -> k8s.meta.v1.LabelSelectorArgs:
+        return k8s.meta.v1.LabelSelectorArgs(match_labels=peer["podSelector"]["matchLabels"])
+
+    return k8s.networking.v1.NetworkPolicy(
+        f"{name}-network-policy",
+        # The namespace as the Output of the Namespace object: created after it.
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=cluster["namespace"], name=meta["name"], labels=meta["labels"]),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=selector(spec),
+            policy_types=spec["policyTypes"],
+            ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=selector(peer)) for peer in rule["from"]],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=p["protocol"], port=p["port"])
+                       for p in rule["ports"]],
+            ) for rule in spec["ingress"]],
+        ),
+        opts=opts,
+    )
 
 
 class KubernetesGpuPool(pulumi.ComponentResource):
@@ -320,8 +350,9 @@ def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
     ``service``, in the pool's namespace, through the pool's cluster provider)."""
     cfg = stack.config
     sopts = pulumi.ResourceOptions(parent=service)
-    labels = _labels("vllm", str(cluster["instance"]))
+    labels = _labels(VLLM_APP, str(cluster["instance"]))
     ns = cluster["namespace"]
+    _vllm_network_policy(name, stack, cluster, sopts)
     # Headless: no virtual IP, one DNS record per *ready* pod, so nginx and Prometheus only ever resolve
     # pods that answer (a pod still loading its weights has no address yet).
     headless = k8s.core.v1.Service(

@@ -90,6 +90,15 @@ class MonitoringConfig(_Model):
     """Alert when the model-cache filesystem has less than this fraction free."""
 
 
+# loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
+# certbot's default directory (`certbot --help all`, --server).
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+_ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
+# A domain (DNS name) or a hosted zone id, whichever the cloud's DNS uses: each cloud checks (config_problems).
+_DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+
+
 class LoadBalancerConfig(_Model):
     """The Nginx host in front of the GPU nodes."""
 
@@ -106,7 +115,20 @@ class LoadBalancerConfig(_Model):
     proxy_next_upstream_tries: int = Field(2, ge=1, le=10)
     """At most this many nodes are tried for one request before an error is returned."""
     tls_domain: str | None = None
-    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+    """Domain name the load balancer serves HTTPS for, with a Let's Encrypt certificate it obtains and renews
+    itself (certbot, HTTP-01 on port 80; a self-signed placeholder until then); none: plain HTTP."""
+    # --- TLS certificate and DNS record (issue 11); one block, every value reaches a shell script or a
+    # provider argument, so each has a pattern of what its consumer accepts.
+    acme_email: str | None = Field(None, pattern=_ACME_EMAIL)
+    """Email the ACME server (Let's Encrypt) sends expiry and problem notices to; none: certbot registers
+    without one (--register-unsafely-without-email)."""
+    acme_server: str = Field(LETS_ENCRYPT_DIRECTORY, pattern=_ACME_SERVER)
+    """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging
+    directory (or a test CA) for trials."""
+    dns_zone: str | None = Field(None, pattern=_DNS_ZONE)
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's
+    static address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id
+    (Z0123...) on AWS Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesConfig(_Model):

@@ -170,7 +170,8 @@ NVIDIA = GpuVendor(
         image=DCGM_EXPORTER_IMAGE,
         port=DCGM_EXPORTER_PORT,
         # SYS_ADMIN: NVIDIA's documented flag; DCGM needs it for the profiling counters.
-        run_args=("--gpus", "all", "--cap-add", "SYS_ADMIN", "-p", f"{DCGM_EXPORTER_PORT}:{DCGM_EXPORTER_PORT}"),
+        # The port is published by the unit renderer, on the private interface only (render._common).
+        run_args=("--gpus", "all", "--cap-add", "SYS_ADMIN"),
         metrics=GpuMetrics(
             job="dcgm",
             gpu_label="gpu",
@@ -250,8 +251,7 @@ AMD = GpuVendor(
         image=AMD_METRICS_EXPORTER_IMAGE,
         port=AMD_METRICS_EXPORTER_PORT,
         run_args=("--device", "/dev/kfd", "--device", "/dev/dri",
-                  "-v", f"{AMD_METRICS_CONFIG_DIR}:/etc/metrics",
-                  "-p", f"{AMD_METRICS_EXPORTER_PORT}:{AMD_METRICS_EXPORTER_PORT}"),
+                  "-v", f"{AMD_METRICS_CONFIG_DIR}:/etc/metrics"),
         files={f"{AMD_METRICS_CONFIG_DIR}/config.json": _AMD_METRICS_CONFIG},
         metrics=GpuMetrics(
             job="amd-metrics",

@@ -77,6 +77,11 @@ def static_ip(machine: str) -> str:
     return f"{machine}-ip"
 
 
+def dns_record(machine: str, kind: str = "a") -> str:
+    """The DNS record (A / AAAA) that points the TLS domain at a machine's static address."""
+    return f"{machine}-dns-{kind}"
+
+
 def node_name(index: int) -> str:
     """A GPU node's short name in files, hostnames and scrape labels (``node-0``)."""
     return f"node-{index}"

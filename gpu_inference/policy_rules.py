@@ -142,12 +142,18 @@ class PolicySettings(BaseModel):
     """The stack's publicEndpoint, for a VllmService whose props do not carry it."""
     api_key_set: bool | None = None
     """Whether the stack has an API key (judges a load balancer port open to the world)."""
+    https_required: bool = False
+    """Refuse an endpoint that takes the API key over plain HTTP (on for prod stacks: ``for_stack``)."""
+    tls: bool | None = None
+    """Whether the load balancer serves the API over TLS only (then port 80 only redirects and answers ACME)."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
         """Defaults for a stack: security is mandatory for ``prod*`` stacks, advisory elsewhere."""
-        levels: dict[PolicyName, Level] = {"security": "mandatory"} if is_prod_stack(stack_name) else {}
+        prod = is_prod_stack(stack_name)
+        levels: dict[PolicyName, Level] = {"security": "mandatory"} if prod else {}
         levels.update(overrides.pop("levels", {}) or {})
+        overrides.setdefault("https_required", prod)
         return cls(levels=levels, **overrides)
 
     def level(self, name: PolicyName) -> Level:
@@ -167,6 +173,8 @@ class PolicySettings(BaseModel):
             update["public_endpoint"] = services[0].props["publicEndpoint"]
         if self.api_key_set is None and services and isinstance(services[0].props.get("apiKeySet"), bool):
             update["api_key_set"] = services[0].props["apiKeySet"]
+        if self.tls is None and services:
+            update["tls"] = bool(services[0].props.get("tlsDomain"))
         return self.model_copy(update=update)
 
 
@@ -490,12 +498,14 @@ def allowed_cidrs_from_views(views: Iterable[ResourceView]) -> list[str] | None:
 
 def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key when the
-    endpoint is public, no credential in a plain (non-secret) input."""
+    endpoint is public, no credential in a plain (non-secret) input, and (prod) no API key over plain HTTP."""
     allowed = settings.allowed_cidrs
     problems: list[str] = []
     for port in open_ports(view):
         world = [s for s in port.sources if _is_world(s)]
-        if world and any(port.low <= p <= port.high for p in PUBLIC_PORTS) and settings.public_endpoint is False \
+        # With TLS the API is on 443 alone: a world-open 80 only redirects and answers ACME challenges.
+        api_ports = (443,) if settings.tls else PUBLIC_PORTS
+        if world and any(port.low <= p <= port.high for p in api_ports) and settings.public_endpoint is False \
                 and settings.api_key_set is False:
             # publicEndpoint says private, but the API port faces the world: it is public, so it needs a key.
             problems.append(
@@ -530,6 +540,15 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
             problems.append(
                 f"{view.name!r} serves a public endpoint without an API key: set one with "
                 f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or set {NAMESPACE}:publicEndpoint false"
+            )
+        first = view.props.get("nodeIndex") in (None, 0, 0.0)  # one message per stack, not one per node
+        if settings.https_required and first and view.props.get("apiKeySet") is True and not view.props.get("tlsDomain"):
+            # Every request carries the key in its Authorization header: over plain HTTP anyone on the path
+            # reads it, and the key is the only thing between the internet and the GPUs.
+            problems.append(
+                f"{view.name!r} takes the API key over plain HTTP (http://…/v1): set {NAMESPACE}:loadBalancer.tlsDomain "
+                f"to a name pointing at the load balancer (and {NAMESPACE}:loadBalancer.dnsZone to create that record) so "
+                "the load balancer serves HTTPS with a Let's Encrypt certificate"
             )
     return problems, "no world-open internal port, SSH restricted, no plain secret"
 
@@ -623,7 +642,7 @@ POLICIES: tuple[Policy, ...] = (
         name="security",
         description=(
             "No vLLM/exporter/Prometheus port open to the world, SSH only from allowedCidrs, an API key on a "
-            "public endpoint, no credential in a plain input."
+            "public endpoint, no credential in a plain input; in prod stacks, no API key over plain HTTP."
         ),
         default_level="advisory",
         kind="resource",

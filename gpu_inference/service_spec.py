@@ -82,6 +82,8 @@ class ServiceSpec(BaseModel):
     public_endpoint: bool = True
     cluster_id: str | None = None
     """Kubernetes only: the cluster the service runs on."""
+    tls_domain: str | None = None
+    """The name the load balancer serves HTTPS for (``loadBalancer.tlsDomain``); None: the endpoint is plain HTTP."""
 
     @model_validator(mode="before")
     @classmethod
@@ -123,6 +125,7 @@ class ServiceSpec(BaseModel):
             allowed_cidrs=list(cfg.allowed_cidrs),
             public_endpoint=cfg.public_endpoint,
             cluster_id=cfg.kubernetes.cluster_id if cfg.kubernetes else None,
+            tls_domain=cfg.load_balancer.tls_domain,
         )
 
     @classmethod

@@ -142,7 +142,7 @@ def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) ->
 
     out = tmp_path / "out"
     written = sorted(str(Path(f).relative_to(out)) for f in data["files"])
-    assert written == ["loadbalancer/nginx.conf", "monitoring/prometheus.yml",
+    assert written == ["kubernetes/vllm-network-policy.yaml", "loadbalancer/nginx.conf", "monitoring/prometheus.yml",
                        "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
     # The files on disk are exactly what the ConfigMaps carry.
     recorded = {r["name"]: r for r in data["resources"]}

@@ -8,6 +8,7 @@ claimed by a validator, so a new kind of machine file cannot slip through unchec
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import yaml
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
+from gpu_inference.render.acme import CERT_OBTAIN_PATH, placeholder_certificate
 from gpu_inference.render.lb_healthcheck import LB_HEALTHCHECK_PATH
 from gpu_inference.render.lb_healthcheck_agent import Settings
 from gpu_inference.render.nginx import NginxPaths, auth_map
@@ -56,7 +58,12 @@ def _validate_nginx(path: Path, tmp: Path) -> None:
     # The node list the preview wrote beside it (the LB's first-boot upstream include).
     write(tmp / "upstream.conf", (path.parent / "gpu-inference-upstream.conf").read_text())
     # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
-    text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ")
+    text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ").replace("listen 0.0.0.0:443 ", "listen 127.0.0.1:18444 ")
+    # TLS: the self-signed placeholder the LB bootstrap creates (its own lines) before certbot has run.
+    for domain in re.findall(r"ssl_certificate \S+/tls/([^/\s]+)/fullchain\.pem;", text):
+        made = run(["bash", "-c", 'set -euo pipefail; log() { :; }\n'
+                    + placeholder_certificate(domain, NginxPaths.inside(tmp), 1)])
+        assert made.returncode == 0, made.stderr
     conf = write(tmp / "nginx.conf", text)
     result = nginx_test(conf, tmp)
     assert result.returncode == 0, result.stderr
@@ -128,11 +135,13 @@ def test_every_file_the_preview_writes_passes_its_validator(
     assert node_dirs, f"{stack}: the preview wrote no systemd units"
     for node_dir in node_dirs:
         units = {p.name: p.read_text() for p in node_dir.iterdir() if p.suffix in {".service", ".timer"}}
+        # The programs the units run, as rendered beside them (the LB's certificate unit runs cert-obtain,
+        # its health checker lb-healthcheck.py under python3).
+        programs = {"/usr/local/bin/vllm-healthcheck": "vllm-healthcheck.sh", CERT_OBTAIN_PATH: "cert-obtain.sh",
+                    LB_HEALTHCHECK_PATH: "lb-healthcheck.py"}  # fmt: skip
+        scripts = {path: (node_dir / name).read_text() for path, name in programs.items() if (node_dir / name).exists()}
         if node_dir.name == "loadbalancer":
-            scripts = {LB_HEALTHCHECK_PATH: (node_dir / "lb-healthcheck.py").read_text(),
-                       "/usr/bin/python3": "#!/bin/sh\nexit 0\n"}  # fmt: skip
-        else:
-            scripts = {"/usr/local/bin/vllm-healthcheck": (node_dir / "vllm-healthcheck.sh").read_text()}
+            scripts["/usr/bin/python3"] = "#!/bin/sh\nexit 0\n"
         root = systemd_root(tmp_path / node_dir.name, units, scripts)
         result = systemd_verify(root, sorted(units))
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

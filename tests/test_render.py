@@ -119,7 +119,8 @@ def test_vllm_unit_runs_the_pinned_container() -> None:
         "Restart=always", "RestartSec=10", "Requires=docker.service", "After=docker.service",
         "ExecStartPre=-/usr/bin/docker stop vllm", "ExecStartPre=-/usr/bin/docker rm vllm",
         "--ipc=host", "--gpus all", "--env-file /etc/vllm/vllm.env",
-        "-v /opt/models:/root/.cache/huggingface", "-p 8000:8000", "vllm/vllm-openai:v0.19.0",
+        "-v /opt/models:/root/.cache/huggingface", "-p 127.0.0.1:8000:8000",
+        "-p ${GPU_INFERENCE_PRIVATE_IP}:8000:8000", "vllm/vllm-openai:v0.19.0",
         "WantedBy=multi-user.target",
     ]:  # fmt: skip
         assert needle in unit, needle
@@ -633,8 +634,9 @@ def test_kubernetes_files_name_the_stateful_pods() -> None:
         f"vllm-{i}": f"vllm-{i}.vllm-pods.llm.svc.cluster.local:8000" for i in range(3)
     }
     files = render_kubernetes(stack)
-    assert sorted(files) == ["loadbalancer/nginx.conf", "monitoring/prometheus.yml",
-                             "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
+    assert sorted(files) == ["kubernetes/vllm-network-policy.yaml", "loadbalancer/nginx.conf",
+                             "monitoring/prometheus.yml", "monitoring/rules/gpu-inference.test.yml",
+                             "monitoring/rules/gpu-inference.yml"]
     conf = files["loadbalancer/nginx.conf"]
     assert f"resolver {KUBE_DNS} valid=10s ipv6=off;" in conf
     for i in range(3):
@@ -652,4 +654,5 @@ def test_kubernetes_files_name_the_stateful_pods() -> None:
 def test_kubernetes_without_monitoring_renders_only_nginx() -> None:
     from gpu_inference.render.kubernetes import render_kubernetes
 
-    assert list(render_kubernetes(kube_stack(monitoring={"enabled": False}))) == ["loadbalancer/nginx.conf"]
+    assert list(render_kubernetes(kube_stack(monitoring={"enabled": False}))) == [
+        "loadbalancer/nginx.conf", "kubernetes/vllm-network-policy.yaml"]

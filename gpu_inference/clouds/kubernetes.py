@@ -84,6 +84,11 @@ class Kubernetes(Cloud):
                 f"{PROJECT_NAME}:loadBalancer.tlsDomain is not supported with provider kubernetes: remove it "
                 "(terminate TLS in front of the cluster's LoadBalancer Service instead)"
             )
+        if cfg.load_balancer.dns_zone:
+            problems.append(
+                f"{PROJECT_NAME}:loadBalancer.dnsZone is not supported with provider kubernetes: remove it "
+                "(the LoadBalancer Service's address belongs to the cluster; point a name at it in front of it)"
+            )
         return problems
 
     def stack_name_problems(self, stack_name: str, cfg: StackConfig) -> list[str]:

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _key_inputs(r: dict[str, Any]) -> str:
     inputs = r["inputs"]
-    keys = ("size", "instanceType", "region", "image", "ami", "cidrBlock", "availabilityZone", "name", "create")
+    # DNS records: their zone (a domain, or a hosted zone id), name and the address they point at.
+    keys = ("size", "instanceType", "region", "image", "ami", "cidrBlock", "availabilityZone", "domain", "zoneId",
+            "name", "value", "records", "create")
     parts = [f"{k}={inputs[k]}" for k in keys if inputs.get(k) not in (None, "", [])]
     # Firewall-like resources: their inbound rules as each cloud module reads them (the security policy's view).
     ports = [port for cloud in CLOUDS.values() for port in cloud.open_ports(r["type"], inputs)]

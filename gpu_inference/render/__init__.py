@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render._common import node_name
+from gpu_inference.render.acme import cert_unit, deploy_hook_script, obtain_script
 from gpu_inference.render.cloud_init import (
     gpu_exporter_unit_for,
     gpu_node_bootstrap,
@@ -110,6 +111,10 @@ def render_all(
     files["loadbalancer/gpu-inference-lb-healthcheck.service"] = healthcheck_unit()
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
+    if stack.config.load_balancer.tls_domain:
+        files["loadbalancer/cert-obtain.sh"] = obtain_script(stack)
+        files["loadbalancer/cert-deploy.sh"] = deploy_hook_script(stack)
+        files["loadbalancer/gpu-inference-cert.service"] = cert_unit()
     if stack.config.monitoring.enabled:
         vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address, exporter.port)
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)

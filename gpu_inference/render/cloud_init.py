@@ -20,15 +20,28 @@ from gpu_inference.render._common import (
     HEALTHCHECK_TIMER,
     HEALTHCHECK_UNIT,
     MODEL_CACHE_DIR,
+    NETWORK_ENV_FILE,
     NODE_EXPORTER_IMAGE,
+    PRIVATE_IP_VAR,
     RENDERED_BY,
     VLLM_ENV_FILE,
     VLLM_UNIT,
+    Expanded,
     dump_yaml,
     exec_line,
     node_name,
+    private_ip_publish,
     shell_quote,
     systemd_quote,
+)
+from gpu_inference.render.acme import (
+    CERT_DEPLOY_HOOK_PATH,
+    CERT_OBTAIN_PATH,
+    CERT_SERVICE,
+    cert_unit,
+    deploy_hook_script,
+    obtain_script,
+    placeholder_certificate,
 )
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.lb_healthcheck import (
@@ -41,7 +54,7 @@ from gpu_inference.render.lb_healthcheck import (
     settings_json,
     upstream_include,
 )
-from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
+from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.spot import (
     SPOT_WATCHER_PATH,
@@ -59,8 +72,10 @@ SYSTEMD_DIR = "/etc/systemd/system"
 LB_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-lb-bootstrap"
 MONITORING_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-monitoring-bootstrap"
 # Self-signed certificate the LB starts with when TLS is configured and no certificate is there yet, so
-# nginx can start; the operator replaces it (e.g. certbot) — see docs/runbooks.md#tls.
+# nginx can start; certbot's deploy hook replaces it (render/acme.py, docs/runbooks.md#tls).
 SELF_SIGNED_DAYS = 30
+
+
 def _file(path: str, content: str, permissions: str = "0644", defer: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
     if defer:
@@ -100,6 +115,8 @@ Type=simple
 TimeoutStartSec=600
 Restart=always
 RestartSec=10
+# {PRIVATE_IP_VAR}: the address the exporter listens on (written by the first-boot script).
+EnvironmentFile={NETWORK_ENV_FILE}
 ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStartPre=/bin/sh -c {systemd_quote(pull)}
 {exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *DOCKER_LOG_ARGS, *run_args, image, *cmd_args],
@@ -113,8 +130,9 @@ WantedBy=multi-user.target
 
 def gpu_exporter_unit(exporter: Exporter) -> str:
     """The GPU vendor's metrics exporter container (DCGM on NVIDIA, AMD's device metrics exporter on ROCm)."""
-    return _container_unit(exporter.description, exporter.container, exporter.image, list(exporter.run_args),
-                           list(exporter.cmd_args))
+    # Published on the node's private address (and loopback) only: the cloud firewall stays the first line.
+    run_args = [*exporter.run_args, *private_ip_publish(exporter.port)]
+    return _container_unit(exporter.description, exporter.container, exporter.image, run_args, list(exporter.cmd_args))
 
 
 def gpu_exporter_unit_for(stack: ResolvedStack) -> tuple[str, str]:
@@ -130,8 +148,35 @@ def node_exporter_unit() -> str:
         "node-exporter",
         NODE_EXPORTER_IMAGE,
         ["--net=host", "--pid=host", "-v", "/:/host:ro,rslave"],
-        ["--path.rootfs=/host", f"--web.listen-address=:{NODE_EXPORTER_PORT}"],
+        # Host networking: the listen address itself is the node's private one (no -p to narrow it).
+        ["--path.rootfs=/host", Expanded(f"--web.listen-address=${{{PRIVATE_IP_VAR}}}:{NODE_EXPORTER_PORT}")],
     )
+
+
+def private_ip_lines(stack: ResolvedStack, env_file: str = NETWORK_ENV_FILE) -> str:
+    """The GPU node bootstrap's lines that write the node's private IPv4 (from the cloud's metadata service) to
+    ``env_file`` for the units' EnvironmentFile=, or stop the boot: never fall back to every interface."""
+    lookup = stack.cloud.private_ipv4_lookup
+    if lookup is None:
+        raise ValueError(f"provider {stack.config.provider!r} has no metadata lookup of a machine's private IPv4")
+    return f"""# Containers publish their ports on the private interface only: its address from the metadata service.
+private_ipv4() {{
+    {lookup}
+}}
+private_ip=""
+for attempt in 1 2 3 4 5; do
+    if private_ip=$(private_ipv4) && [[ "$private_ip" =~ ^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$ ]]; then
+        break
+    fi
+    private_ip=""
+    log "attempt $attempt to read the private IPv4 from the metadata service failed; retrying in 5s"
+    sleep 5
+done
+[[ -n "$private_ip" ]] || die "no private IPv4 from the metadata service: refusing to publish ports on every interface"
+install -d -m 0755 {shell_quote(env_file.rsplit("/", 1)[0])}
+printf '{PRIVATE_IP_VAR}=%s\\n' "$private_ip" > {shell_quote(env_file)}
+log "services listen on $private_ip (private) and 127.0.0.1"
+"""
 
 
 def gpu_node_bootstrap(stack: ResolvedStack) -> str:
@@ -180,6 +225,7 @@ systemctl enable --now docker.service
 install -d -m 0755 {MODEL_CACHE_DIR}
 chmod 0600 {VLLM_ENV_FILE}
 
+{private_ip_lines(stack)}
 # Pull before starting: the pull is the slow part of a first boot and is worth its own log lines.
 for image in {images}; do
     retry docker pull -q "$image"
@@ -246,19 +292,10 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     domain = stack.config.load_balancer.tls_domain
     tls = ""
     if domain:
-        cert, key = tls_paths(domain, paths)
-        tls = f"""
-# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one
-# and let the operator install the real one (docs/runbooks.md#tls).
-if [[ ! -s {cert} ]]; then
-    log "no certificate for {domain} yet; creating a self-signed placeholder"
-    install -d -m 0755 {cert.rsplit("/", 1)[0]}
-    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj "/CN={domain}" \\
-        -keyout {key} -out {cert}
-    chmod 0600 {key}
-fi
-"""
+        tls = "\n" + placeholder_certificate(domain, paths, SELF_SIGNED_DAYS)
     auth = f"chmod 0600 {paths.auth_include}\n" if stack.config.api_key is not None else ""
+    # --no-block: the first issuance waits for DNS and the ACME server; first boot must not.
+    cert = f"systemctl enable {CERT_SERVICE}\nsystemctl start --no-block {CERT_SERVICE}\n" if domain else ""
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # First boot of the load balancer: nginx.conf was written by cloud-init after the nginx package.
@@ -273,7 +310,7 @@ systemctl restart nginx.service
 systemctl restart prometheus-node-exporter.service
 # After nginx: it reloads nginx whenever a node leaves or rejoins the rotation.
 systemctl restart {LB_HEALTHCHECK_UNIT}
-log "nginx is balancing over the GPU nodes; node health: journalctl -u {LB_HEALTHCHECK_UNIT}"
+{cert}log "nginx is balancing over the GPU nodes; node health: journalctl -u {LB_HEALTHCHECK_UNIT}"
 """
 
 
@@ -294,11 +331,17 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
-    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     # python3 runs the health checker (Ubuntu ships it, cloud-init itself is Python: a no-op there).
     packages = ["nginx", "prometheus-node-exporter", "python3"]
     if stack.config.load_balancer.tls_domain:
-        packages.append("openssl")
+        # certbot (Debian/Ubuntu package) brings certbot.timer, which renews twice a day.
+        packages += ["openssl", "certbot"]
+        files += [
+            _file(CERT_OBTAIN_PATH, obtain_script(stack, paths), "0755", defer=True),
+            _file(CERT_DEPLOY_HOOK_PATH, deploy_hook_script(stack, paths), "0755", defer=True),
+            _file(f"{SYSTEMD_DIR}/{CERT_SERVICE}", cert_unit(), defer=True),
+        ]
+    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     doc = {
         "hostname": hostname_for(stack, "lb"),
         "package_update": True,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gpu_inference import naming
 from gpu_inference.constants import VLLM_PORT
+from gpu_inference.render._common import dump_yaml
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, prometheus_config
 
@@ -62,6 +64,39 @@ NGINX_PATHS = NginxPaths(
     tls_dir="/etc/nginx/tls",
     user="nginx",
 )
+
+
+VLLM_APP = "vllm"
+VLLM_NETWORK_POLICY = "vllm-ingress"
+
+
+def pod_labels(app: str, instance: str) -> dict[str, str]:
+    """The labels every object of one app (vllm, nginx, prometheus) of pool ``instance`` carries and selects on."""
+    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": instance}
+
+
+def vllm_network_policy(stack: ResolvedStack, instance: str) -> dict[str, Any]:
+    """NetworkPolicy (as its YAML manifest): only the pool's Nginx and Prometheus pods reach vLLM's port.
+
+    vLLM's port serves /metrics, /tokenize and the rest beside /v1/, and on Kubernetes it is the only port the
+    pool opens on a GPU pod (the cluster's own GPU monitoring runs the node exporters). Selecting the vLLM pods
+    makes them isolated for ingress: anything the rule does not name is dropped, other pods of the cluster
+    included. The kubelet's probes still arrive: "traffic to and from the node where a Pod is running is always
+    allowed" (kubernetes.io, Network Policies). Enforced by the cluster's network plugin (Cilium on DOKS).
+    """
+    assert stack.config.kubernetes is not None
+    peers = [{"podSelector": {"matchLabels": pod_labels(app, instance)}} for app in (NGINX_NAME, PROMETHEUS_NAME)]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": VLLM_NETWORK_POLICY, "namespace": stack.config.kubernetes.namespace,
+                     "labels": pod_labels(VLLM_APP, instance)},
+        "spec": {
+            "podSelector": {"matchLabels": pod_labels(VLLM_APP, instance)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}],
+        },
+    }
 
 
 def vllm_pod_host(stack: ResolvedStack, index: int) -> str:
@@ -133,6 +168,8 @@ def render_kubernetes(stack: ResolvedStack) -> dict[str, str]:
     The API-key include of nginx is not here: it holds the key and lives only in a Kubernetes Secret.
     """
     files = {"loadbalancer/nginx.conf": kubernetes_nginx_conf(stack)}
+    # The pool the program deploys is naming.POOL (the instance label of its objects).
+    files["kubernetes/vllm-network-policy.yaml"] = dump_yaml(vllm_network_policy(stack, naming.POOL))
     if stack.config.monitoring.enabled:
         files["monitoring/prometheus.yml"] = kubernetes_prometheus_config(stack)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)

@@ -44,6 +44,8 @@ class NginxPaths:
     tls_dir: str = "/etc/nginx/tls"
     # The nodes' `server` lines, rewritten by the LB's active health checker (render/lb_healthcheck.py).
     upstream_include: str = "/etc/nginx/gpu-inference-upstream.conf"
+    # certbot --webroot writes HTTP-01 tokens under <webroot>/.well-known/acme-challenge/ (render/acme.py).
+    acme_webroot: str = "/var/www/acme"
     # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
     user: str | None = "www-data"
 
@@ -59,12 +61,28 @@ class NginxPaths:
             auth_include=str(prefix / "auth.conf"),
             tls_dir=str(prefix / "tls"),
             upstream_include=str(prefix / "upstream.conf"),
+            acme_webroot=str(prefix / "acme"),
             user=None,
         )
 
 
+# What a TLS domain may hold in nginx.conf, a path and a shell script: a DNS name. The config validates
+# loadBalancer.tlsDomain as one; this is the renderers' second line of defence (nginx has no quoting that
+# neutralises `$`, `;` or `{`), so anything else is refused rather than escaped.
+_DNS_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def checked_domain(domain: str) -> str:
+    """``domain`` if it is made of DNS-name characters only (no `..`), else ValueError."""
+    if not _DNS_NAME.fullmatch(domain) or ".." in domain:
+        raise ValueError(f"loadBalancer.tlsDomain {domain!r} is not a DNS name: refusing to render it")
+    return domain
+
+
 def tls_paths(domain: str, paths: NginxPaths) -> tuple[str, str]:
-    """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there."""
+    """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there and the
+    certbot deploy hook (render/acme.py) replaces it with the issued one."""
+    domain = checked_domain(domain)
     return f"{paths.tls_dir}/{domain}/fullchain.pem", f"{paths.tls_dir}/{domain}/privkey.pem"
 
 
@@ -257,6 +275,53 @@ def _health_location() -> list[str]:
     ]
 
 
+def _acme_redirect_server(listen: str, domain: str, paths: NginxPaths) -> list[str]:
+    """Port 80 with TLS: HTTP-01 challenges for certbot, and a redirect to HTTPS for everything else."""
+    return [
+        "    server {",
+        f"        listen {listen} default_server;",
+        "        server_name _;",
+        "",
+        "        # HTTP-01: the ACME server fetches http://<domain>/.well-known/acme-challenge/<token> on port 80;",
+        "        # `certbot certonly --webroot -w <root>` writes the token file under this root. ^~: no regex",
+        "        # location can take these requests over.",
+        "        location ^~ /.well-known/acme-challenge/ {",
+        f"            root {paths.acme_webroot};",
+        "            default_type text/plain;",
+        "            try_files $uri =404;",
+        "        }",
+        "",
+        "        # Everything else goes to HTTPS, to the configured name (not the client's Host header). 308 keeps",
+        "        # the method and body, so a POST sent to http:// is not silently turned into a GET.",
+        "        location / {",
+        f"            return 308 https://{checked_domain(domain)}$request_uri;",
+        "        }",
+        "    }",
+    ]
+
+
+def _tls_server(stack: ResolvedStack, listen: str, domain: str, paths: NginxPaths, require_key: bool) -> list[str]:
+    """Port 443: the API over TLS with the certificate certbot keeps current (a placeholder until then)."""
+    cert, key = tls_paths(domain, paths)
+    return [
+        "    server {",
+        f"        listen {listen} ssl default_server;",
+        f"        server_name {checked_domain(domain)};",
+        f"        ssl_certificate {cert};",
+        f"        ssl_certificate_key {key};",
+        "        ssl_protocols TLSv1.2 TLSv1.3;",
+        "        ssl_session_cache shared:SSL:10m;",
+        "        ssl_session_timeout 1h;",
+        "",
+        *_health_location(),
+        "",
+        *_json_error_pages(),
+        "",
+        *_api_locations(stack, require_key),
+        "    }",
+    ]
+
+
 def nginx_conf(
     stack: ResolvedStack,
     backends: list[str],
@@ -338,38 +403,17 @@ def nginx_conf(
     out += _upstream(stack, backends, resolve=resolver is not None,
                      include=paths.upstream_include if upstream_include else None, fallback=fallback_listen)
     out += ["", *_fallback_server(fallback_listen)]
-    out += ["", "    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
-    out += _health_location()
     out.append("")
-    out += [*_json_error_pages(), ""]
     if domain:
-        out += [
-            "        # TLS is served on 443; plain HTTP only answers /health and redirects the rest.",
-            "        location / {",
-            "            return 308 https://$host$request_uri;",
-            "        }",
-            "    }",
-        ]
-        cert, key = tls_paths(domain, paths)
-        out += [
-            "",
-            "    server {",
-            f"        listen {tls_listen or f'0.0.0.0:{NGINX_HTTPS_PORT}'} ssl default_server;",
-            f"        server_name {domain};",
-            f"        ssl_certificate {cert};",
-            f"        ssl_certificate_key {key};",
-            "        ssl_protocols TLSv1.2 TLSv1.3;",
-            "        ssl_session_cache shared:SSL:10m;",
-            "        ssl_session_timeout 1h;",
-            "",
-            *_health_location(),
-            "",
-            *_json_error_pages(),
-            "",
-            *_api_locations(stack, require_key),
-            "    }",
-        ]
+        # TLS: port 80 only answers ACME challenges and redirects; the API is served on 443 alone.
+        out += _acme_redirect_server(listen, domain, paths)
+        out.append("")
+        out += _tls_server(stack, tls_listen or f"0.0.0.0:{NGINX_HTTPS_PORT}", domain, paths, require_key)
     else:
+        out += ["    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
+        out += _health_location()
+        out.append("")
+        out += [*_json_error_pages(), ""]
         out += [*_api_locations(stack, require_key), "    }"]
     out += ["}", ""]
     return "\n".join(out)

@@ -11,11 +11,14 @@ from gpu_inference.render._common import (
     CONTAINER_HF_CACHE,
     DOCKER_LOG_ARGS,
     MODEL_CACHE_DIR,
+    NETWORK_ENV_FILE,
+    PRIVATE_IP_VAR,
     RENDERED_BY,
     VLLM_CONTAINER,
     VLLM_ENV_FILE,
     check_secret,
     exec_line,
+    private_ip_publish,
     systemd_quote,
 )
 
@@ -75,7 +78,7 @@ def docker_run_argv(stack: ResolvedStack) -> list[str]:
         *DOCKER_LOG_ARGS,
         "--env-file", VLLM_ENV_FILE,
         "-v", f"{MODEL_CACHE_DIR}:{CONTAINER_HF_CACHE}",
-        "-p", f"{VLLM_PORT}:{VLLM_PORT}",
+        *private_ip_publish(VLLM_PORT),
         vllm_image(stack),
         *vllm_args(stack),
     ]
@@ -101,6 +104,8 @@ TimeoutStartSec={START_TIMEOUT_SECONDS}
 TimeoutStopSec={STOP_TIMEOUT_SECONDS + 15}
 Restart=always
 RestartSec={RESTART_SECONDS}
+# {PRIVATE_IP_VAR}: the address the port is published on (written by the first-boot script).
+EnvironmentFile={NETWORK_ENV_FILE}
 # A container left over from a crash would hold the name and the port; '-' ignores "no such container".
 ExecStartPre=-/usr/bin/docker stop {VLLM_CONTAINER}
 ExecStartPre=-/usr/bin/docker rm {VLLM_CONTAINER}
