@@ -208,3 +208,13 @@ def test_tls_domain_is_refused_on_kubernetes() -> None:
     [message] = info.value.messages
     assert "loadBalancer.tlsDomain" in message and "kubernetes" in message
     assert parse_stack_config({**raw, "loadBalancer": {}}).provider == "kubernetes"
+
+
+def test_a_private_kubernetes_endpoint_needs_allowed_cidrs() -> None:
+    # loadBalancerSourceRanges: [] is no restriction in Kubernetes: the "private" Service would be world-open.
+    raw = {**BASE, "provider": "kubernetes", "kubernetes": {"clusterId": "c-1"}, "publicEndpoint": False}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw)
+    [message] = info.value.messages
+    assert "allowedCidrs" in message and "loadBalancerSourceRanges" in message
+    assert parse_stack_config({**raw, "allowedCidrs": ["198.51.100.0/24"]}).public_endpoint is False

@@ -78,6 +78,14 @@ class Kubernetes(Cloud):
                 f"{PROJECT_NAME}:autoscaling needs {PROJECT_NAME}:monitoring.enabled = true (KEDA scales on the "
                 "in-cluster Prometheus' vLLM metrics): enable monitoring or remove autoscaling"
             )
+        if not cfg.public_endpoint and not cfg.allowed_cidrs:
+            # An empty loadBalancerSourceRanges is no restriction at all: "If spec.loadBalancerSourceRanges is not
+            # set, Kubernetes allows traffic from 0.0.0.0/0" (kubernetes.io, Service, "Traffic policies" /
+            # configure-cloud-provider-firewall). A private endpoint with no admitted range would be world-open.
+            problems.append(
+                f"{PROJECT_NAME}:publicEndpoint = false needs {PROJECT_NAME}:allowedCidrs with provider kubernetes: an "
+                "empty loadBalancerSourceRanges admits every address; list the client ranges or set publicEndpoint: true"
+            )
         if cfg.load_balancer.tls_domain:
             # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.
             problems.append(
