@@ -95,8 +95,9 @@ def line(
         description=description,
         quantity=quantity,
         unit=unit,
-        hourly_usd=hourly,
-        monthly_usd=monthly,
+        # Rounded far below a cent: only binary float noise goes (4 x 1146.1 = 4584.400000000001).
+        hourly_usd=round(hourly, 9),
+        monthly_usd=round(monthly, 6),
         price_date=price_date,
         price_source=price_source,
     )
