@@ -4,6 +4,10 @@ Once (cached): `debootstrap` a minimal Debian root with cloud-init, from the Deb
 uses, and download (not install) the packages the hosts' cloud-init installs. Then per host, in a private
 mount/UTS/PID namespace (nothing leaks onto this machine; every process dies with the namespace):
 
+(The Prometheus host boots twice: once as it should, once with a `mount` that mounts nothing and exits 0,
+as util-linux does for a `nofail` entry whose UUID it cannot resolve; that boot must end in
+`cloud-init status` error with the bootstrap's ERROR line, and no Prometheus.)
+
 1. an overlay over the cached root (the cache stays pristine), a private /dev (tmpfs with only the nodes
    needed), /proc, /sys, /run;
 2. a NoCloud seed (/var/lib/cloud/seed/nocloud/{user-data,meta-data}) holding the rendered user data;
@@ -202,8 +206,9 @@ def seed(root: Path, role: str, user_data: str) -> None:
     (nocloud / "meta-data").write_text(f"instance-id: boot-{role}\nlocal-hostname: boot-{role}\n")
 
 
-def cloud_init(root: Path, role: str) -> dict[str, Any]:
-    """The four stages, then status and result.json; raises on any error."""
+def cloud_init(root: Path, role: str, expect_error: bool = False) -> dict[str, Any]:
+    """The four stages, then status and result.json; raises on any error (or, with ``expect_error``, unless the
+    final stage failed and `cloud-init status` says error)."""
     log = root / LOG.lstrip("/")
     log.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -213,7 +218,7 @@ def cloud_init(root: Path, role: str) -> dict[str, Any]:
         result = run(["chroot", str(root), "cloud-init", *stage], timeout=STAGE_TIMEOUT_S, check=False, env=env)
         timings[" ".join(stage)] = round(time.monotonic() - t0, 1)
         (log / f"cloud-init-{'-'.join(s.lstrip('-') for s in stage)}.log").write_text(result.stdout + result.stderr)
-        if result.returncode != 0:
+        if result.returncode != 0 and not (expect_error and stage[-1] == "final"):
             output = (root / "var/log/cloud-init-output.log")
             tail = output.read_text()[-4000:] if output.exists() else ""
             raise SystemExit(f"boot: {role}: cloud-init {' '.join(stage)} exited {result.returncode}\n"
@@ -222,6 +227,15 @@ def cloud_init(root: Path, role: str) -> dict[str, Any]:
     result_json = json.loads((root / "run/cloud-init/result.json").read_text())
     errors = result_json["v1"]["errors"]
     datasource = result_json["v1"]["datasource"]
+    if expect_error:
+        output_text = (root / "var/log/cloud-init-output.log").read_text()
+        failed = [line for line in output_text.splitlines() if "ERROR:" in line]
+        if status.returncode == 0 or not errors or "error" not in status.stdout:
+            raise SystemExit(f"boot: {role}: expected cloud-init to report an error; status exit "
+                             f"{status.returncode}, errors {errors}\n{status.stdout}")
+        say(f"{role}: cloud-init status exit {status.returncode}, {status.stdout.splitlines()[0]}; "
+            f"bootstrap: {failed[-1].strip() if failed else '(no ERROR line)'}")
+        return {"stages_s": timings, "status_exit": status.returncode, "errors": errors, "error_lines": failed}
     if status.returncode != 0 or errors or "NoCloud" not in (datasource or ""):
         raise SystemExit(f"boot: {role}: cloud-init status exit {status.returncode}, errors {errors}, "
                          f"datasource {datasource}\n{status.stdout}")
@@ -389,11 +403,11 @@ def inside(lower: Path, work: Path, specs_path: Path) -> int:
     specs = json.loads(specs_path.read_text())
     report: dict[str, Any] = {}
     run(["mount", "--make-rprivate", "/"])
-    for role in ("lb", "monitoring", "gpu"):
-        spec = specs[role]
+    for role in ("lb", "monitoring", "monitoring-unmounted", "gpu"):
+        spec = specs[role.removesuffix("-unmounted")]
         t0 = time.monotonic()
         loop = None
-        if role == "monitoring":
+        if role.startswith("monitoring"):
             image = work / "prometheus-data.img"
             with open(image, "wb") as f:
                 f.truncate(VOLUME_BYTES)
@@ -402,6 +416,20 @@ def inside(lower: Path, work: Path, specs_path: Path) -> int:
         try:
             root = prepare_root(lower, work / role, loop, spec.get("by_id"))
             seed(root, role, spec["user_data"])
+            if role == "monitoring-unmounted":
+                # The same host, with a `mount` that does what util-linux does for a nofail entry whose UUID it
+                # cannot resolve: nothing, exit 0. The boot must fail loudly and start no Prometheus.
+                fake = root / "usr/local/sbin/mount"
+                fake.write_text("#!/bin/sh\n# bench/boot.py: a nofail mount that found nothing\nexit 0\n")
+                fake.chmod(0o755)
+                ci = cloud_init(root, role, expect_error=True)
+                started = units_to_start(systemctl_calls(root))
+                if "prometheus.service" in started or not any("is not mounted at" in x for x in ci["error_lines"]):
+                    raise SystemExit(f"boot: {role}: FAILED expected the bootstrap to stop before Prometheus "
+                                     f"with 'is not mounted at'; started {started}, errors {ci['error_lines']}")
+                say(f"{role}: Prometheus not started (units asked for: {started or 'none'})")
+                report[role] = {**ci, "units": started, "seconds": round(time.monotonic() - t0, 1)}
+                continue
             ci = cloud_init(root, role)
             spec_file = work / f"{role}-serve.json"
             spec_file.write_text(json.dumps(spec))
