@@ -26,7 +26,10 @@ What stands in for what, and why:
 - The Prometheus data volume is a loop device over a sparse file (blank: the bootstrap formats it ext4),
   reached through the same /dev/disk/by-id path the DigitalOcean volume has.
 - The GPU node: docker, nvidia-smi, nvidia-ctk are bench/boot_stubs/recorder (they record argv); the
-  recorded `docker run` of vllm.service must equal the vLLM command the offline preview rendered.
+  recorded `docker run` of vllm.service must equal the vLLM command the offline preview rendered. With
+  them present the bootstrap takes its "already installed" branches (as on the providers' GPU images), so
+  its fallbacks (apt's docker.io, NVIDIA's container-toolkit repository, which this machine cannot reach)
+  are not run; docker.service is not started (there is no daemon).
 - The hosts are Ubuntu images in production; the packages they install (nginx, prometheus,
   prometheus-node-exporter) have the same names and paths on Debian bookworm, which this root is. No
   Ubuntu repository is used and nothing is mapped.
