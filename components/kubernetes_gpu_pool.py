@@ -21,7 +21,9 @@ prices) are in ``gpu_inference/clouds/kubernetes.py``.
 - The public ``LoadBalancer`` Service (a DigitalOcean load balancer, priced) points at Nginx only; its
   source ranges are the world when publicEndpoint, else allowedCidrs. vLLM is reachable only in-cluster.
 - With monitoring enabled: a Prometheus Deployment (pinned prom/prometheus) with prometheus.yml and the
-  alert rules in a ConfigMap, and a ClusterIP Service; ``prometheus_url`` is its in-cluster URL.
+  alert rules in a ConfigMap, its TSDB on a ``do-block-storage`` PersistentVolumeClaim of
+  ``monitoring.storageGb`` (a billed DigitalOcean volume), and a ClusterIP Service; ``prometheus_url`` is its
+  in-cluster URL.
 - The kubeconfig comes from the cluster itself (read, never managed, by this stack) and stays secret.
 
 Not built here: node_exporter / DCGM exporter DaemonSets. DOKS manages the GPU nodes' NVIDIA stack (its
@@ -48,6 +50,7 @@ from gpu_inference.clouds import kubernetes as facts
 from gpu_inference.constants import NGINX_HTTP_PORT, PROMETHEUS_PORT, VLLM_PORT
 from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.render._common import CONTAINER_HF_CACHE
+from gpu_inference.render.cloud_init import TSDB_VOLUME_SHARE
 from gpu_inference.render.kubernetes import (
     CLUSTER_DOMAIN,
     NGINX_AUTH_DIR,
@@ -78,6 +81,8 @@ from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:KubernetesGpuPool"
+# The uid/gid prom/prometheus runs as (its Dockerfile: USER nobody).
+PROMETHEUS_UID = 65534
 # Weights download on first start: give the startup probe the same half hour the droplet unit gets.
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
@@ -195,13 +200,14 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         if cfg.autoscaling is not None:
             self.keda_release, self.scaled_object = keda_autoscaler(self, name, stack, ns, self.k8s)
         registrations.append(self.lb_registration)
-        self.registrations: tuple[Registration, ...] = tuple(registrations)
         self.prometheus_url = pulumi.Output.from_input(None)
         if cfg.monitoring.enabled:
             self.monitoring = MonitoringStack(
                 f"{name}-monitoring", MonitoringStackArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
             )
             self.prometheus_url = self.monitoring.prometheus_url  # type: ignore[assignment]
+            registrations += self.monitoring.registrations  # the TSDB's volume claim
+        self.registrations: tuple[Registration, ...] = tuple(registrations)
         self.register_outputs({"endpoint": self.endpoint, "nodePool": self.node_pool.name,
                                "prometheusUrl": self.prometheus_url})
 
@@ -393,15 +399,28 @@ def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
 
 
 def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: ResolvedStack,
-                          cluster: ClusterPlacementArgs) -> pulumi.Output[str]:
-    """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only;
-    children of the MonitoringStack ``monitoring``. Returns its in-cluster URL."""
+                          cluster: ClusterPlacementArgs) -> tuple[pulumi.Output[str], tuple[Registration, ...]]:
+    """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only,
+    its TSDB on a claim of DOKS's block storage; children of the MonitoringStack ``monitoring``. Returns its
+    in-cluster URL and the claim's registration (a billed DigitalOcean volume)."""
     mon = stack.config.monitoring
     pool = str(cluster["instance"])
     mopts = pulumi.ResourceOptions(parent=monitoring)
     ns = cluster["namespace"]
     labels = _labels(PROMETHEUS_NAME, pool)
     conf, rules = kubernetes_prometheus_config(stack), alert_rules(stack)
+    # The TSDB outlives the pod (a reschedule, a config roll): a ReadWriteOnce claim of DOKS's block storage
+    # class, sized by monitoring.storageGb like the droplet stacks' volume, and billed as a DigitalOcean volume.
+    claim_args = k8s.core.v1.PersistentVolumeClaimInitArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-data", labels=labels),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=facts.BLOCK_STORAGE_CLASS,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{mon.storage_gb}Gi"}),
+        ),
+    )
+    claim = k8s.core.v1.PersistentVolumeClaim(f"{pool}-prometheus-data", claim_args, opts=mopts)
+    claim_registration = registration(facts.PERSISTENT_VOLUME_CLAIM, f"{pool}-prometheus-data", claim_args)
     config_map = k8s.core.v1.ConfigMap(
         f"{pool}-prometheus-conf",
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-conf", labels=labels),
@@ -427,6 +446,8 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
                             f"--config.file={PROMETHEUS_CONF_DIR}/{PROMETHEUS_CONF_FILE}",
                             f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
                             f"--storage.tsdb.retention.time={mon.retention}",
+                            # As on the droplet host: old blocks go before the volume fills.
+                            f"--storage.tsdb.retention.size={max(1, int(mon.storage_gb * TSDB_VOLUME_SHARE))}GB",
                         ],
                         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
                         readiness_probe=k8s.core.v1.ProbeArgs(
@@ -446,10 +467,14 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
                     volumes=[
                         k8s.core.v1.VolumeArgs(name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                             name=config_map.metadata.name)),
-                        # Scratch storage: a volume claim would be a billed DigitalOcean volume, and alert
-                        # evaluation needs hours of data, not the whole retention, to survive a reschedule.
-                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        k8s.core.v1.VolumeArgs(name="data", persistent_volume_claim=(
+                            k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name))),
                     ],
+                    # prom/prometheus runs as nobody (65534); fsGroup makes the kubelet give the fresh volume
+                    # to that group, or the TSDB could not be written.
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_user=PROMETHEUS_UID, run_as_group=PROMETHEUS_UID, fs_group=PROMETHEUS_UID,
+                        run_as_non_root=True),
                 ),
             ),
         ),
@@ -469,12 +494,13 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
     # `kubectl -n <namespace> port-forward svc/prometheus 9090`.
     return pulumi.Output.concat(
         "http://", service.metadata.name, ".", ns, f".svc.{CLUSTER_DOMAIN}:{PROMETHEUS_PORT}"
-    )
+    ), (claim_registration,)
 
 
 def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: pulumi.Input[str],
               labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
     gpus = str(stack.offering.gpu_count)
+    host = facts.vllm_pod_resources(stack.offering.vcpus, stack.offering.memory_gib)
     probe = k8s.core.v1.HTTPGetActionArgs(path="/health", port=VLLM_PORT)
     return k8s.core.v1.PodSpecArgs(
         node_selector={facts.POOL_LABEL: pool_name},
@@ -494,8 +520,10 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
                 args=vllm_args(stack),
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=VLLM_PORT)],
                 env_from=[k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret_name))],
-                resources=k8s.core.v1.ResourceRequirementsArgs(limits={facts.GPU_RESOURCE: gpus},
-                                                               requests={facts.GPU_RESOURCE: gpus}),
+                # Requests = limits for GPU, CPU and memory: the Guaranteed QoS class, last to be evicted; the
+                # node's CPU and RAM (catalog) less what the kubelet and DOKS's DaemonSets keep.
+                resources=k8s.core.v1.ResourceRequirementsArgs(limits={facts.GPU_RESOURCE: gpus, **host},
+                                                               requests={facts.GPU_RESOURCE: gpus, **host}),
                 startup_probe=k8s.core.v1.ProbeArgs(
                     http_get=probe, period_seconds=PROBE_PERIOD_SECONDS,
                     failure_threshold=STARTUP_SECONDS // PROBE_PERIOD_SECONDS,

@@ -47,8 +47,10 @@ class MonitoringStack(pulumi.ComponentResource):
             "retention": mon.retention,
             "allowedCidrs": list(stack.config.allowed_cidrs),
         }
+        # The TSDB's volume: a block volume beside the host, or a claim of DOKS's block storage on Kubernetes.
+        props = {**props, "storageGb": mon.storage_gb}
         if not on_kubernetes:
-            props = {"size": stack.monitoring_size, **props, "storageGb": mon.storage_gb}
+            props = {"size": stack.monitoring_size, **props}
         super().__init__(TOKEN, name, props, opts)
         self.registrations: tuple[Registration, ...] = ()
         if on_kubernetes:
@@ -56,7 +58,7 @@ class MonitoringStack(pulumi.ComponentResource):
 
             if "cluster" not in args:
                 raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
-            self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
+            self.prometheus_url, self.registrations = prometheus_deployment(self, name, stack, args["cluster"])
         else:
             self.prometheus_url = self._host(name, stack, args)
         self.register_outputs({"prometheusUrl": self.prometheus_url})

@@ -132,12 +132,14 @@ def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) ->
         ("kubernetes:core/v1:Service", "gpu-inference-prometheus"),
     }
     assert ("kubernetes:apps/v1:Deployment", "gpu-inference-vllm") not in types  # a StatefulSet now
-    # The GPU pool and the DigitalOcean load balancer behind the LoadBalancer Service; nothing else is billed.
+    # The GPU pool, the DigitalOcean load balancer behind the LoadBalancer Service and the DigitalOcean volume
+    # behind Prometheus' claim; nothing else is billed.
     lines = {line["resource_name"]: line for line in data["cost_lines"]}
-    assert set(lines) == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
+    assert set(lines) == {"gpu-inference-gpu-pool", "gpu-inference-lb", "gpu-inference-prometheus-data"}
     assert lines["gpu-inference-lb"]["monthly_usd"] == pytest.approx(12.0)
     assert lines["gpu-inference-lb"]["price_source"] and lines["gpu-inference-lb"]["price_date"]
-    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730 + 12.0, abs=0.01)
+    assert lines["gpu-inference-prometheus-data"]["monthly_usd"] == pytest.approx(2.0)
+    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730 + 12.0 + 2.0, abs=0.01)
     assert data["outputs"]["prometheusUrl"] == "http://prometheus.llm.svc.cluster.local:9090"
 
     out = tmp_path / "out"

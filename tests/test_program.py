@@ -631,7 +631,9 @@ def test_kubernetes_gpu_pool_on_an_existing_doks_cluster(kube: ProgramRun) -> No
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "vllm/vllm-openai:v0.19.0"
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # The L40S droplet's 8 vCPUs / 64 GiB (catalog) less the node's own reservation; requests = limits (Guaranteed QoS).
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1", "cpu": "7", "memory": "57Gi"}
+    assert container["resources"]["requests"] == container["resources"]["limits"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"doks.digitalocean.com/node-pool": pool[0].inputs["name"]}
     [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -659,7 +661,8 @@ def test_kubernetes_gpu_pool_on_an_existing_doks_cluster(kube: ProgramRun) -> No
     assert statefulset.parent == svc[0].urn and headless.parent == svc[0].urn
     assert svc[0].outputs is not None and svc[0].outputs["monthlyBudgetUsd"] == 2400
     assert program.outputs["endpoint"].startswith("http://")
-    assert program.outputs["monthlyCostUsd"] == pytest.approx(2 * 1.57 * 730 + 12.0)
+    # Two GPU nodes, the load balancer, and Prometheus' 20 GiB volume claim at $0.10/GiB-month.
+    assert program.outputs["monthlyCostUsd"] == pytest.approx(2 * 1.57 * 730 + 12.0 + 20 * 0.10)
     assert PLACEHOLDER not in json.dumps([r.model_dump() for r in program.recorded])
 
 
@@ -733,7 +736,28 @@ def test_kubernetes_bill_matches_the_recorded_registrations(kube: ProgramRun) ->
 
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in kube.recorded if r.custom)
     assert kube.outputs["monthlyCostUsd"] == pytest.approx(round(bill.total_monthly_usd, 2))
-    assert {line.resource_name for line in bill.lines} == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
+    assert {line.resource_name for line in bill.lines} == {
+        "gpu-inference-gpu-pool", "gpu-inference-lb", "gpu-inference-prometheus-data"}
+    [volume] = [line for line in bill.lines if line.resource_name == "gpu-inference-prometheus-data"]
+    assert volume.monthly_usd == pytest.approx(20 * 0.10) and "do-block-storage" in volume.description
+
+
+def test_kubernetes_prometheus_keeps_its_tsdb_on_a_block_storage_claim(kube: ProgramRun) -> None:
+    [claim] = of_type(kube, "kubernetes:core/v1:PersistentVolumeClaim")
+    spec = claim.inputs["spec"]
+    assert spec["storageClassName"] == "do-block-storage" and spec["accessModes"] == ["ReadWriteOnce"]
+    assert spec["resources"]["requests"]["storage"] == "20Gi"  # monitoring.storageGb
+    prom = named(kube, K8S_DEPLOYMENT, "gpu-inference-prometheus")
+    pod = prom.inputs["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": claim.inputs["metadata"]["name"]}}
+    assert "emptyDir" not in json.dumps(volumes["data"])
+    # The image runs as nobody: the fresh volume must be writable by its group.
+    assert pod["securityContext"]["fsGroup"] == 65534 and pod["securityContext"]["runAsUser"] == 65534
+    [container] = pod["containers"]
+    assert "--storage.tsdb.retention.size=16GB" in container["args"]
+    # A ReadWriteOnce volume: the old pod must be gone before the new one mounts it.
+    assert prom.inputs["spec"]["strategy"]["type"] == "Recreate"
 
 
 def test_plaintext_api_key_in_engine_config_is_refused() -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_inference.gpu_vendor import ERROR_WINDOW, GpuMetrics, vendor_for, vllm_image
 from gpu_inference.render._common import MODEL_CACHE_MOUNTPOINT, dump_yaml, node_name
+from gpu_inference.render.healthcheck import grace_seconds
 
 if TYPE_CHECKING:
     from gpu_inference.stack import ResolvedStack
@@ -46,6 +47,75 @@ IDLE_KV_USAGE = 0.2
 MAX_NODE_COUNT = 64  # StackConfig.node_count's limit
 
 _NODE_FS = f'mountpoint="{MODEL_CACHE_MOUNTPOINT}",fstype!~"tmpfs|overlay|squashfs"'
+
+
+# ---------------------------------------------------------------------------------------------
+# The loading window: when a down vLLM target is a model load, not an outage
+# ---------------------------------------------------------------------------------------------
+#
+# vLLM serves /metrics only once the engine is up, so `up{job="vllm"}` is 0 for the whole load (minutes for a
+# 70B model: download, weights, CUDA graphs), and on Kubernetes a pod that is not ready has no DNS record at
+# all. Neither TargetDown nor VllmMetricsAbsent may page for that. The health check already knows how long a
+# load of this stack may take (healthcheck.grace_seconds: 15 min + 12 s per GB of weights, the same window in
+# which it leaves vLLM alone), so the rules use that window G and call a down vLLM target *loading* when:
+#
+# - first start: it has not answered once in the last G, and Prometheus has known it for less than G
+#   (no sample G ago: `unless … (up offset G)`): a deploy, a scale-out, or a fresh Prometheus. This also
+#   covers the GPU node's exporters, which start after the images are pulled on first boot;
+# - restart: it answered within the last G (`max_over_time(up[G]) > 0`) and its machine is alive — the same
+#   node's node_exporter answers now. A crash, an OOM at load or a health-check restart reloads the model
+#   while the machine stays up. A machine that died takes node_exporter with it, so a node dead after it
+#   was serving is not loading and TargetDown fires after its usual `for`.
+#   On Kubernetes no node_exporter runs (see components/kubernetes_gpu_pool.py), so a restart is any down
+#   pod that answered within G: kubelet restarts it like systemd does, and a pod that never comes back
+#   fires once G has passed.
+#
+# Past G it is no longer a load: a server stuck loading, or one that crash-loops, fires as before.
+# Why not `for: G` on the vLLM target instead: a node that was serving and died would then page only after
+# the whole window (up to an hour for a large model), and the machine signal is what tells the two apart.
+
+
+def loading_window(stack: ResolvedStack) -> str:
+    """G: how long a (re)start of this stack's vLLM may stay unreachable, as a Prometheus duration."""
+    return f"{math.ceil(grace_seconds(stack) / 60)}m"
+
+
+def _first_start(window: str, job: str | None = None) -> str:
+    """GPU-node targets (those sharing a node label with a vLLM target) not yet up since Prometheus met them."""
+    sel = f'{{job="{job}"}}' if job else ""
+    return (
+        f"(max_over_time(up{sel}[{window}]) == 0 unless on (job, instance, node) (up{sel} offset {window})) "
+        'and on (node) group by (node) (up{job="vllm"})'
+    )
+
+
+def _restart(window: str, machine_signal: bool) -> str:
+    """vLLM targets down now that answered within the window, on a machine that is still alive."""
+    expr = f'(up{{job="vllm"}} == 0 and on (job, instance, node) max_over_time(up{{job="vllm"}}[{window}]) > 0)'
+    if machine_signal:
+        expr = f'({expr} and on (node) up{{job="node"}} == 1)'
+    return expr
+
+
+def _machine_signal(stack: ResolvedStack) -> bool:
+    # Machine layouts run node_exporter beside vLLM on every GPU node; the Kubernetes layout scrapes none.
+    return stack.cloud.layout == "machines"
+
+
+def target_down_expr(stack: ResolvedStack) -> str:
+    window = loading_window(stack)
+    return (
+        f"up == 0 unless on (job, instance, node) (({_first_start(window)}) or "
+        f"{_restart(window, _machine_signal(stack))})"
+    )
+
+
+def metrics_absent_expr(stack: ResolvedStack) -> str:
+    window = loading_window(stack)
+    return (
+        'absent(vllm:num_requests_running{job="vllm"}) unless on () '
+        f'(({_first_start(window, "vllm")}) or {_restart(window, _machine_signal(stack))})'
+    )
 
 
 def duration_seconds(text: str) -> float:
@@ -196,7 +266,8 @@ def _health_alerts(stack: ResolvedStack) -> list[Alert]:
         ),
         Alert(
             "TargetDown",
-            "up == 0",
+            # Not while a vLLM target (or a GPU node's exporter on first boot) is inside its loading window.
+            target_down_expr(stack),
             mon.target_down_for,
             "critical",
             "{{ $labels.job }} target on {{ $labels.node }} is down",
@@ -205,7 +276,7 @@ def _health_alerts(stack: ResolvedStack) -> list[Alert]:
         ),
         Alert(
             "VllmMetricsAbsent",
-            'absent(vllm:num_requests_running{job="vllm"})',
+            metrics_absent_expr(stack),
             METRICS_ABSENT_FOR,
             "critical",
             "No vLLM metrics at all",
@@ -472,11 +543,14 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
     if duration_seconds(mon.ttft_for) < duration_seconds(TTFT_WINDOW):
         cases[-1]["alert_rule_test"][1]["eval_time"] = _ts(_ONSET_MIN + _minutes(duration_seconds(TTFT_WINDOW)))
 
-    # Target down, one case per scraped job.
+    # Target down, one case per scraped job. The vLLM target dies with its machine (no node_exporter
+    # answers): on Kubernetes, where there is no machine signal, _loading_cases covers the vLLM target.
     a = by_name["TargetDown"]
     gm = _gpu_metrics(stack)
     gpu_labels = gm.sample_labels
-    for job, port in (("vllm", 8000), ("node", 9100), (gm.job, vendor_for(stack).exporter.port)):
+    exporter = (gm.job, vendor_for(stack).exporter.port)
+    jobs = (("vllm", 8000), ("node", 9100), exporter) if _machine_signal(stack) else (("node", 9100), exporter)
+    for job, port in jobs:
         labels = {"job": job, "instance": f"10.0.0.2:{port}", "node": "node-0"}
         cases.append(_case(
             a, f"TargetDown fires when the {job} target stays unreachable",
@@ -577,6 +651,7 @@ def alert_rule_tests(stack: ResolvedStack, rules_file: str = "gpu-inference.yml"
     ))
 
     cases += _scale_cases(stack, by_name)
+    cases += _loading_cases(stack, by_name)
 
     # Normal operation: every input at a healthy value, nothing fires at any point.
     normal_series = [
@@ -658,3 +733,113 @@ def _humanize_duration(seconds: float) -> str:
     if not 1 <= seconds < 60:
         raise ValueError("test TTFT values are expected between 1 s and 60 s")
     return f"{seconds:.4g}s"
+
+
+# The loading window in promtool cases (see "The loading window" above). Label sets of the GPU node's targets:
+_UP_VLLM = {"job": "vllm", "instance": "10.0.0.2:8000", "node": "node-0"}
+_UP_NODE = {"job": "node", "instance": "10.0.0.2:9100", "node": "node-0"}
+_UP_DCGM = {"job": "dcgm", "instance": "10.0.0.2:9400", "node": "node-0"}
+# The load the issue names: ten minutes of a 70B model (any stack's window is at least BASE_GRACE_SECONDS).
+LOAD_MINUTES = 10
+# Every loading-window case's name starts with this (tests tell them from the one-alert-per-case ones).
+LOADING_CASE_PREFIX = "Loading window: "
+
+
+def _quiet(names: Sequence[str], minutes: range) -> list[dict[str, Any]]:
+    return [{"eval_time": _ts(t), "alertname": n, "exp_alerts": []} for t in minutes for n in names]
+
+
+def _loading_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[dict[str, Any]]:
+    """A deploy and a restart that load for LOAD_MINUTES raise nothing; a node dead after serving, and a server
+    stuck loading past the window, still fire TargetDown (and VllmMetricsAbsent when no node serves)."""
+    mon = stack.config.monitoring
+    window = _minutes(duration_seconds(loading_window(stack)))
+    assert window > LOAD_MINUTES, "the loading window is shorter than the load the tests model"
+    down_for = _minutes(duration_seconds(mon.target_down_for))
+    absent_for = _minutes(duration_seconds(METRICS_ABSENT_FOR))
+    total = max(_TEST_MINUTES, 3 * window + 30)
+    machines = _machine_signal(stack)
+    td, absent = by_name["TargetDown"], by_name["VllmMetricsAbsent"]
+    watched = (td.name, absent.name)
+    running = _sel("vllm:num_requests_running", _VLLM)
+
+    def gpu_series(vllm: str, node: str, metrics: str) -> list[dict[str, str]]:
+        series = [{"series": _sel("up", _UP_VLLM), "values": vllm}, {"series": running, "values": metrics}]
+        if machines:  # node_exporter and DCGM exporter share the GPU node; Kubernetes scrapes neither
+            series += [{"series": _sel("up", _UP_NODE), "values": node}, {"series": _sel("up", _UP_DCGM), "values": node}]
+        return series
+
+    def down(labels: Mapping[str, str]) -> dict[str, Any]:
+        return _expected(td, labels, f"Prometheus cannot scrape {labels['job']} at {labels['instance']} "
+                                     f"({labels['node']}) for {mon.target_down_for}.")
+
+    absent_alert = _expected(
+        absent, {"job": "vllm"},
+        f"No vLLM target has reported vllm:num_requests_running for {absent.for_}: every node is down, "
+        f"or the pinned image ({stack.config.vllm_image}) renamed the metrics the alerts rely on.",
+    )
+    load = LOAD_MINUTES
+    cases: list[dict[str, Any]] = [
+        {
+            # Deploy: Prometheus meets the node while its exporters start (after the image pulls, 3 minutes
+            # here) and vLLM loads for LOAD_MINUTES; then it serves.
+            "name": f"{LOADING_CASE_PREFIX}a first start that loads for {load} minutes raises nothing (loading window {window}m)",
+            "interval": "1m",
+            "input_series": gpu_series(f"0x{load - 1} 1x{total - load}", f"0x2 1x{total - 3}",
+                                       f"_x{load - 1} 4x{total - load}"),
+            "alert_rule_test": _quiet(watched, range(0, load + window + absent_for + 5)),
+        },
+        {
+            # Restart (crash, health-check restart, rollout): serving for 30 minutes, reloading for
+            # LOAD_MINUTES while the machine stays up, serving again.
+            "name": f"{LOADING_CASE_PREFIX}a restart that reloads for {load} minutes raises nothing",
+            "interval": "1m",
+            "input_series": gpu_series(f"1x29 0x{load - 1} 1x{total - 30 - load}", f"1x{total}",
+                                       f"4x29 _x{load - 1} 4x{total - 30 - load}"),
+            "alert_rule_test": _quiet(watched, range(0, 30 + load + window + absent_for + 5)),
+        },
+    ]
+    # Dead after serving: everything on the node stops answering at `dead` (long after the node was met).
+    dead = window + 10
+    gone = f"1x{dead - 1} 0x{total - dead}"
+    if machines:
+        # Its node_exporter is gone too, so it is not a reload: TargetDown after the usual `for`, for every
+        # target of the node; with no other node serving, VllmMetricsAbsent follows.
+        tests = [
+            {"eval_time": _ts(dead + down_for - 1), "alertname": td.name, "exp_alerts": []},
+            {"eval_time": _ts(dead + down_for), "alertname": td.name,
+             "exp_alerts": [down(_UP_VLLM), down(_UP_NODE), down(_UP_DCGM)]},
+            {"eval_time": _ts(dead + absent_for - 1), "alertname": absent.name, "exp_alerts": []},
+            # The last sample stays visible for the 5-minute lookback, then `absent` holds for its `for`.
+            {"eval_time": _ts(dead + 5 + absent_for + 1), "alertname": absent.name, "exp_alerts": [absent_alert]},
+        ]
+    else:
+        # No machine signal on Kubernetes: a pod that answered within the window may be reloading, so the
+        # page comes once the window has passed since its last answer (plus the usual `for`).
+        tests = [
+            {"eval_time": _ts(dead + window - 2), "alertname": td.name, "exp_alerts": []},
+            {"eval_time": _ts(dead + window + down_for), "alertname": td.name, "exp_alerts": [down(_UP_VLLM)]},
+            {"eval_time": _ts(dead + window - 2), "alertname": absent.name, "exp_alerts": []},
+            {"eval_time": _ts(dead + window + absent_for), "alertname": absent.name, "exp_alerts": [absent_alert]},
+        ]
+    cases.append({
+        "name": f"{LOADING_CASE_PREFIX}a node dead after it was serving fires TargetDown",
+        "interval": "1m",
+        "input_series": gpu_series(gone, gone, f"4x{dead - 1} _x{total - dead}"),
+        "alert_rule_test": tests,
+    })
+    # Stuck: the machine is up but vLLM never answers. The window is the limit: then TargetDown, and
+    # VllmMetricsAbsent once it has held for its own `for`.
+    cases.append({
+        "name": f"{LOADING_CASE_PREFIX}a server still loading when the window ends fires TargetDown, then VllmMetricsAbsent",
+        "interval": "1m",
+        # No vllm:num_requests_running series at all: the server never got that far.
+        "input_series": [s for s in gpu_series(f"0x{total}", f"1x{total}", "") if s["series"] != running],
+        "alert_rule_test": [
+            {"eval_time": _ts(window + down_for - 1), "alertname": td.name, "exp_alerts": []},
+            {"eval_time": _ts(window + down_for), "alertname": td.name, "exp_alerts": [down(_UP_VLLM)]},
+            {"eval_time": _ts(window + absent_for - 1), "alertname": absent.name, "exp_alerts": []},
+            {"eval_time": _ts(window + absent_for), "alertname": absent.name, "exp_alerts": [absent_alert]},
+        ],
+    })
+    return cases
