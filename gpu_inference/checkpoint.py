@@ -92,13 +92,14 @@ def start_problems(stack: ResolvedStack, hf_token_set: bool) -> list[str]:
         fp8 = (f", or set {NAMESPACE}:quantization = fp8 (vLLM quantizes the 16-bit weights at load on "
                f"{stack.gpu.id})") if stack.gpu.fp8 else (
                f" ({stack.gpu.id} has no FP8, so fp8 at load is not an option)")
-        consequence = (f"vLLM exits with 'Cannot find the config file for {wanted}'" if wanted in ("awq", "gptq")
+        consequence = (f"vLLM exits with 'Cannot find the config file for {wanted}', and the service restarts forever"
+                       if wanted in ("awq", "gptq")
                        else f"vLLM has no --quantization {wanted}: it would serve the weights in 16 bits, "
-                            "not the size the fit assumed")
+                            "not the size the fit assumed, and may not fit the GPU")
         problems.append(
             f"{NAMESPACE}:quantization = {wanted} needs {_FORMAT[wanted]} weights, but {repo(stack)} is unquantized "
             f"({'per the model catalog' if is_catalog_model(stack) else 'its config.json has no quantization_config'}): "
-            f"{consequence}, and the service restarts forever. Fix: set {NAMESPACE}:modelRepo to a pre-quantized "
+            f"{consequence}. Fix: set {NAMESPACE}:modelRepo to a pre-quantized "
             f"{_FORMAT[wanted]} repo of {stack.model.id}{fp8}."
         )
     is_gated, why = gated(stack)

@@ -375,8 +375,11 @@ def reachability(cfg: StackConfig) -> tuple[bool, str | None]:
                      f"({', '.join(cfg.allowed_cidrs)}): run `pulumi up` from inside them, or it fails after "
                      f"{cfg.smoke_timeout_seconds:g} s with 'no answer within the timeout' (or set {key} false)")
     if cfg.load_balancer.tls_domain:
-        notes.append(f"the smoke check calls https://{cfg.load_balancer.tls_domain}/v1: its DNS record and certificate "
-                     "must be in place before `pulumi up` ends (certificates are the operator's)")
+        # The LB obtains its certificate itself (render/acme.py: certbot HTTP-01, retried every 15 min) once the
+        # name resolves; until then it serves a self-signed placeholder, which the check waits through.
+        notes.append(f"the smoke check calls https://{cfg.load_balancer.tls_domain}/v1: it waits until the name "
+                     "resolves to the load balancer (the program creates the record when loadBalancer.dnsZone is set) "
+                     "and the load balancer has its Let's Encrypt certificate (HTTP-01, retried every 15 min)")
     return True, "; ".join(notes) or None
 
 

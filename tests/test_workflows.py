@@ -497,3 +497,9 @@ def test_docs_name_every_secret_and_variable_the_workflows_read() -> None:
     for name in names:
         assert f"`{name}`" in doc, f"docs/ci.md does not document {name}"
     assert "required reviewers" in doc.lower() and "production-preview" in doc
+
+
+def test_the_prod_preview_creates_no_stack() -> None:
+    # An unreviewed job must not create prod: only the approved `up` may (upsert).
+    (pulumi,) = step_using(load(DEPLOY)["jobs"]["preview-prod"], "pulumi/actions")
+    assert pulumi["with"]["upsert"] is False

@@ -160,7 +160,8 @@ def deploy_hook_script(
     Copies rather than pointing nginx at certbot's ``live/`` symlinks: the placeholder lives at the same path
     before the first issuance, and nginx.conf never depends on whether certbot has run. Each file is written
     beside its target and renamed over it (atomic), and nginx is reloaded (workers finish their requests)
-    only after both are in place and ``nginx -t`` accepts them.
+    only after both are in place and ``nginx -t`` accepts them; if it refuses them, the previous pair is put
+    back (so a later restart still starts) and the hook fails.
     """
     paths = paths or NginxPaths()
     domain = checked_domain(stack.config.load_balancer.tls_domain or "")
@@ -179,9 +180,20 @@ key={shell_quote(key)}
 install -d -m 0755 "$(dirname "$cert")"
 install -m 0644 "$lineage/fullchain.pem" "$cert.new"
 install -m 0600 "$lineage/privkey.pem" "$key.new"
+# Keep the pair nginx serves now: if nginx -t refuses the new one, it goes back, so a later restart or
+# reboot still finds a pair nginx accepts (the hook fails, certbot logs it, the old certificate keeps serving).
+# (The first boot wrote a self-signed placeholder at the same paths, so there is always a pair to keep.)
+cp -p "$cert" "$cert.old"
+cp -p "$key" "$key.old"
 mv -f "$cert.new" "$cert"
 mv -f "$key.new" "$key"
-{_argv(check)}
+if ! {_argv(check)}; then
+    mv -f "$cert.old" "$cert"
+    mv -f "$key.old" "$key"
+    log "nginx -t refused the certificate from $lineage: the previous one is back in place"
+    exit 1
+fi
+rm -f "$cert.old" "$key.old"
 {_argv(reload)}
 log "nginx now serves the certificate from $lineage"
 """

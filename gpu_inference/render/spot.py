@@ -71,8 +71,8 @@ renew_token() {{
 
 drain_and_stop() {{
     echo "spot interruption notice: $(<"$NOTICE_FILE"); draining vLLM for at most ${{DRAIN}}s"
-    # SIGTERM: vLLM's HTTP server stops accepting connections (the load balancer's checks fail, it moves on)
-    # and lets the requests in flight finish.
+    # SIGTERM: vLLM's HTTP server (uvicorn) stops accepting connections, so the load balancer's checks fail and
+    # it moves on; whether v0.19 lets every stream in flight finish was not measured here (README).
     docker kill --signal=SIGTERM "$CONTAINER" || true
     timeout "$DRAIN" docker wait "$CONTAINER" >/dev/null 2>&1 || true
     # Stopped for good: Restart=always must not bring vLLM back on a node about to disappear.
