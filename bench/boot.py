@@ -26,7 +26,10 @@ What stands in for what, and why:
 - The Prometheus data volume is a loop device over a sparse file (blank: the bootstrap formats it ext4),
   reached through the same /dev/disk/by-id path the DigitalOcean volume has.
 - The GPU node: docker, nvidia-smi, nvidia-ctk are bench/boot_stubs/recorder (they record argv); the
-  recorded `docker run` of vllm.service must equal the vLLM command the offline preview rendered. With
+  recorded `docker run` of vllm.service must equal the vLLM command the offline preview rendered, with the
+  private address the bootstrap wrote to network.env in its `-p` flag. The cloud's metadata service is curl
+  as the same recorder: it answers the lookup the stack's cloud renders (`Cloud.private_ipv4_lookup`) with
+  METADATA_PRIVATE_IPV4 and fails every other URL (nothing leaves the machine). With
   them present the bootstrap takes its "already installed" branches (as on the providers' GPU images), so
   its fallbacks (apt's docker.io, NVIDIA's container-toolkit repository, which this machine cannot reach)
   are not run; docker.service is not started (there is no daemon).
@@ -81,6 +84,9 @@ LOG = "/var/log/gpu-inference-boot"
 VOLUME_BYTES = 512 * 1024 * 1024
 API_KEY = "boot-test-key"
 NODE_ADDRESS = "127.0.0.1"
+# What the stand-in metadata service answers for the GPU node's private IPv4 (a VPC address; nothing binds it).
+METADATA_PRIVATE_IPV4 = "10.118.0.7"
+METADATA_ANSWERS = "/etc/gpu-inference-boot/metadata.json"
 
 
 def say(msg: str) -> None:
@@ -166,7 +172,8 @@ def _mknod(path: Path, kind: str, major: int, minor: int, mode: int = 0o666) -> 
     run(["mknod", "-m", oct(mode)[2:], str(path), kind, str(major), str(minor)])
 
 
-def prepare_root(lower: Path, work: Path, loop_device: str | None, by_id: str | None) -> Path:
+def prepare_root(lower: Path, work: Path, loop_device: str | None, by_id: str | None,
+                 metadata: dict[str, str] | None = None) -> Path:
     """Overlay over the cached root, a private /dev, /proc, /sys, /run, the stubs; returns the root."""
     root, upper, ovl_work = work / "root", work / "upper", work / "ovl-work"
     for d in (root, upper, ovl_work):
@@ -194,8 +201,11 @@ def prepare_root(lower: Path, work: Path, loop_device: str | None, by_id: str | 
         run(["mount", "-t", "tmpfs", "-o", "mode=1777" if tmpfs == "tmp" else "mode=755", tmpfs, str(root / tmpfs)])
     # The stubs (see the module docstring): systemctl first on PATH; the GPU tools where the units call them.
     shutil.copy(STUBS / "systemctl", root / "usr/local/bin/systemctl")
-    for name in ("docker", "nvidia-smi", "nvidia-ctk"):
+    for name in ("docker", "nvidia-smi", "nvidia-ctk", "curl"):
         shutil.copy(STUBS / "recorder", root / "usr/bin" / name)
+    answers = root / METADATA_ANSWERS.lstrip("/")
+    answers.parent.mkdir(parents=True, exist_ok=True)
+    answers.write_text(json.dumps(metadata or {}))
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\n# bench/boot.py: no init in a chroot; services start in the service phase.\nexit 101\n")
     policy.chmod(0o755)
@@ -322,6 +332,9 @@ def serve(role: str, root: Path, spec: dict[str, Any]) -> dict[str, Any]:
         out["docker"] = recorded(root, "docker")
         out["nvidia-smi"] = recorded(root, "nvidia-smi")
         out["nvidia-ctk"] = recorded(root, "nvidia-ctk")
+        out["curl"] = recorded(root, "curl")
+        env_file = root / spec["network_env_file"].lstrip("/")
+        out["network_env"] = env_file.read_text() if env_file.exists() else None
         return out
     backend = fake_vllm(spec["model"], spec.get("api_key"))
     try:
@@ -374,6 +387,7 @@ def render(work: Path) -> dict[str, Any]:
     """User data per host: the LB and Prometheus host for one node at 127.0.0.1, the GPU node from the preview."""
     from gpu_inference.config import load_stack_config
     from gpu_inference.render import render_all
+    from gpu_inference.render._common import NETWORK_ENV_FILE, PRIVATE_IP_VAR
     from gpu_inference.render.cloud_init import PROMETHEUS_DATA_DIR
     from gpu_inference.render.vllm import docker_run_argv
     from gpu_inference.stack import resolve_stack
@@ -387,12 +401,19 @@ def render(work: Path) -> dict[str, Any]:
     if result.returncode != 0:
         raise SystemExit(f"boot: the preview of dev exited {result.returncode}:\n{result.stdout[-2000:]}")
     devices = stack.cloud.volume_devices(stack.cloud.placeholder_volume(stack.name))
+    lookup = stack.cloud.private_ipv4_lookup
+    assert lookup is not None, f"{stack.cloud.name} renders no private IPv4 lookup"
+    [metadata_url] = [w for w in shlex.split(lookup) if w.startswith("http://")]
     return {
         "lb": {"user_data": files["loadbalancer/cloud-init.yaml"], "api_key": api_key, "model": stack.config.name_for_clients},
         "monitoring": {"user_data": files["monitoring/cloud-init.yaml"], "model": stack.config.name_for_clients,
                        "data_dir": PROMETHEUS_DATA_DIR, "by_id": devices[0]},
-        "gpu": {"user_data": (preview / "nodes/node-0/cloud-init.yaml").read_text(),
-                "expected_docker_run": docker_run_argv(stack)[1:]},
+        "gpu": {"network_env_file": NETWORK_ENV_FILE, "user_data": (preview / "nodes/node-0/cloud-init.yaml").read_text(),
+                # systemd expands ${GPU_INFERENCE_PRIVATE_IP} from network.env (so does the systemctl stub).
+                "expected_docker_run": [a.replace(f"${{{PRIVATE_IP_VAR}}}", METADATA_PRIVATE_IPV4)
+                                        for a in docker_run_argv(stack)[1:]],
+                "metadata": {metadata_url: METADATA_PRIVATE_IPV4},
+                "network_env": f"{PRIVATE_IP_VAR}={METADATA_PRIVATE_IPV4}\n"},
     }
 
 
@@ -417,7 +438,7 @@ def inside(lower: Path, work: Path, specs_path: Path) -> int:
             loop = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
             spec["loop"] = loop
         try:
-            root = prepare_root(lower, work / role, loop, spec.get("by_id"))
+            root = prepare_root(lower, work / role, loop, spec.get("by_id"), spec.get("metadata"))
             seed(root, role, spec["user_data"])
             if role == "monitoring-unmounted":
                 # The same host, with a `mount` that does what util-linux does for a nofail entry whose UUID it
@@ -485,6 +506,10 @@ def check(role: str, spec: dict[str, Any], r: dict[str, Any], root: Path) -> Non
         need(runs[0] == spec["expected_docker_run"], "the recorded docker run is exactly the preview's vLLM command")
         need(any(a[:2] == ["runtime", "configure"] for a in r["nvidia-ctk"]), "nvidia-ctk configured the runtime")
         need(bool(r["nvidia-smi"]), "the bootstrap checked the GPU with nvidia-smi")
+        need([u for call in r["curl"] for u in call if u in spec["metadata"]] == list(spec["metadata"]),
+             "the bootstrap asked the metadata service for the private IPv4 once")
+        need(r["network_env"] == spec["network_env"], f"network.env holds the private address: {spec['network_env']!r}")
+        say(f"gpu: private IPv4 {METADATA_PRIVATE_IPV4} from the metadata stand-in, in {spec['network_env_file']}")
         say(f"gpu: docker run recorded = preview's ({len(runs[0])} args: {shlex.join(runs[0][:6])} … "
             f"{shlex.join(runs[0][-4:])}); nvidia-ctk {r['nvidia-ctk']}; units {r['units']}")
 

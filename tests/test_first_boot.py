@@ -173,7 +173,7 @@ def test_install_validators_first_run(tmp_path: Path, policy_exists: bool) -> No
 def _install_order() -> list[str]:
     """The packages in the order the script installs them (its `cmd:package` list), every one of .ci/validators.txt
     that the script is responsible for."""
-    text = INSTALL_VALIDATORS.read_text()
+    text = INSTALL_VALIDATORS.read_text().replace("\\\n", " ")  # the list may continue over lines (`\`)
     pairs = text.split("for cmd_pkg in ", 1)[1].split(";", 1)[0].split()
     return [pair.split(":", 1)[1] for pair in pairs]
 

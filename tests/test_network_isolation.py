@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from render_fixtures import dev, kube, prod
+from render_fixtures import amd, dev, kube, prod
 from test_program import of_type, run
 from test_validators import shellcheck, write
 
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
-from gpu_inference.render import dcgm_exporter_unit, node_exporter_unit, vllm_unit
+from gpu_inference.constants import AMD_METRICS_EXPORTER_PORT, DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import VENDORS, vendor_for
+from gpu_inference.render import gpu_exporter_unit_for, node_exporter_unit, vllm_unit
 from gpu_inference.render._common import NETWORK_ENV_FILE, PRIVATE_IP_VAR, Expanded, systemd_quote
 from gpu_inference.render.cloud_init import private_ip_lines
 from gpu_inference.render.kubernetes import render_kubernetes, vllm_network_policy
@@ -32,10 +33,19 @@ def published(unit: str) -> list[str]:
     return re.findall(r"-p (\S+)", unit)
 
 
-@pytest.mark.parametrize("scenario", [dev, prod])
-def test_gpu_node_containers_publish_on_the_private_address_and_loopback_only(scenario: object) -> None:
+@pytest.mark.parametrize(("scenario", "exporter_unit", "exporter_port"), [
+    (dev, "dcgm-exporter.service", DCGM_EXPORTER_PORT),
+    (prod, "dcgm-exporter.service", DCGM_EXPORTER_PORT),
+    (amd, "amd-metrics-exporter.service", AMD_METRICS_EXPORTER_PORT),
+])
+def test_gpu_node_containers_publish_on_the_private_address_and_loopback_only(
+    scenario: object, exporter_unit: str, exporter_port: int
+) -> None:
     stack = scenario().stack  # type: ignore[operator]
-    for unit, port in ((vllm_unit(stack), VLLM_PORT), (dcgm_exporter_unit(), DCGM_EXPORTER_PORT)):
+    # The vendor's GPU exporter (DCGM on NVIDIA, AMD's device metrics exporter on ROCm) is the one the node runs.
+    unit_name, exporter_text = gpu_exporter_unit_for(stack)
+    assert (unit_name, vendor_for(stack).exporter.port) == (exporter_unit, exporter_port)
+    for unit, port in ((vllm_unit(stack), VLLM_PORT), (exporter_text, exporter_port)):
         assert published(unit) == [f"127.0.0.1:{port}:{port}", f"{PRIVATE}:{port}:{port}"]
         assert f"EnvironmentFile={NETWORK_ENV_FILE}" in unit
     # node_exporter shares the host's network: its listen address is the private one.
@@ -44,8 +54,16 @@ def test_gpu_node_containers_publish_on_the_private_address_and_loopback_only(sc
     assert f"EnvironmentFile={NETWORK_ENV_FILE}" in exporter and "-p " not in exporter
 
 
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_no_vendor_exporter_publishes_a_port_of_its_own(vendor: str) -> None:
+    """The unit renderer adds the private-interface -p flags; a vendor's own run_args must not add an
+    every-interface one (AMD's docs run the exporter with ``-p 5000:5000``)."""
+    run_args = VENDORS[vendor].exporter.run_args
+    assert not any(a in ("-p", "--publish") or a.startswith(("-p", "--publish=", "--net")) for a in run_args)
+
+
 def test_the_bootstrap_writes_the_private_address_before_starting_any_unit() -> None:
-    for scenario in (dev, prod):
+    for scenario in (dev, prod, amd):
         files = scenario().render()
         boot = files["nodes/node-0/bootstrap.sh"]
         assert boot.index(f"> {NETWORK_ENV_FILE}") < boot.index("systemctl enable --now node-exporter.service")

@@ -572,7 +572,8 @@ def test_render_all_without_monitoring() -> None:
 
 
 def test_user_data_fits_ec2_limits() -> None:
-    """EC2 caps user data at 16 KB: a GPU node fits as text; the LB and a 64-node Prometheus host fit gzipped."""
+    """EC2 caps user data at 16 KB: a GPU node fits as text; the LB and a Prometheus host fit gzipped, for every
+    pool size the config allows (nodeCount <= 64)."""
     import base64
     import gzip
 
@@ -580,16 +581,30 @@ def test_user_data_fits_ec2_limits() -> None:
     from gpu_inference.clouds.aws import fits_user_data as fits_aws_user_data
     from gpu_inference.clouds.aws import user_data_base64_gzip
 
+    # The limit is on the bytes EC2 stores, i.e. the gzip stream the program sends as user_data_base64
+    # (pulumi_aws 7.51.1 Instance.user_data_base64: "gzip-encoded user data must be base64-encoded and passed
+    # via this argument"; EC2 User Guide, "Work with instance user data": "limited to 16 KB, in raw form, before
+    # it is base64-encoded"). Below that there is no hard line; the margin asked of the LB is that its largest
+    # pool leaves a quarter of the limit free for what later releases add to its cloud-init.
+    margin = AWS_USER_DATA_LIMIT_BYTES * 3 // 4
+
+    def packed_size(text: str) -> int:
+        return len(base64.b64decode(user_data_base64_gzip(text)))
+
     s = prod()
     files = s.render()
     assert fits_aws_user_data(files["nodes/node-0/cloud-init.yaml"])
     # The LB ships its health-check daemon (Python source) too: over 16 KB as text, so it relies, like a
     # big Prometheus host, on the program always sending user data gzipped (components/clouds/aws.py).
-    assert len(base64.b64decode(user_data_base64_gzip(files["loadbalancer/cloud-init.yaml"]))) <= (
-        AWS_USER_DATA_LIMIT_BYTES // 2)
+    assert not fits_aws_user_data(files["loadbalancer/cloud-init.yaml"])  # why the gzip path matters here
+    assert packed_size(files["loadbalancer/cloud-init.yaml"]) <= margin
     assert fits_aws_user_data(files["monitoring/cloud-init.yaml"])
+    # The LB (an upstream server and a health-check target per node) and Prometheus (a target per node) grow
+    # with the pool: the biggest pool the config accepts must still fit.
     addresses = [f"10.0.{i // 200}.{i % 200 + 2}" for i in range(64)]
-    big = render_all(s.stack, addresses, "10.0.9.10", API_KEY, HF_TOKEN)["monitoring/cloud-init.yaml"]
+    rendered = render_all(s.stack, addresses, "10.0.9.10", API_KEY, HF_TOKEN)
+    assert packed_size(rendered["loadbalancer/cloud-init.yaml"]) <= margin
+    big = rendered["monitoring/cloud-init.yaml"]
     packed = user_data_base64_gzip(big)
     assert len(base64.b64decode(packed)) <= AWS_USER_DATA_LIMIT_BYTES
     assert gzip.decompress(base64.b64decode(packed)).decode() == big

@@ -5,6 +5,7 @@ The end-to-end proof (pebble + certbot + nginx on loopback) is tests/dataplane/t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from gpu_inference.render.acme import (
     certbot_certonly_args,
     obtain_script,
 )
-from gpu_inference.render.nginx import NginxPaths, checked_domain
+from gpu_inference.render.nginx import FALLBACK_LISTEN, JSON_ERRORS, NginxPaths, checked_domain, json_error_body
 from gpu_inference.stack import resolve_stack
 
 BASE = {
@@ -94,19 +95,63 @@ def test_acme_defaults_are_lets_encrypt_production_without_an_email() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _server_blocks(conf: str) -> list[str]:
-    return conf.split("    server {")[1:]
+def _server_blocks(conf: str) -> dict[str, str]:
+    """The http block's ``server { ... }`` blocks, by their ``listen`` line.
+
+    Braces are counted outside quotes and comments: the JSON error bodies (``return 503 '{"error": ...}'``) and
+    the upstream's ``server host:port ...;`` lines are not blocks.
+    """
+    blocks: dict[str, str] = {}
+    depth, quote, start = 0, "", -1
+    i = 0
+    while i < len(conf):
+        c = conf[i]
+        if quote:
+            quote = "" if c == quote and conf[i - 1] != "\\" else quote
+        elif c == "#":
+            i = conf.find("\n", i)
+            i = len(conf) if i < 0 else i
+            continue
+        elif c in "'\"":
+            quote = c
+        elif c == "{":
+            if depth == 1 and re.search(r"(?:^|[\s;}])server\s*$", conf[:i]):
+                start = i + 1
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 1 and start >= 0:
+                body = conf[start:i]
+                [listen] = re.findall(r"^\s*listen ([^;]+);", body, re.M)
+                assert listen not in blocks, f"two server blocks listen on {listen}"
+                blocks[listen] = body
+                start = -1
+        i += 1
+    assert depth == 0 and not quote
+    return blocks
 
 
 def test_port_80_serves_only_acme_challenges_and_redirects_to_the_configured_name() -> None:
     conf = nginx_conf(prod().stack, ["10.0.1.2:8000"])
-    http, https = _server_blocks(conf)
-    assert "listen 0.0.0.0:80 default_server;" in http
+    blocks = _server_blocks(conf)
+    # Exactly three servers: port 80 (ACME + redirect), 443 (the API), and the upstream's JSON-503 backup on
+    # loopback only (FALLBACK_LISTEN: a client can never reach it directly).
+    assert set(blocks) == {"0.0.0.0:80 default_server", "0.0.0.0:443 ssl default_server", FALLBACK_LISTEN}
+    assert FALLBACK_LISTEN.startswith("127.0.0.1:")
+    http, https = blocks["0.0.0.0:80 default_server"], blocks["0.0.0.0:443 ssl default_server"]
     assert "location ^~ /.well-known/acme-challenge/ {" in http and "root /var/www/acme;" in http
+    # Port 80 has these two locations and nothing else: no API, no health, no error page that proxies.
+    assert re.findall(r"^\s*location ([^{\n]+) \{", http, re.M) == ["^~ /.well-known/acme-challenge/", "/"]
     # Redirect to the configured name, never to whatever Host the client sent.
     assert "return 308 https://llm.example.com$request_uri;" in http and "$host" not in http
     assert "proxy_pass" not in http and "/health" not in http
-    assert "listen 0.0.0.0:443 ssl default_server;" in https and "proxy_pass http://vllm_backend;" in https
+    # 443 serves the API, the LB's own health answer and nginx's errors in JSON.
+    assert "proxy_pass http://vllm_backend;" in https
+    assert "location = /health {" in https
+    for code in JSON_ERRORS:
+        assert f"error_page {code} @json_{code};" in https
+        assert f"return {code} '{json_error_body(code)}\\n';" in https
+    assert "add_header Retry-After 10 always;" in https.split("location @json_503 {")[1].split("}")[0]
 
 
 @pytest.mark.parametrize(

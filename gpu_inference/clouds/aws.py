@@ -94,8 +94,10 @@ FREE_TYPES = frozenset({
 
 _PUBLIC_IPV4 = "public IPv4 address at {hourly}"
 
-# EC2 refuses user data over 16 KB (raw, before base64). cloud-init reads gzip-compressed user data
-# transparently, so the program always sends it compressed (a big pool's Prometheus config can pass 16 KB).
+# EC2 refuses user data over 16 KB (raw, before base64: EC2 User Guide, "Work with instance user data"). The
+# limit counts the bytes sent, so for gzip the compressed stream. cloud-init reads gzip-compressed user data
+# transparently, so the program always sends it compressed (the LB's cloud-init, with its health-check daemon,
+# is over 16 KB as text; so can a big pool's Prometheus config be).
 USER_DATA_LIMIT_BYTES = 16 * 1024
 
 

@@ -25,9 +25,16 @@ SEND_TIMEOUT_SECONDS = 60
 # With `resolve`, how long a DNS answer is trusted: a restarted pod comes back with a new IP, and nginx
 # must follow it within seconds rather than after the record's TTL.
 RESOLVER_VALID_SECONDS = 10
-# The upstream's backup: a loopback-only server block of this nginx that answers 503 in JSON. nginx sends a
-# request there only when no node is usable (every one marked down by the health checker or failed).
+# The upstream's backup: a loopback-only server block of this nginx. nginx sends a request there only when no
+# node is usable (every one marked down by the health checker or failed), and the API location answers it with
+# the JSON 503 (+ Retry-After).
 FALLBACK_LISTEN = "127.0.0.1:8079"
+# What the backup answers: a status no node sends and proxy_next_upstream cannot retry (it retries only
+# error/timeout/invalid_header and http_500/502/503/504/403/404/429: nginx.org/r/proxy_next_upstream). Were it
+# 503, that 503 would be retried like a loading node's whenever tries were left (a single node already failed:
+# node skipped, backup tried first), and with no peer left nginx ends the request with "no live upstreams",
+# a 502, so every node loading read as "unreachable". The API location turns it into the JSON 503.
+FALLBACK_STATUS = 555
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,9 @@ def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False, 
     else:
         lines += [f"        {upstream_server(stack, backend, resolve)};" for backend in backends]
     lines += [
-        "        # Used only when no node above is usable (all down or failed): answers 503 in JSON at once",
-        "        # instead of nginx's HTML 502. max_fails=0: never marked failed itself. (backup works with",
+        "        # Used only when no node above is usable (all down or failed): the client gets the JSON 503",
+        f"        # at once instead of nginx's HTML 502 (it answers {FALLBACK_STATUS}, which is never retried; the",
+        "        # API location maps it). max_fails=0: never marked failed itself. (backup works with",
         "        # least_conn, not with hash/ip_hash/random: nginx.org/en/docs/http/ngx_http_upstream_module.html)",
         f"        server {fallback} backup max_fails=0;",
         f"        keepalive {UPSTREAM_KEEPALIVE};",
@@ -146,7 +154,8 @@ def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False, 
 
 # Errors nginx itself answers (the edge key check, unknown paths, oversized bodies, no node reachable) in
 # the OpenAI error shape vLLM also uses, {"error": {"message", "type", "param", "code"}}, so a client's
-# error handling sees one format. vLLM's own error responses pass through untouched (no proxy_intercept_errors).
+# error handling sees one format. vLLM's own 4xx and 500 pass through untouched (the API location intercepts only
+# 413/502/503/504 and the backup's status: _api_error_pages).
 JSON_ERRORS: dict[int, tuple[str, str]] = {
     401: ("AuthenticationError", "Missing or invalid API key."),
     404: ("NotFoundError", "Not found: the API is served under /v1/."),
@@ -190,18 +199,41 @@ def _json_error_pages() -> list[str]:
 
 
 def _fallback_server(listen: str) -> list[str]:
-    """The upstream's backup: loopback only, answers every request with the JSON 503."""
+    """The upstream's backup: loopback only, answers every request with FALLBACK_STATUS (the API location
+    turns that into the JSON 503)."""
     return [
         "    # Backup of vllm_backend (never reachable from outside): reached only when no node is in rotation.",
+        f"    # {FALLBACK_STATUS}, not 503: proxy_next_upstream would retry a 503 and end in nginx's 502 (see",
+        "    # FALLBACK_STATUS in render/nginx.py); the API location answers it with the JSON 503.",
         "    server {",
         f"        listen {listen};",
         "        access_log off;",
         "        location / {",
-        "            default_type application/json;",
-        "            add_header Retry-After 10 always;",
-        _json_error_return(503, "            "),
+        f"            return {FALLBACK_STATUS};",
         "        }",
         "    }",
+    ]
+
+
+# The codes the API location answers with its own JSON page, whether nginx produced them (body too large, no
+# node reachable, timeout) or an upstream answered them (the backup's status; a 503 every tried node gave).
+API_ERROR_PAGES = (413, 502, 503, 504)
+
+
+def _api_error_pages() -> list[str]:
+    """error_page lines of the API location. A location with error_page of its own inherits none from the server
+    (nginx.org/r/error_page: "inherited ... if and only if there are no error_page directives defined on the
+    current level"), so the ones nginx can raise there are repeated; 401/404 are not listed, so vLLM's own
+    (unknown model, bad key) reach the client as vLLM wrote them."""
+    return [
+        f"            # The backup's {FALLBACK_STATUS} becomes the JSON 503. proxy_intercept_errors applies error_page to",
+        "            # upstream answers too, for the codes listed here only (nginx.org/r/proxy_intercept_errors). This",
+        "            # location's own error_page lines replace the server's (none is inherited), so nginx's 413/502/",
+        "            # 503/504 are listed again; vLLM's 4xx (unknown model, bad request) and 500 pass through as is.",
+        "            proxy_intercept_errors on;",
+        *[f"            error_page {code} @json_{code};" for code in API_ERROR_PAGES],
+        # `=503`: without it the client would get the original status (the page's `return` does not set it).
+        f"            error_page {FALLBACK_STATUS} =503 @json_503;",
     ]
 
 
@@ -223,6 +255,7 @@ def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
         "        location /v1/ {",
         *auth,
         "            proxy_pass http://vllm_backend;",
+        *_api_error_pages(),
         "            proxy_http_version 1.1;",
         '            proxy_set_header Connection "";',
         "            proxy_set_header Host $host;",

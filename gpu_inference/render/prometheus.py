@@ -738,7 +738,15 @@ def _humanize_duration(seconds: float) -> str:
 # The loading window in promtool cases (see "The loading window" above). Label sets of the GPU node's targets:
 _UP_VLLM = {"job": "vllm", "instance": "10.0.0.2:8000", "node": "node-0"}
 _UP_NODE = {"job": "node", "instance": "10.0.0.2:9100", "node": "node-0"}
-_UP_DCGM = {"job": "dcgm", "instance": "10.0.0.2:9400", "node": "node-0"}
+
+
+def _up_gpu_exporter(stack: ResolvedStack) -> dict[str, str]:
+    """The GPU vendor's exporter target on that node (job dcgm on NVIDIA, amd-metrics on AMD)."""
+    exporter = vendor_for(stack).exporter
+    job = exporter.metrics.job if exporter.metrics else exporter.container
+    return {"job": job, "instance": f"10.0.0.2:{exporter.port}", "node": "node-0"}
+
+
 # The load the issue names: ten minutes of a 70B model (any stack's window is at least BASE_GRACE_SECONDS).
 LOAD_MINUTES = 10
 # Every loading-window case's name starts with this (tests tell them from the one-alert-per-case ones).
@@ -759,14 +767,15 @@ def _loading_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[d
     absent_for = _minutes(duration_seconds(METRICS_ABSENT_FOR))
     total = max(_TEST_MINUTES, 3 * window + 30)
     machines = _machine_signal(stack)
+    up_gpu = _up_gpu_exporter(stack)
     td, absent = by_name["TargetDown"], by_name["VllmMetricsAbsent"]
     watched = (td.name, absent.name)
     running = _sel("vllm:num_requests_running", _VLLM)
 
     def gpu_series(vllm: str, node: str, metrics: str) -> list[dict[str, str]]:
         series = [{"series": _sel("up", _UP_VLLM), "values": vllm}, {"series": running, "values": metrics}]
-        if machines:  # node_exporter and DCGM exporter share the GPU node; Kubernetes scrapes neither
-            series += [{"series": _sel("up", _UP_NODE), "values": node}, {"series": _sel("up", _UP_DCGM), "values": node}]
+        if machines:  # node_exporter and the GPU exporter share the GPU node; Kubernetes scrapes neither
+            series += [{"series": _sel("up", _UP_NODE), "values": node}, {"series": _sel("up", up_gpu), "values": node}]
         return series
 
     def down(labels: Mapping[str, str]) -> dict[str, Any]:
@@ -776,7 +785,7 @@ def _loading_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[d
     absent_alert = _expected(
         absent, {"job": "vllm"},
         f"No vLLM target has reported vllm:num_requests_running for {absent.for_}: every node is down, "
-        f"or the pinned image ({stack.config.vllm_image}) renamed the metrics the alerts rely on.",
+        f"or the pinned image ({vllm_image(stack)}) renamed the metrics the alerts rely on.",
     )
     load = LOAD_MINUTES
     cases: list[dict[str, Any]] = [
@@ -808,7 +817,7 @@ def _loading_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[d
         tests = [
             {"eval_time": _ts(dead + down_for - 1), "alertname": td.name, "exp_alerts": []},
             {"eval_time": _ts(dead + down_for), "alertname": td.name,
-             "exp_alerts": [down(_UP_VLLM), down(_UP_NODE), down(_UP_DCGM)]},
+             "exp_alerts": [down(_UP_VLLM), down(_UP_NODE), down(up_gpu)]},
             {"eval_time": _ts(dead + absent_for - 1), "alertname": absent.name, "exp_alerts": []},
             # The last sample stays visible for the 5-minute lookback, then `absent` holds for its `for`.
             {"eval_time": _ts(dead + 5 + absent_for + 1), "alertname": absent.name, "exp_alerts": [absent_alert]},

@@ -558,7 +558,12 @@ class HttpClient:
         return await asyncio.wait_for(self._exchange((host, port), head.encode(), body), timeout)
 
     async def _exchange(self, key: tuple[str, int], head: bytes, body: bytes | None) -> Response:
-        for attempt in range(2):
+        # A pooled connection the server closed while it sat idle (nginx's old workers close their idle
+        # keep-alive connections on a reload) answers nothing: the request never reached a worker, and a client
+        # sends it again on the next connection (RFC 9112 section 9.3.1; urllib3 and httpx do the same). Several
+        # pooled connections can be stale at once, so each is tried and dropped; a fresh connection is not
+        # retried, and neither is one that had started answering.
+        for attempt in range(MAX_POOLED_RETRIES + 1):
             reused = bool(self._idle.get(key))
             reader, writer = self._idle[key].pop() if reused else await asyncio.open_connection(*key)
             started = time.monotonic()
@@ -576,10 +581,14 @@ class HttpClient:
                     send_error = exc
                 try:
                     resp, reusable = await _read_response(reader, started, head.startswith(b"HEAD "))
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    if reused and attempt == 0:  # a pooled connection the server had already closed
+                except ClosedBeforeResponse:
+                    if reused and attempt < MAX_POOLED_RETRIES:  # a pooled connection the server had closed
                         writer.close()
                         continue
+                    if send_error:
+                        raise send_error from None
+                    raise
+                except (asyncio.IncompleteReadError, ConnectionError):
                     if send_error:
                         raise send_error from None
                     raise
@@ -594,8 +603,23 @@ class HttpClient:
         raise HarnessError("unreachable")
 
 
+class ClosedBeforeResponse(asyncio.IncompleteReadError):
+    """The connection closed before the first byte of a response."""
+
+
+# Stale pooled connections tried in a row before giving up (the pool of one client never holds more).
+MAX_POOLED_RETRIES = 64
+
+
 async def _read_response(reader: asyncio.StreamReader, started: float, head_only: bool) -> tuple[Response, bool]:
-    status_line = await reader.readuntil(b"\r\n")
+    try:
+        status_line = await reader.readuntil(b"\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            raise ClosedBeforeResponse(exc.partial, exc.expected) from exc
+        raise
+    except ConnectionResetError as exc:  # reset before any byte of the status line
+        raise ClosedBeforeResponse(b"", None) from exc
     parts = status_line.decode("latin-1").split(" ", 2)
     version, status = parts[0], int(parts[1])
     headers: dict[str, str] = {}

@@ -235,6 +235,24 @@ def test_every_node_down_is_json_503(backends: Callable[..., Backend], nginx: Ca
     assert probes <= 2 * len(nodes), "requests still reached the loading nodes"  # only the checker's probes
 
 
+@pytest.mark.parametrize(("count", "tries"), [(1, 2), (2, 3)])
+def test_every_node_loading_is_json_503_before_the_checker_acts(
+    count: int, tries: int, backends: Callable[..., Backend], nginx: Callable[..., Nginx],
+) -> None:
+    """Every node answers 503 (loading) and no health checker has marked them down yet (its first probes, or a
+    node that just restarted): nginx retries the 503s, marks the nodes failed and falls back to the backup. Each
+    answer is the JSON 503 with Retry-After, never "no live upstreams" (502) once the backup's answer was
+    retried with tries left (the bug when the backup answered 503 itself)."""
+    nodes = [backends(api_key=API_KEY, loading_seconds=300) for _ in range(count)]
+    lb = nginx(harness.build_stack(load_balancer={"proxyNextUpstreamTries": tries}), nodes)
+    answers = [_one(lb) for _ in range(6)]  # past max_fails (2): the later ones go straight to the backup
+    for r in answers:
+        _assert_json_error(r, 503)
+        assert r.headers.get("retry-after") == "10", r.headers
+        assert "No inference node is ready" in r.json()["error"]["message"]
+    assert all(n.stats()["by_status"].get("503", 0) >= 1 for n in nodes)  # the nodes' own 503s were retried
+
+
 def test_node_timeout_is_json_504(backends: Callable[..., Backend], nginx: Callable[..., Nginx]) -> None:
     """Nodes that never answer (no health checker here): nginx's own 504 once both tries timed out. (With
     a single node the second try goes to the backup, which answers the JSON 503.)"""
