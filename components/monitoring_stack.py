@@ -14,6 +14,7 @@ from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import PROMETHEUS_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets
 from gpu_inference.stack import ResolvedStack
 
@@ -46,8 +47,10 @@ class MonitoringStack(pulumi.ComponentResource):
             "retention": mon.retention,
             "allowedCidrs": list(stack.config.allowed_cidrs),
         }
+        # The TSDB's volume: a block volume beside the host, or a claim of DOKS's block storage on Kubernetes.
+        props = {**props, "storageGb": mon.storage_gb}
         if not on_kubernetes:
-            props = {"size": stack.monitoring_size, **props, "storageGb": mon.storage_gb}
+            props = {"size": stack.monitoring_size, **props}
         super().__init__(TOKEN, name, props, opts)
         self.registrations: tuple[Registration, ...] = ()
         if on_kubernetes:
@@ -55,7 +58,7 @@ class MonitoringStack(pulumi.ComponentResource):
 
             if "cluster" not in args:
                 raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
-            self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
+            self.prometheus_url, self.registrations = prometheus_deployment(self, name, stack, args["cluster"])
         else:
             self.prometheus_url = self._host(name, stack, args)
         self.register_outputs({"prometheusUrl": self.prometheus_url})
@@ -72,7 +75,8 @@ class MonitoringStack(pulumi.ComponentResource):
         def render(values: list[Any]) -> str:
             # The same target lists the offline preview renders: vLLM and DCGM on every node,
             # node_exporter on every host including the load balancer.
-            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2])
+            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1], vendor_for(stack).exporter.port),
+                                         data_devices=values[2])
 
         host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its

@@ -16,6 +16,7 @@ from gpu_inference.config import (
     parse_stack_config,
     split_namespaced,
 )
+from gpu_inference.constants import VLLM_IMAGE
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import REDACTED, SecretValue
 
@@ -39,8 +40,9 @@ def test_minimal_config_gets_documented_defaults() -> None:
     assert cfg.node_count == 1
     assert cfg.gpu_memory_utilization == 0.9
     assert cfg.max_model_len == 8192
-    assert cfg.vllm_image.startswith("vllm/vllm-openai:v")
-    assert cfg.vllm_version == cfg.vllm_image.rsplit(":v", 1)[1]
+    # Unset: the GPU vendor's image of the pinned release (gpu_vendor.vllm_image), so the version is the pinned one.
+    assert cfg.vllm_image is None
+    assert cfg.vllm_version == VLLM_IMAGE.rsplit(":v", 1)[1]
     assert cfg.monitoring.queue_depth_threshold == 20  # the seeds' figure
     assert cfg.monitoring.kv_cache_usage_threshold == 0.9
     assert cfg.monitoring.ttft_p95_seconds == 2.0
@@ -285,7 +287,8 @@ def test_every_text_field_of_the_config_has_a_validator() -> None:
 @pytest.mark.parametrize(
     "key",
     ["loadBalancer.tlsDomain", "servedModelName", "modelRepo", "vllmImage", "region", "gpu", "monitoring.size",
-     "loadBalancer.size", "tags", "sshKeys", "kubernetes.clusterId", "kubernetes.namespace"],
+     "loadBalancer.size", "tags", "sshKeys", "kubernetes.clusterId", "kubernetes.namespace",
+     "loadBalancer.acmeEmail", "loadBalancer.acmeServer", "loadBalancer.dnsZone"],
 )
 def test_injected_text_is_refused_with_one_line_naming_the_key(key: str, value: str) -> None:
     raw: dict[str, object] = dict(BASE)
@@ -413,11 +416,13 @@ def test_every_float_field_refuses_infinity() -> None:
             if info.annotation not in (float, float | None):
                 continue
             key = {"StackConfig": ""}.get(model.__name__)
-            prefix = "" if key == "" else {"MonitoringConfig": "monitoring", "LoadBalancerConfig": "loadBalancer"}.get(
-                model.__name__)
+            prefix = "" if key == "" else {"MonitoringConfig": "monitoring", "LoadBalancerConfig": "loadBalancer",
+                                           "AutoscalingConfig": "autoscaling"}.get(model.__name__)
             assert prefix is not None, f"add {model.__name__} here"
             camel = name.split("_")[0] + "".join(w.title() for w in name.split("_")[1:])
-            raw = {**BASE, prefix: {camel: "inf"}} if prefix else {**BASE, camel: "inf"}
+            # A block's required keys are given, so the only problem is the infinite value.
+            block = {"minNodes": 1, "maxNodes": 2} if prefix == "autoscaling" else {}
+            raw = {**BASE, prefix: {**block, camel: "inf"}} if prefix else {**BASE, camel: "inf"}
             with pytest.raises(ConfigError, match=camel):
                 parse_stack_config(raw)
 
@@ -556,3 +561,13 @@ def test_fuzzed_stack_files_are_read_or_one_config_error(text: str) -> None:
             load_stack_config(path)
         except ConfigError as exc:
             assert "\n" not in exc.render() or len(exc.messages) > 1
+
+
+def test_a_private_kubernetes_endpoint_needs_allowed_cidrs() -> None:
+    # loadBalancerSourceRanges: [] is no restriction in Kubernetes: the "private" Service would be world-open.
+    raw = {**BASE, "provider": "kubernetes", "kubernetes": {"clusterId": "c-1"}, "publicEndpoint": False}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw)
+    [message] = info.value.messages
+    assert "allowedCidrs" in message and "loadBalancerSourceRanges" in message
+    assert parse_stack_config({**raw, "allowedCidrs": ["198.51.100.0/24"]}).public_endpoint is False

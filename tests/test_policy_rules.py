@@ -21,6 +21,7 @@ from gpu_inference.policy_rules import (
     evaluate_policies,
     find_credentials,
     resolve_service,
+    security,
 )
 from gpu_inference.pricing import bill_for_resources
 from gpu_inference.service_spec import ServiceSpec
@@ -212,7 +213,7 @@ def test_security_fails_for_world_open_internal_ports(port: int) -> None:
 def test_security_catches_ipv6_world_and_all_port_ranges() -> None:
     views = [firewall("fw", {"protocol": "tcp", "portRange": "all", "sourceAddresses": ["::/0"]})]
     messages = [m for _, m in check_security(views)]
-    assert len(messages) == 5  # 8000, 9100, 9400, 9090 and SSH
+    assert len(messages) == 6  # 8000, 9100, 9400 (DCGM), 5000 (AMD exporter), 9090 and SSH
     assert all("::/0" in m for m in messages)
 
 
@@ -245,7 +246,7 @@ def test_security_aws_security_group_rules() -> None:
     all_traffic = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]},
     ]})
-    assert len(check_security([all_traffic])) == 5
+    assert len(check_security([all_traffic])) == 6
     peers_only = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "tcp", "fromPort": 8000, "toPort": 8000, "securityGroups": ["sg-123"]},
     ]})
@@ -297,7 +298,7 @@ def test_find_credentials(text: str, found: str | None) -> None:
 def test_evaluate_policies_gives_one_verdict_per_policy_and_subject_including_passes() -> None:
     verdicts = evaluate(do_stack(), 2000, PolicySettings())
     assert {(v.name, v.resource) for v in verdicts} == {
-        ("gpu-availability", "llm-0"), ("vram-fit", "llm-0"), ("kv-headroom", "llm-0"),
+        ("gpu-availability", "llm-0"), ("vram-fit", "llm-0"), ("can-start", "llm-0"), ("kv-headroom", "llm-0"),
         ("budget", None), ("security", None),
     }
     assert all(v.passed for v in verdicts), [v.line() for v in verdicts]
@@ -330,11 +331,13 @@ def test_disabled_policies_are_reported_but_never_block() -> None:
 
 
 def test_acceptance_llama_70b_unquantized_on_one_l40s_is_refused_twice() -> None:
-    """The product's promise, through the rules: does not fit → refused; over budget → refused."""
+    """The product's promise, through the rules: does not fit → refused; over budget → refused; and the repo is
+    gated while the stack has no hfToken → refused (the download would get 401)."""
     svc = service(model="meta-llama/Llama-3.3-70B-Instruct", quantization="none", monthlyBudgetUsd=500)
     verdicts = evaluate(do_stack(svc), None, PolicySettings.for_stack("dev"))
     blocking = {v.name: v for v in verdicts if v.blocks}
-    assert set(blocking) == {"vram-fit", "budget"}
+    assert set(blocking) == {"vram-fit", "budget", "can-start"}
+    assert "gpu-inference:hfToken is not set" in blocking["can-start"].message
     fit = blocking["vram-fit"].message
     assert "70B" in fit and "L40S" in fit and "Cheapest fix:" in fit
     assert "over the $500.00 budget" in blocking["budget"].message
@@ -465,3 +468,22 @@ def test_budget_from_a_service_with_a_non_finite_budget_is_no_budget(budget: flo
     outcome = evaluate(views, None, PolicySettings())
     [verdict] = [v for v in outcome if v.name == "budget"]
     assert not verdict.passed and "no monthly budget is known" in verdict.message
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_coverage_decides_which_api_port_faces_the_world_with_and_without_tls(tls: bool) -> None:
+    """The TLS rule (port 80 only answers ACME and redirects) and the coverage rule together, on a private,
+    keyless endpoint: 11.0.0.0/8 and 12.0.0.0/9 are each at most a /8, together more. Two rules opening 443 so
+    are public (reported once); opening 80 so is public only without TLS."""
+    settings = PolicySettings(allowed_cidrs=["198.51.100.0/24"], public_endpoint=False, api_key_set=False, tls=tls)
+
+    def rules(first: str, second: str) -> ResourceView:
+        return firewall("lb-fw", {"protocol": "tcp", "portRange": first, "sourceAddresses": ["11.0.0.0/8"]},
+                        {"protocol": "tcp", "portRange": second, "sourceAddresses": ["12.0.0.0/9"]})
+
+    [message] = security(rules("443", "443"), settings)[0]
+    assert "without an API key" in message and "11.0.0.0/8" in message and "12.0.0.0/9" in message
+    assert (security(rules("80", "80"), settings)[0] == []) is tls
+    # 80-443 holds 443, but only port 80 is world-open (both rules): with TLS no API port faces the world.
+    assert (security(rules("80", "80-443"), settings)[0] == []) is tls
+    assert security(rules("443", "443"), settings.model_copy(update={"api_key_set": True}))[0] == []

@@ -20,6 +20,7 @@ from test_validators import run, systemd_root, systemd_verify, tool, write
 
 from gpu_inference.render import load_balancer_cloud_init, nginx_conf, prometheus_config, vllm_unit
 from gpu_inference.render._common import shell_quote, systemd_quote
+from gpu_inference.render.acme import CertbotPaths, obtain_script
 from gpu_inference.render.cloud_init import lb_bootstrap
 from gpu_inference.render.nginx import NginxPaths
 from gpu_inference.stack import ResolvedStack
@@ -117,43 +118,45 @@ def test_vllm_unit_with_unvalidated_values_still_verifies_and_stays_literal(tmp_
     assert not (tmp_path / "pwned").exists()
 
 
-def test_lb_bootstrap_with_an_unvalidated_domain_runs_nothing_it_spells(tmp_path: Path) -> None:
-    """The issue's attack: `$(touch${IFS}/tmp/x)` as loadBalancer.tlsDomain ran as root at first boot."""
-    domain = "a.com;$(touch${IFS}pwned)`touch pwned2`'\""
-    stack = unvalidated(prod().stack, api_key=None,
-                        load_balancer=prod().stack.config.load_balancer.model_copy(update={"tls_domain": domain}))
-    paths = NginxPaths.inside(tmp_path)
-    script = lb_bootstrap(stack, paths)
-    # SC2016 ("expressions don't expand in single quotes") is exactly the point here: the value is literal.
+@pytest.mark.parametrize("domain", [
+    "a.com;$(touch${IFS}pwned)`touch pwned2`'\"",  # the issue's attack: it ran as root at first boot
+    "a.com; location ~ ^/metrics { proxy_pass http://vllm_backend; } #",
+    "a.com\nlocation", "../../etc/x", "a b", "..", "a..b.com",
+])  # fmt: skip
+def test_every_renderer_of_the_tls_domain_refuses_one_that_is_not_a_dns_name(domain: str) -> None:
+    """nginx has no quoting that neutralises `;`, `{` or `$`, and the domain names a directory: the renderers
+    (LB bootstrap, nginx.conf, the certbot script) refuse anything but DNS-name characters rather than escape it."""
+    lb = prod().stack.config.load_balancer.model_copy(update={"tls_domain": domain})
+    stack = unvalidated(prod().stack, load_balancer=lb)
+    for render in (lambda: lb_bootstrap(stack, NginxPaths()), lambda: nginx_conf(stack, ["10.0.0.2"]),
+                   lambda: obtain_script(stack)):
+        with pytest.raises(ValueError, match="is not a DNS name"):
+            render()
+
+
+def test_the_certbot_script_keeps_unvalidated_acme_values_literal(tmp_path: Path) -> None:
+    """acmeServer / acmeEmail past their validators: the comment naming the server stays one line and certbot
+    gets each value as one argument (a certbot stub records them); nothing the values spell runs."""
+    server = "https://acme.test/dir\ntouch pwned\n$(touch pwned2)"
+    email = "ops@example.com'; touch pwned3; '"
+    lb = prod().stack.config.load_balancer.model_copy(update={"acme_server": server, "acme_email": email})
+    paths, certbot = NginxPaths.inside(tmp_path), CertbotPaths.inside(tmp_path / "le")
+    script = obtain_script(unvalidated(prod().stack, load_balancer=lb), paths, certbot)
+    # SC2016 ("expressions don't expand in single quotes") is the point here: the value is literal.
     check = run([tool("shellcheck"), "--shell=bash", "--severity=style", "--exclude=SC2016",
-                 str(write(tmp_path / "lb-bootstrap.sh", script))])
+                 str(write(tmp_path / "obtain.sh", script))])
     assert check.returncode == 0, check.stdout
     stub = tmp_path / "bin"
     stub.mkdir()
-    for name in ("nginx", "systemctl", "openssl"):
-        (stub / name).write_text('#!/bin/sh\nwhile [ $# -gt 0 ]; do [ "$1" = -subj ] && printf %s "$2" > "$OPENSSL_SUBJ"; '
-                                 'shift; done; exit 0\n')
-        (stub / name).chmod(0o755)
-    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "OPENSSL_SUBJ": str(tmp_path / "subj")}
-    result = subprocess.run(["bash", "-c", script.replace("chmod 0600", ": chmod")], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=30, check=False)
+    (stub / "certbot").write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\0" "$a"; done > "$CERTBOT_ARGS"\n')
+    (stub / "certbot").chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "CERTBOT_ARGS": str(tmp_path / "args")}
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=30, check=False)
     assert result.returncode == 0, result.stderr
-    assert not (tmp_path / "pwned").exists() and not (tmp_path / "pwned2").exists()
-    assert (tmp_path / "tls" / domain).is_dir()  # the domain arrived as one literal directory name
-    assert (tmp_path / "subj").read_text() == f"/CN={domain}"
-
-
-@pytest.mark.parametrize("domain", ["a.com; location ~ ^/metrics { proxy_pass http://vllm_backend; } #",
-                                    "a.com\nlocation", "../../etc/x", "a b"])
-def test_nginx_refuses_a_domain_that_is_not_one_token(domain: str) -> None:
-    lb = prod().stack.config.load_balancer.model_copy(update={"tls_domain": domain})
-    with pytest.raises(ValueError, match="cannot"):
-        nginx_conf(unvalidated(prod().stack, load_balancer=lb), ["10.0.0.2"])
-    from gpu_inference.render._common import nginx_token
-
-    if "/" not in domain:  # a path is one nginx token; tls_paths refuses it (no traversal out of tls_dir)
-        with pytest.raises(ValueError, match=r"nginx\.conf"):
-            nginx_token(domain, "loadBalancer.tlsDomain")
+    args = (tmp_path / "args").read_text().split("\0")
+    assert args[args.index("--server") + 1] == server and args[args.index("-m") + 1] == email
+    assert not any((tmp_path / name).exists() for name in ("pwned", "pwned2", "pwned3"))
 
 
 def test_yaml_files_keep_a_hostile_stack_name_in_its_comment() -> None:
