@@ -173,3 +173,18 @@ def test_systemd_text_doubles_specifiers_and_refuses_line_breaks() -> None:
     assert systemd_text("model %n 100%") == "model %%n 100%%"
     with pytest.raises(ValueError):
         systemd_text("a\nExecStart=/bin/sh")
+
+
+def test_an_expanded_argument_reaches_systemd_verbatim_and_nothing_else_does() -> None:
+    """private_ip_publish's ``${GPU_INFERENCE_PRIVATE_IP}`` must stay a variable systemd expands (an Expanded
+    argument); the same text as a plain str is escaped ($$), and Expanded refuses anything but ${VAR} and
+    address characters, so it cannot smuggle a quote, a space or a line break past systemd_quote."""
+    from gpu_inference.render._common import Expanded, private_ip_publish
+
+    published = private_ip_publish(8000)[-1]
+    assert isinstance(published, Expanded) and systemd_quote(published) == "${GPU_INFERENCE_PRIVATE_IP}:8000:8000"
+    plain = systemd_quote("${GPU_INFERENCE_PRIVATE_IP}:8000:8000")
+    assert "$${" in plain and systemd_words(plain) == ["${GPU_INFERENCE_PRIVATE_IP}:8000:8000"]  # literal
+    for value in [*HOSTILE, "${X} -v /:/host", "${X}\n", "${x}"]:
+        with pytest.raises(ValueError):
+            Expanded(value)
