@@ -58,6 +58,9 @@ def with_lb(**lb: object) -> StackConfig:
     [
         ({"tlsDomain": "llm.example.com", "acmeEmail": "ops@example.com\nrm -rf /"}, "loadBalancer.acmeEmail"),
         ({"tlsDomain": "llm.example.com", "acmeEmail": "$(id)@example.com"}, "loadBalancer.acmeEmail"),
+        # certbot would read `-m --staging@example.com` as a flag (the merge of issue 11's validation)
+        ({"tlsDomain": "llm.example.com", "acmeEmail": "--staging@example.com"}, "loadBalancer.acmeEmail"),
+        ({"tlsDomain": "llm.example.com", "acmeEmail": "-x@example.com"}, "loadBalancer.acmeEmail"),
         ({"tlsDomain": "llm.example.com", "acmeServer": "http://acme.example/dir"}, "loadBalancer.acmeServer"),
         ({"tlsDomain": "llm.example.com", "acmeServer": "https://a.example/dir;id"}, "loadBalancer.acmeServer"),
         ({"tlsDomain": "llm.example.com", "acmeServer": "https://a.example/dir\n"}, "loadBalancer.acmeServer"),
