@@ -22,6 +22,7 @@ from gpu_inference.render.cloud_init import (
     node_exporter_unit,
     prometheus_data_dropin,
 )
+from gpu_inference.render.dashboards import dashboard_files
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
@@ -104,6 +105,7 @@ def render_all(
         files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
+        files.update(_dashboard_files(stack))
     return files
 
 
@@ -122,3 +124,8 @@ def render_stack(
 
         return render_kubernetes(stack)
     return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume)
+
+
+def _dashboard_files(stack: ResolvedStack) -> dict[str, str]:
+    """The Grafana dashboards (JSON) the monitoring host provisions, one file each."""
+    return {f"monitoring/dashboards/{name}": text for name, text in dashboard_files(stack).items()}
