@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -751,3 +751,51 @@ def child_pids(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 out.append(int(stat.parent.name))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporter stand-ins (node_exporter, dcgm-exporter) and a Prometheus scraping every kind of target
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Exporter:
+    proc: ManagedProcess
+    port: int
+    kind: str
+
+    @property
+    def addr(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_exporter(log_dir: Path, kind: str) -> Exporter:
+    """tests/dataplane/fake_exporter.py as node_exporter (`node`) or dcgm-exporter (`dcgm`) on loopback."""
+    argv = [sys.executable, "-m", "tests.dataplane.fake_exporter", "--kind", kind, "--host", LOOPBACK, "--port", "0"]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = Path(tempfile.mkstemp(prefix=f"fake_{kind}-", suffix=".log", dir=log_dir)[1])
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = ManagedProcess(f"fake_{kind}", argv, cwd=REPO_ROOT, log_path=log_path, env=env, capture_stdout=True)
+    line = _read_first_line(proc.popen.stdout, timeout=15)
+    try:
+        port = int(json.loads(line)["port"])
+    except (ValueError, KeyError, TypeError):
+        proc.stop()
+        raise HarnessError(f"fake_exporter did not report its port (got {line!r}); log:\n{proc.log_tail()}") from None
+    wait_until(lambda: port_open(port), 10, what=f"fake_exporter on {port}")
+    return Exporter(proc=proc, port=port, kind=kind)
+
+
+def start_rendered_prometheus_with_exporters(stack: Any, vllm: Sequence[Backend], node: Mapping[str, str],
+                                             dcgm: Sequence[str], workdir: Path) -> Prometheus:  # fmt: skip
+    """Like start_rendered_prometheus, with node_exporter targets (name → address) and DCGM targets too."""
+    from gpu_inference.render.prometheus import alert_rules, prometheus_config
+
+    rules_name = "gpu-inference.yml"
+    port = free_port()
+    text = prometheus_config(stack, [b.addr for b in vllm], dict(node), list(dcgm), rule_files=[str(workdir / rules_name)])
+    text = text.replace("localhost:9090", f"{LOOPBACK}:{port}")
+    return start_prometheus(text, workdir, port, rule_files={rules_name: alert_rules(stack)})
