@@ -29,6 +29,7 @@ sizing = layout.stack.sizing
 pulumi.export("endpoint", layout.endpoint)
 pulumi.export("nodeAddresses", layout.node_addresses)
 pulumi.export("prometheusUrl", layout.prometheus_url)
+pulumi.export("grafanaUrl", monitoring.grafana_url if monitoring else None)
 pulumi.export("monthlyCostUsd", layout.monthly_cost_usd())
 pulumi.export("kvCacheTokensPerNode", sizing.kv_cache_tokens)
 pulumi.export("maxConcurrencyPerNode", sizing.max_concurrency)

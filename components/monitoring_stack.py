@@ -13,8 +13,9 @@ from components.clouds import DataVolume, IngressRule, MachineSpec, VolumeSpec, 
 from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
-from gpu_inference.constants import PROMETHEUS_PORT
+from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets
+from gpu_inference.render.grafana import grafana_enabled
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:MonitoringStack"
@@ -25,7 +26,15 @@ def monitoring_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
     return (
         IngressRule(PROMETHEUS_PORT, "Prometheus UI/API from allowedCidrs", cidrs=cidrs),
         IngressRule(22, "SSH from allowedCidrs", cidrs=cidrs),
+        *grafana_ingress(stack),
     )
+
+
+def grafana_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
+    """Grafana's port, from allowedCidrs only (like Prometheus'), when the host runs Grafana."""
+    if not grafana_enabled(stack):
+        return ()
+    return (IngressRule(GRAFANA_PORT, "Grafana from allowedCidrs", cidrs=tuple(stack.config.allowed_cidrs)),)
 
 
 MONITORING_KEYS = ("network", "node_private_ips", "lb_private_ip", "cluster")
@@ -36,9 +45,11 @@ class MonitoringStack(pulumi.ComponentResource):
 
     prometheus_url: pulumi.Output[str]
     """Prometheus' UI/API: its static public address on a machine cloud, its in-cluster URL on Kubernetes."""
+    grafana_url: pulumi.Output[str | None]
+    """Grafana on the monitoring host (machine clouds with monitoring.grafana); None elsewhere."""
 
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        stack, _secrets = resolve(args, MONITORING_KEYS)
+        stack, secrets = resolve(args, MONITORING_KEYS)
         mon = stack.config.monitoring
         on_kubernetes = stack.cloud.layout == "kubernetes"
         props: dict[str, Any] = {
@@ -50,6 +61,7 @@ class MonitoringStack(pulumi.ComponentResource):
             props = {"size": stack.monitoring_size, **props, "storageGb": mon.storage_gb}
         super().__init__(TOKEN, name, props, opts)
         self.registrations: tuple[Registration, ...] = ()
+        self.grafana_url = pulumi.Output.from_input(None)
         if on_kubernetes:
             from components.kubernetes_gpu_pool import prometheus_deployment
 
@@ -57,10 +69,13 @@ class MonitoringStack(pulumi.ComponentResource):
                 raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
             self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
         else:
-            self.prometheus_url = self._host(name, stack, args)
-        self.register_outputs({"prometheusUrl": self.prometheus_url})
+            self.prometheus_url = self._host(name, stack, args, secrets.grafana_admin_password)
+            if grafana_enabled(stack):
+                self.grafana_url = pulumi.Output.concat("http://", self.public_ip, f":{GRAFANA_PORT}")
+        self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaUrl": self.grafana_url})
 
-    def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs) -> pulumi.Output[str]:
+    def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs,
+              grafana_admin_password: pulumi.Output[str | None]) -> pulumi.Output[str]:
         """A Prometheus host with its TSDB on a block volume, behind a static address."""
         for key in ("network", "node_private_ips", "lb_private_ip"):
             if key not in args:
@@ -72,7 +87,9 @@ class MonitoringStack(pulumi.ComponentResource):
         def render(values: list[Any]) -> str:
             # The same target lists the offline preview renders: vLLM and DCGM on every node,
             # node_exporter on every host including the load balancer.
-            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2])
+            # values[3]: Grafana's admin password (plaintext only inside this apply; the Output stays secret).
+            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2],
+                                         grafana_admin_password=values[3])
 
         host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its
@@ -90,7 +107,8 @@ class MonitoringStack(pulumi.ComponentResource):
             MachineSpec(
                 role="monitoring",
                 size=stack.monitoring_size,
-                user_data=pulumi.Output.all(args["node_private_ips"], args["lb_private_ip"], self.volume.devices).apply(render),
+                user_data=pulumi.Output.all(args["node_private_ips"], args["lb_private_ip"], self.volume.devices,
+                                            grafana_admin_password).apply(render),
                 ingress=monitoring_ingress(stack),
                 static_ip=True,
                 volumes=(self.volume,),

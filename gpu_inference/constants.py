@@ -20,6 +20,12 @@ VLLM_PORT = 8000
 NODE_EXPORTER_PORT = 9100
 DCGM_EXPORTER_PORT = 9400
 PROMETHEUS_PORT = 9090
+# Grafana's default HTTP port (grafana.ini [server] http_port).
+GRAFANA_PORT = 3000
+# Grafana OSS release the monitoring host installs from apt.grafana.com unless the stack pins another
+# (monitoring.grafanaVersion): 12.3.0, released 2025-11-19 (grafana/grafana's changelog, as quoted in
+# @grafana/data's release notes).
+GRAFANA_VERSION = "12.3.0"
 NGINX_HTTP_PORT = 80
 NGINX_HTTPS_PORT = 443
 

@@ -117,6 +117,8 @@ def test_dashboard_json_round_trips_through_the_sdk_model(scenario: str) -> None
         panels = [p for p in model["panels"] if p["type"] == "timeseries"]
         assert panels and all(p["targets"] for p in panels)
         assert all(t["datasource"]["uid"] == "${datasource}" for p in panels for t in p["targets"])
+        ids = [p["id"] for p in model["panels"]]
+        assert len(set(ids)) == len(ids) and 0 not in ids, ids
         # Grafana's grid is 24 columns wide: no panel may stick out.
         assert all(p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 for p in model["panels"])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_grafana import check_dashboard_json, check_provisioning, verify_grafana_dropin
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
@@ -87,6 +88,13 @@ def test_every_file_the_preview_writes_passes_its_validator(
             assert result.returncode == 0, result.stdout + result.stderr
         elif path.name == "prometheus-data-volume.conf":
             result = verify_prometheus_dropin(tmp_path / "dropin", path.read_text())
+            assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.parent.name == "dashboards" and path.suffix == ".json":
+            check_dashboard_json(path.read_text(), tmp_path)
+        elif path.parent.parent.name == "grafana" and path.suffix == ".yaml":
+            check_provisioning(path)
+        elif path.parent.name == "grafana-server.service.d":
+            result = verify_grafana_dropin(tmp_path / "grafana-dropin", path.read_text())
             assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
         elif path.suffix in {".service", ".timer"}:
             continue  # verified together per node below

@@ -73,6 +73,7 @@ def render_all(
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
+    grafana_admin_password: str | None = None,
 ) -> dict[str, str]:
     """Relative path → content of every rendered file (what the offline preview writes).
 
@@ -102,10 +103,12 @@ def render_all(
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
         cloud = stack.cloud
         devices = cloud.volume_devices(monitoring_volume or cloud.placeholder_volume(stack.name))
-        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices)
+        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices,
+                                                                    grafana_admin_password)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
         files.update(_dashboard_files(stack))
+        files.update(_grafana_files(stack))
     return files
 
 
@@ -116,6 +119,7 @@ def render_stack(
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
+    grafana_admin_password: str | None = None,
 ) -> dict[str, str]:
     """Every file the stack's layout puts on its machines (or, on Kubernetes, mounts into its pods)."""
     if stack.cloud.layout == "kubernetes":
@@ -123,9 +127,29 @@ def render_stack(
         from gpu_inference.render.kubernetes import render_kubernetes
 
         return render_kubernetes(stack)
-    return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume)
+    return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume, grafana_admin_password)
 
 
 def _dashboard_files(stack: ResolvedStack) -> dict[str, str]:
     """The Grafana dashboards (JSON) the monitoring host provisions, one file each."""
     return {f"monitoring/dashboards/{name}": text for name, text in dashboard_files(stack).items()}
+
+
+def _grafana_files(stack: ResolvedStack) -> dict[str, str]:
+    """Grafana's provisioning files on the monitoring host (also inside its cloud-init), for review and tests."""
+    from gpu_inference.render.grafana import (
+        grafana_bootstrap,
+        grafana_dashboard_provider_file,
+        grafana_datasource_file,
+        grafana_dropin,
+        grafana_enabled,
+    )
+
+    if not grafana_enabled(stack):
+        return {}
+    return {
+        "monitoring/grafana/datasources/gpu-inference.yaml": grafana_datasource_file(),
+        "monitoring/grafana/dashboards/gpu-inference.yaml": grafana_dashboard_provider_file(),
+        "monitoring/grafana/grafana-server.service.d/gpu-inference.conf": grafana_dropin(),
+        "monitoring/grafana/bootstrap.sh": grafana_bootstrap(stack, stack.config.grafana_admin_password is not None),
+    }

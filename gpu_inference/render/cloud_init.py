@@ -30,6 +30,7 @@ from gpu_inference.render._common import (
     shell_quote,
     systemd_quote,
 )
+from gpu_inference.render.grafana import grafana_cloud_init_files, grafana_runcmd
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
@@ -405,8 +406,9 @@ def monitoring_cloud_init(
     node_targets: list[str] | dict[str, str],
     dcgm_targets: list[str],
     data_devices: list[str],
+    grafana_admin_password: str | None = None,
 ) -> str:
-    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package).
+    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package), with Grafana beside it.
 
     ``data_devices``: the TSDB volume's stable device paths (:func:`volume_devices`); the bootstrap mounts
     it at the data directory before Prometheus starts. The promtool tests of the rules are not shipped:
@@ -428,12 +430,13 @@ def monitoring_cloud_init(
               f'--storage.tsdb.retention.time={retention} --storage.tsdb.retention.size={retention_size_gb}GB"\n',
               defer=True),
         _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack, data_devices), "0755", defer=True),
+        *grafana_cloud_init_files(stack, grafana_admin_password),
     ]
     doc = {
         "hostname": hostname_for(stack, "monitoring"),
         "package_update": True,
         "packages": ["prometheus", "prometheus-node-exporter"],
         "write_files": files,
-        "runcmd": [[MONITORING_BOOTSTRAP_PATH]],
+        "runcmd": [[MONITORING_BOOTSTRAP_PATH], *grafana_runcmd(stack)],
     }
     return _cloud_config(f"Prometheus host of stack {stack.name}.", doc)

@@ -358,9 +358,10 @@ _PANEL_HEIGHT = 8
 _PANEL_WIDTH = 8  # three panels a row on Grafana's 24-column grid
 
 
-def _panel(spec: PanelSpec) -> timeseries.Panel:
+def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel:
     panel = (
         timeseries.Panel()
+        .id(panel_id)
         .title(spec.title)
         .description(spec.description)
         .datasource(_DS)
@@ -422,10 +423,14 @@ def dashboard_model(spec: DashboardSpec) -> dict[str, object]:
         .tooltip(model.DashboardCursorSync.CROSSHAIR)
     )
     builder = _variables(builder)
+    # Stable, unique panel ids (links to a panel use them; Grafana would otherwise number them on load).
+    next_id = 1
     for row in spec.rows:
-        builder = builder.with_row(dash.Row(row.title))
+        builder = builder.with_row(dash.Row(row.title).id(next_id))
+        next_id += 1
         for p in row.panels:
-            builder = builder.with_panel(_panel(p))
+            builder = builder.with_panel(_panel(p, next_id))
+            next_id += 1
     encoded: dict[str, object] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     return encoded
 
