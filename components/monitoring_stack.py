@@ -68,6 +68,10 @@ class MonitoringStack(pulumi.ComponentResource):
             if "cluster" not in args:
                 raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
             self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
+            if mon.grafana:
+                from components.kubernetes_gpu_pool import dashboard_config_maps
+
+                self.dashboards = dashboard_config_maps(self, stack, args["cluster"])
         else:
             self.prometheus_url = self._host(name, stack, args, secrets.grafana_admin_password)
             if grafana_enabled(stack):

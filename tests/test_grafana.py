@@ -213,3 +213,22 @@ def test_kubernetes_stack_has_no_grafana_url() -> None:
 
     program = _program(stack=str(STACKS / "kubernetes.yaml"))
     assert program.outputs.get("grafanaUrl") is None
+
+
+def test_kubernetes_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
+    from test_program import STACKS
+
+    program = _program(stack=str(STACKS / "kubernetes.yaml"))
+    maps = [r for r in program.recorded if r.type == "kubernetes:core/v1:ConfigMap" and "-dashboard-" in r.name]
+    assert len(maps) == 2, [r.name for r in maps]
+    monitoring = next(r for r in program.recorded if r.type == "gpu-inference:index:MonitoringStack")
+    for r in maps:
+        meta = r.inputs["metadata"]
+        assert meta["labels"]["grafana_dashboard"] == "1"
+        assert meta["namespace"] == program.namespace["cfg"].kubernetes.namespace
+        ((name, text),) = r.inputs["data"].items()
+        assert name in {"serving.json", "gpu-nodes.json"}
+        d.validate_dashboard(json.loads(text))
+        assert r.parent == monitoring.urn
+    off = _program({"monitoring": {"grafana": False}}, stack=str(STACKS / "kubernetes.yaml"))
+    assert not [r for r in off.recorded if r.type == "kubernetes:core/v1:ConfigMap" and "-dashboard-" in r.name]

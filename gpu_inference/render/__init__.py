@@ -126,7 +126,11 @@ def render_stack(
         # Pods, not machines: no cloud-init or units, only the files the ConfigMaps carry.
         from gpu_inference.render.kubernetes import render_kubernetes
 
-        return render_kubernetes(stack)
+        files = render_kubernetes(stack)
+        if stack.config.monitoring.enabled and stack.config.monitoring.grafana:
+            # The dashboards the ConfigMaps carry for the cluster's Grafana sidecar.
+            files.update(_dashboard_files(stack))
+        return files
     return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume, grafana_admin_password)
 
 

@@ -44,6 +44,9 @@ TAG = "gpu-inference"
 # owns that tree) and the provisioned data source's uid the dashboards pick by default.
 DASHBOARDS_DIR = "/var/lib/grafana/dashboards/gpu-inference"
 DATASOURCE_UID = "gpu-inference-prometheus"
+# The label Grafana's Helm chart sidecar (k8s-sidecar) watches for dashboard ConfigMaps; kube-prometheus-stack
+# configures it as `sidecar.dashboards.label: grafana_dashboard`, `labelValue: "1"`.
+SIDECAR_LABEL = {"grafana_dashboard": "1"}
 
 
 @dataclass(frozen=True)
@@ -476,6 +479,23 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
         f"the `${NODE_VAR}` variable (the scrape config's `node` label; All by default) and uses "
         f"`{RATE}`. Threshold lines are the alert rules' values from `gpu-inference:monitoring` "
         f"(shown here with the defaults, stack `{stack.name}`).",
+        "",
+        "## Where to open them",
+        "",
+        "- **Machine clouds:** the monitoring host runs Grafana (pinned `gpu-inference:monitoring.grafanaVersion`, from "
+        "Grafana's apt repository) at the stack output `grafanaUrl` (port 3000, reachable from `allowedCidrs` "
+        "only; plain HTTP). Log in as `admin` with `gpu-inference:grafanaAdminPassword` (a Pulumi secret: "
+        "`pulumi config set --secret gpu-inference:grafanaAdminPassword ...`); when it is not set, the host "
+        "generated one at first boot: `sudo cat /etc/grafana/gpu-inference/admin-password` on the host. Anonymous "
+        "access and sign-up are off; the dashboards are provisioned read-only into the `gpu-inference` folder, "
+        "with the local Prometheus as the default data source.",
+        "- **Kubernetes:** no Grafana is installed; each dashboard is a ConfigMap labelled "
+        "`grafana_dashboard: \"1\"` in the stack's namespace, which the Grafana sidecar of kube-prometheus-stack "
+        "(or the Grafana Helm chart with `sidecar.dashboards.enabled`) loads. Pick the Prometheus that scrapes "
+        "the vLLM pods in the `Data source` variable. The GPU nodes dashboard stays empty there unless that "
+        "Prometheus scrapes DCGM and node_exporter with a `node` label: this stack runs no exporters on nodes it "
+        "does not own.",
+        "- `gpu-inference:monitoring.grafana: false` turns both off.",
         "",
         "GPU panels take their metric names from one mapping per exporter (`GPU_METRICS` in "
         "`gpu_inference/render/dashboards.py`): " + ", ".join(
