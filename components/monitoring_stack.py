@@ -14,7 +14,7 @@ from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
-from gpu_inference.render import monitoring_cloud_init, monitoring_targets
+from gpu_inference.render import monitoring_cloud_init, monitoring_targets, nginx_metrics_targets
 from gpu_inference.render.grafana import grafana_enabled
 from gpu_inference.stack import ResolvedStack
 
@@ -93,7 +93,8 @@ class MonitoringStack(pulumi.ComponentResource):
             # node_exporter on every host including the load balancer.
             # values[3]: Grafana's admin password (plaintext only inside this apply; the Output stays secret).
             return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2],
-                                         grafana_admin_password=values[3])
+                                         grafana_admin_password=values[3],
+                                         nginx_targets=nginx_metrics_targets(values[1]))
 
         host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its

@@ -20,6 +20,8 @@ VLLM_PORT = 8000
 NODE_EXPORTER_PORT = 9100
 DCGM_EXPORTER_PORT = 9400
 PROMETHEUS_PORT = 9090
+# mtail's default HTTP port (`mtail -port`): the load balancer's Nginx request metrics.
+MTAIL_PORT = 3903
 # Grafana's default HTTP port (grafana.ini [server] http_port).
 GRAFANA_PORT = 3000
 # Grafana OSS release the monitoring host installs from apt.grafana.com unless the stack pins another

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
 from gpu_inference.clouds import CLOUDS, OpenPort, cloud_for
 from gpu_inference.config import NAMESPACE, parse_stack_config
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.constants import DCGM_EXPORTER_PORT, MTAIL_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, VLLM_PORT
 from gpu_inference.errors import ConfigError
 from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack, resolve_stack
@@ -47,6 +47,7 @@ SENSITIVE_PORTS: dict[int, str] = {
     NODE_EXPORTER_PORT: "node_exporter",
     DCGM_EXPORTER_PORT: "DCGM exporter",
     PROMETHEUS_PORT: "Prometheus",
+    MTAIL_PORT: "mtail (Nginx metrics)",
 }
 SSH_PORT = 22
 PUBLIC_PORTS = (80, 443)

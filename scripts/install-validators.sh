@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the real tools that check every rendered machine file and run the data-plane tests:
 # nginx (nginx -t, and a real load balancer on loopback), prometheus (promtool + a real server),
-# cloud-init (cloud-init schema), shellcheck; systemd-analyze comes with systemd.
+# cloud-init (cloud-init schema), shellcheck, mtail (the load balancer's Nginx metrics: -compile_only and a
+# real one in the data plane); systemd-analyze comes with systemd.
 # Debian/Ubuntu, as root (or via sudo). Services are NOT started: the tests run their own copies.
 set -euo pipefail
 
-packages=(nginx prometheus cloud-init shellcheck systemd)
+packages=(nginx prometheus cloud-init shellcheck systemd mtail)
 missing=()
-for cmd_pkg in nginx:nginx promtool:prometheus cloud-init:cloud-init shellcheck:shellcheck systemd-analyze:systemd; do
+for cmd_pkg in nginx:nginx promtool:prometheus cloud-init:cloud-init shellcheck:shellcheck systemd-analyze:systemd mtail:mtail; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg##*:}")
 done
 if [ "${#missing[@]}" -eq 0 ]; then

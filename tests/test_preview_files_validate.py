@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_grafana import check_dashboard_json, check_provisioning, verify_grafana_dropin
+from test_nginx_metrics import check_mtail_program, verify_mtail_unit
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
@@ -96,13 +97,18 @@ def test_every_file_the_preview_writes_passes_its_validator(
         elif path.parent.name == "grafana-server.service.d":
             result = verify_grafana_dropin(tmp_path / "grafana-dropin", path.read_text())
             assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.suffix == ".mtail":
+            check_mtail_program(path.read_text(), tmp_path / "mtail")
+        elif path.parent.name == "loadbalancer" and path.suffix == ".service":
+            result = verify_mtail_unit(tmp_path / "mtail-unit", path.read_text())
+            assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
         elif path.suffix in {".service", ".timer"}:
             continue  # verified together per node below
         else:
             pytest.fail(f"{stack}: no validator claims {path.relative_to(out)}")
         checked.add(path)
 
-    node_dirs = sorted({p.parent for p in files if p.suffix in {".service", ".timer"}})
+    node_dirs = sorted({p.parent for p in files if p.suffix in {".service", ".timer"} and p.parent.parent.name == "nodes"})
     assert node_dirs, f"{stack}: the preview wrote no systemd units"
     for node_dir in node_dirs:
         units = {p.name: p.read_text() for p in node_dir.iterdir() if p.suffix in {".service", ".timer"}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.constants import DCGM_EXPORTER_PORT, MTAIL_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.render._common import node_name
 from gpu_inference.render.cloud_init import (
     dcgm_exporter_unit,
@@ -25,6 +25,7 @@ from gpu_inference.render.cloud_init import (
 from gpu_inference.render.dashboards import dashboard_files
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
+from gpu_inference.render.nginx_metrics import MTAIL_UNIT, mtail_program, mtail_unit
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
 from gpu_inference.render.vllm import vllm_args, vllm_env_file, vllm_unit
 
@@ -44,6 +45,7 @@ __all__ = [
     "monitoring_cloud_init",
     "monitoring_targets",
     "nginx_conf",
+    "nginx_metrics_targets",
     "node_exporter_unit",
     "prometheus_config",
     "render_all",
@@ -64,6 +66,11 @@ def monitoring_targets(
     nodes["loadbalancer"] = f"{lb_address}:{NODE_EXPORTER_PORT}"
     nodes["monitoring"] = f"localhost:{NODE_EXPORTER_PORT}"
     return vllm, nodes, dcgm
+
+
+def nginx_metrics_targets(lb_address: str) -> dict[str, str]:
+    """The load balancer's mtail (Nginx requests by status), named like its node_exporter target."""
+    return {"loadbalancer": f"{lb_address}:{MTAIL_PORT}"}
 
 
 def render_all(
@@ -96,15 +103,18 @@ def render_all(
     files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
+    files["loadbalancer/nginx.mtail"] = mtail_program()
+    files[f"loadbalancer/{MTAIL_UNIT}"] = mtail_unit()
     if stack.config.monitoring.enabled:
         vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address)
-        files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
+        nginx = nginx_metrics_targets(lb_address)
+        files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm, nginx_targets=nginx)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
         cloud = stack.cloud
         devices = cloud.volume_devices(monitoring_volume or cloud.placeholder_volume(stack.name))
         files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices,
-                                                                    grafana_admin_password)
+                                                                    grafana_admin_password, nginx)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
         files.update(_dashboard_files(stack))

@@ -33,6 +33,7 @@ from gpu_inference.render._common import (
 from gpu_inference.render.grafana import grafana_cloud_init_files, grafana_runcmd
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
+from gpu_inference.render.nginx_metrics import nginx_metrics_files, nginx_metrics_runcmd
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.vllm import vllm_env_file, vllm_unit
 
@@ -278,7 +279,8 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
     files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
-    packages = ["nginx", "prometheus-node-exporter"]
+    files += nginx_metrics_files()
+    packages = ["nginx", "prometheus-node-exporter", "mtail"]
     if stack.config.load_balancer.tls_domain:
         packages.append("openssl")
     doc = {
@@ -286,7 +288,7 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         "package_update": True,
         "packages": packages,
         "write_files": files,
-        "runcmd": [[LB_BOOTSTRAP_PATH]],
+        "runcmd": [[LB_BOOTSTRAP_PATH], *nginx_metrics_runcmd()],
     }
     return _cloud_config(f"Load balancer of stack {stack.name}: least_conn over {len(backends)} node(s).", doc)
 
@@ -407,6 +409,7 @@ def monitoring_cloud_init(
     dcgm_targets: list[str],
     data_devices: list[str],
     grafana_admin_password: str | None = None,
+    nginx_targets: dict[str, str] | None = None,
 ) -> str:
     """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package), with Grafana beside it.
 
@@ -421,7 +424,8 @@ def monitoring_cloud_init(
     files = [
         # Not deferred: in place before the package's postinst tries to start Prometheus.
         _file(PROMETHEUS_DROPIN, prometheus_data_dropin()),
-        _file("/etc/prometheus/prometheus.yml", prometheus_config(stack, vllm_targets, node_targets, dcgm_targets),
+        _file("/etc/prometheus/prometheus.yml",
+              prometheus_config(stack, vllm_targets, node_targets, dcgm_targets, nginx_targets=nginx_targets),
               defer=True),
         _file(RULES_PATH, alert_rules(stack), defer=True),
         # Debian's prometheus.service passes $ARGS from this file to the server.

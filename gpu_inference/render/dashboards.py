@@ -172,6 +172,7 @@ def _line(stack: ResolvedStack, alert: str) -> ThresholdLine:
 # ---------------------------------------------------------------------------------------------
 
 _VLLM = f'job="vllm",{NODE}'
+_NGINX = f'job="nginx",{NODE}'
 
 
 def _quantiles(metric: str, qs: Sequence[float]) -> tuple[Query, ...]:
@@ -186,6 +187,21 @@ def _quantiles(metric: str, qs: Sequence[float]) -> tuple[Query, ...]:
 
 def serving_dashboard(stack: ResolvedStack) -> DashboardSpec:
     traffic = RowSpec("Traffic", (
+        PanelSpec(
+            "Requests per second (Nginx)",
+            "Every request the load balancer answered, by HTTP status (from its access log through mtail): "
+            "what clients see, refusals at the edge included.",
+            "reqps",
+            (Query(f"sum by (status) (rate(nginx_http_requests_total{{{_NGINX}}}[{RATE}]))", "{{status}}"),),
+        ),
+        PanelSpec(
+            "Errors per second (Nginx)",
+            "4xx and 5xx the load balancer answered: 502/504 when no node could take the request, 401 for a "
+            "wrong API key, 413 for a body over clientMaxBodySizeMb.",
+            "reqps",
+            (Query(f'sum by (status) (rate(nginx_http_requests_total{{{_NGINX},status=~"[45].."}}[{RATE}]))',
+                   "{{status}}"),),
+        ),
         PanelSpec(
             "Requests per second (vLLM)",
             "Finished requests per node, by why they finished (stop, length, abort).",
@@ -266,7 +282,8 @@ def serving_dashboard(stack: ResolvedStack) -> DashboardSpec:
     return DashboardSpec(
         uid="gpu-inference-serving",
         title="gpu-inference / Serving",
-        description=f"vLLM serving {stack.config.model} on stack {stack.name}: traffic, latency, engine pressure.",
+        description=f"Nginx and vLLM serving {stack.config.model} on stack {stack.name}: traffic, latency, engine "
+                    "pressure.",
         file_name="serving.json",
         rows=(traffic, latency, engine),
     )

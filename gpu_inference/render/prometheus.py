@@ -72,8 +72,12 @@ def prometheus_config(
     node_targets: Sequence[str] | Mapping[str, str],
     dcgm_targets: Sequence[str] | Mapping[str, str],
     rule_files: Sequence[str] = (RULES_PATH,),
+    nginx_targets: Mapping[str, str] | None = None,
 ) -> str:
-    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names."""
+    """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names.
+
+    ``nginx_targets``: the load balancer's mtail (Nginx requests by status, render/nginx_metrics.py), if any.
+    """
     mon = stack.config.monitoring
     interval = f"{mon.scrape_interval_seconds}s"
     doc: dict[str, Any] = {
@@ -95,6 +99,7 @@ def prometheus_config(
             },
             {"job_name": "node", "static_configs": _static(node_targets)},
             {"job_name": "dcgm", "static_configs": _static(dcgm_targets)},
+            *([{"job_name": "nginx", "static_configs": _static(nginx_targets)}] if nginx_targets else []),
             {
                 "job_name": "prometheus",
                 "static_configs": [{"targets": ["localhost:9090"], "labels": {"node": "monitoring"}}],

@@ -790,12 +790,42 @@ def start_exporter(log_dir: Path, kind: str) -> Exporter:
 
 
 def start_rendered_prometheus_with_exporters(stack: Any, vllm: Sequence[Backend], node: Mapping[str, str],
-                                             dcgm: Sequence[str], workdir: Path) -> Prometheus:  # fmt: skip
-    """Like start_rendered_prometheus, with node_exporter targets (name → address) and DCGM targets too."""
+                                             dcgm: Sequence[str], workdir: Path,
+                                             nginx: Mapping[str, str] | None = None) -> Prometheus:  # fmt: skip
+    """Like start_rendered_prometheus, with node_exporter (name → address), DCGM and Nginx (mtail) targets too."""
     from gpu_inference.render.prometheus import alert_rules, prometheus_config
 
     rules_name = "gpu-inference.yml"
     port = free_port()
-    text = prometheus_config(stack, [b.addr for b in vllm], dict(node), list(dcgm), rule_files=[str(workdir / rules_name)])
+    text = prometheus_config(stack, [b.addr for b in vllm], dict(node), list(dcgm), rule_files=[str(workdir / rules_name)],
+                             nginx_targets=dict(nginx or {}))
     text = text.replace("localhost:9090", f"{LOOPBACK}:{port}")
     return start_prometheus(text, workdir, port, rule_files={rules_name: alert_rules(stack)})
+
+
+def mtail_binary() -> str | None:
+    return shutil.which("mtail")
+
+
+def start_mtail(workdir: Path, access_log: Path, timeout: float = 15.0) -> Exporter:
+    """Real mtail with the rendered program (render/nginx_metrics.py), tailing a (real) Nginx access log."""
+    from gpu_inference.render.nginx_metrics import MTAIL_PROGRAM_FILE, mtail_program
+
+    binary = mtail_binary()
+    if binary is None:
+        raise HarnessError("mtail binary not found")
+    progs = workdir / "progs"
+    progs.mkdir(parents=True, exist_ok=True)
+    (progs / MTAIL_PROGRAM_FILE).write_text(mtail_program())
+    port = free_port()
+    argv = [binary, "-progs", str(progs), "-logs", str(access_log), "-address", LOOPBACK, "-port", str(port),
+            "-logtostderr"]
+    proc = ManagedProcess("mtail", argv, cwd=workdir, log_path=workdir / "mtail.log")
+    try:
+        wait_until(lambda: not proc.alive() or port_open(port), timeout, what=f"mtail on {port}")
+        if not proc.alive():
+            raise HarnessError(f"mtail exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+    except HarnessError:
+        proc.stop()
+        raise
+    return Exporter(proc=proc, port=port, kind="mtail")
