@@ -15,12 +15,13 @@ from gpu_inference.constants import MTAIL_PORT
 from gpu_inference.render import nginx_metrics as m
 
 # Lines in nginx.py's `upstream` log_format: a success, a 502 after two tries, a 401 refused at the edge.
-LOG = """\
-127.0.0.1 [2026-12-02T17:40:00+00:00] "POST /v1/chat/completions HTTP/1.1" 200 1234 rt=0.532 upstream=10.0.0.2:8000 ustatus=200 urt=0.530 uct=0.001
-127.0.0.1 [2026-12-02T17:40:01+00:00] "POST /v1/chat/completions HTTP/1.1" 502 157 rt=0.004 upstream=10.0.0.2:8000, 10.0.0.3:8000 ustatus=502, 502 urt=0.002, 0.001 uct=0.001, 0.001
-127.0.0.1 [2026-12-02T17:40:02+00:00] "GET /v1/models HTTP/1.1" 401 0 rt=0.000 upstream=- ustatus=- urt=- uct=-
-127.0.0.1 [2026-12-02T17:40:03+00:00] "POST /v1/completions HTTP/1.1" 200 99 rt=1.001 upstream=10.0.0.3:8000 ustatus=200 urt=1.000 uct=0.001
-"""
+LOG = "".join(f"127.0.0.1 [2026-12-02T17:40:0{i}+00:00] {line}\n" for i, line in enumerate((
+    '"POST /v1/chat/completions HTTP/1.1" 200 1234 rt=0.532 upstream=10.0.0.2:8000 ustatus=200 urt=0.530 uct=0.001',
+    '"POST /v1/chat/completions HTTP/1.1" 502 157 rt=0.004 upstream=10.0.0.2:8000, 10.0.0.3:8000 ustatus=502, 502 '
+    "urt=0.002, 0.001 uct=0.001, 0.001",
+    '"GET /v1/models HTTP/1.1" 401 0 rt=0.000 upstream=- ustatus=- urt=- uct=-',
+    '"POST /v1/completions HTTP/1.1" 200 99 rt=1.001 upstream=10.0.0.3:8000 ustatus=200 urt=1.000 uct=0.001',
+)))
 
 
 def check_mtail_program(text: str, tmp_path: Path) -> None:
