@@ -511,7 +511,7 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
         "(or the Grafana Helm chart with `sidecar.dashboards.enabled`) loads. Pick the Prometheus that scrapes "
         "the vLLM pods in the `Data source` variable. The GPU nodes dashboard stays empty there unless that "
         "Prometheus scrapes DCGM and node_exporter with a `node` label: this stack runs no exporters on nodes it "
-        "does not own.",
+        "does not own; so do the Nginx panels (the Nginx Deployment runs no mtail).",
         "- `gpu-inference:monitoring.grafana: false` turns both off.",
         "",
         "GPU panels take their metric names from one mapping per exporter (`GPU_METRICS` in "

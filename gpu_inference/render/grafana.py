@@ -134,8 +134,8 @@ def grafana_cloud_init_files(stack: ResolvedStack, admin_password: str | None) -
     """The monitoring host's write_files entries for Grafana (empty when it gets no Grafana).
 
     ``admin_password``: the plaintext inside the Pulumi program's apply (the host's user data is a secret
-    Output); None lets the host generate one. Dashboards go in compact JSON (user data is capped: 64 KiB on
-    DigitalOcean, 16 KiB gzipped on AWS); the preview's monitoring/dashboards/*.json are the same documents.
+    Output); None lets the host generate one. Dashboards go in compact JSON (clouds cap user data; AWS's
+    16 KiB is met gzipped, tests/test_render.py); the preview's monitoring/dashboards/*.json are the same documents.
     """
     if not grafana_enabled(stack):
         return []
