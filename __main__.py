@@ -27,6 +27,8 @@ api_key = secrets.api_key
 
 sizing = layout.stack.sizing
 pulumi.export("endpoint", layout.endpoint)
+# What clients (and the CI smoke step) put in `model`.
+pulumi.export("servedModelName", layout.stack.config.name_for_clients)
 pulumi.export("nodeAddresses", layout.node_addresses)
 pulumi.export("prometheusUrl", layout.prometheus_url)
 pulumi.export("grafanaUrl", monitoring.grafana_url if monitoring else None)

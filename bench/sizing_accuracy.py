@@ -185,6 +185,8 @@ def parse_row(raw: dict[str, str]) -> Row:
         model=model,
         gpu_memory_gib=total,
         gpu_name=raw["gpu"],
+        # ROCm rows (AMD GPUs) get ROCm's non-torch floor, as a stack on an AMD offering does.
+        gpu_vendor="amd" if raw["gpu"].strip().upper().startswith("AMD") else "nvidia",
         tensor_parallel_size=tp,
         pipeline_parallel_size=_first_int(raw["pipeline_parallel_size"]) or 1,
         max_model_len=_first_int(raw["max_model_len"]),

@@ -113,7 +113,18 @@ class LoadBalancerArgs(TypedDict, total=False):
     proxy_next_upstream_tries: pulumi.Input[int]
     """At most this many nodes are tried for one request before an error is returned."""
     tls_domain: pulumi.Input[str]
-    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+    """Domain name the load balancer serves HTTPS for, with a Let's Encrypt certificate it obtains and renews itself
+    (certbot, HTTP-01 on port 80; a self-signed placeholder until then); none: plain HTTP."""
+    acme_email: pulumi.Input[str]
+    """Email the ACME server (Let's Encrypt) sends expiry and problem notices to; none: certbot registers without one
+    (--register-unsafely-without-email)."""
+    acme_server: pulumi.Input[str]
+    """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging directory (or
+    a test CA) for trials."""
+    dns_zone: pulumi.Input[str]
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's static
+    address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id (Z0123...) on AWS
+    Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesArgs(TypedDict, total=False):
@@ -123,6 +134,10 @@ class KubernetesArgs(TypedDict, total=False):
     """ID of the existing DOKS cluster that gets the GPU node pool."""
     namespace: pulumi.Input[str]
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
+    keda_installed: pulumi.Input[bool]
+    """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only the
+    ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide: of several
+    autoscaled stacks on one cluster, all but the one that installs it set this."""
 
 
 class StackArgs(TypedDict, total=False):
@@ -141,6 +156,9 @@ class StackArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -158,7 +176,8 @@ class StackArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -178,6 +197,12 @@ class StackArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -188,6 +213,11 @@ class StackArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
 
 
 class GpuInferenceNodeArgs(TypedDict, total=False):
@@ -206,6 +236,9 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -223,7 +256,8 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -243,6 +277,12 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -253,6 +293,11 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     node_index: Required[pulumi.Input[int]]
     """Which node of the pool (0-based): names its hostname and files."""
     user_data: Required[pulumi.Input[str]]
@@ -277,6 +322,9 @@ class VllmServiceArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -294,7 +342,8 @@ class VllmServiceArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -314,6 +363,12 @@ class VllmServiceArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -324,6 +379,11 @@ class VllmServiceArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     node_index: pulumi.Input[int]
     """Machine clouds: which node of the pool this service is (0-based)."""
     network: NetworkArgs
@@ -348,6 +408,9 @@ class MonitoringStackArgs(TypedDict, total=False):
     model_repo: pulumi.Input[str]
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id. Required when
     `model` is a config.json path (a fine-tune)."""
+    model_gated: pulumi.Input[bool]
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required); default: the
+    model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: pulumi.Input[str]
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: pulumi.Input[Dtype]
@@ -365,7 +428,8 @@ class MonitoringStackArgs(TypedDict, total=False):
     kv_cache_dtype: pulumi.Input[KvCacheDtype]
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
     vllm_image: pulumi.Input[str]
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at the
+    release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: pulumi.Input[int]
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: Required[pulumi.Input[float]]
@@ -385,6 +449,12 @@ class MonitoringStackArgs(TypedDict, total=False):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: pulumi.Input[int]
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never takes the whole
+    endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: pulumi.Input[str]
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only; replaces
+    nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: pulumi.Input[int]
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: pulumi.Input[Sequence[pulumi.Input[str]]]
@@ -395,6 +465,11 @@ class MonitoringStackArgs(TypedDict, total=False):
     """The Nginx load balancer host."""
     kubernetes: KubernetesArgs
     """Cluster settings, required when provider is kubernetes."""
+    smoke_test: pulumi.Input[bool]
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint and
+    fails when it does not serve the model."""
+    smoke_timeout_seconds: pulumi.Input[float]
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
     network: NetworkArgs
     """Machine clouds: the private network and role identities the Prometheus host joins."""
     node_private_ips: pulumi.Input[Sequence[pulumi.Input[str]]]

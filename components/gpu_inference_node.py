@@ -8,7 +8,8 @@ from components.args import GpuInferenceNodeArgs
 from components.clouds import IngressRule, MachineSpec, machine_cloud
 from components.stack_args import plain_int, resolve
 from gpu_inference.bill import Registration
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.constants import NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render.healthcheck import weights_gb
 from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
@@ -24,10 +25,11 @@ WEIGHTS_DISK_FACTOR = 2.5
 def node_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
     """vLLM only from the load balancer and Prometheus, exporters only from Prometheus, SSH only from allowedCidrs."""
     cidrs = tuple(stack.config.allowed_cidrs)
+    exporter = vendor_for(stack).exporter  # DCGM on NVIDIA, AMD's device metrics exporter on ROCm
     return (
         IngressRule(VLLM_PORT, "vLLM OpenAI API: load balancer and Prometheus only", peers=("lb", "monitoring")),
         IngressRule(NODE_EXPORTER_PORT, "node_exporter: Prometheus only", peers=("monitoring",)),
-        IngressRule(DCGM_EXPORTER_PORT, "dcgm-exporter: Prometheus only", peers=("monitoring",)),
+        IngressRule(exporter.port, f"{exporter.container}: Prometheus only", peers=("monitoring",)),
         IngressRule(22, "SSH from allowedCidrs", cidrs=cidrs),
     )
 
@@ -61,6 +63,7 @@ class GpuInferenceNode(pulumi.ComponentResource):
             "size": stack.offering.id,
             "gpuCount": stack.offering.gpu_count,
             "nodeIndex": index,
+            "spot": stack.config.node_is_spot(index),
             "ingress": [
                 {"port": r.port_range, "cidrs": list(r.cidrs), "peers": list(r.peers)} for r in ingress if not r.is_empty
             ],
@@ -76,7 +79,8 @@ class GpuInferenceNode(pulumi.ComponentResource):
                 gpu_count=stack.offering.gpu_count,
                 gpu_vendor=stack.gpu.vendor,
                 disk_gb=node_disk_gb(stack),
-                spot=stack.config.spot,
+                # The first onDemandNodes nodes stay on demand: a spot reclaim never takes the whole endpoint.
+                spot=stack.config.node_is_spot(index),
                 labels=ServiceSpec.from_stack(stack).labels(),
             ),
             args["network"],

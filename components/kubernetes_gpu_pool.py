@@ -21,7 +21,9 @@ prices) are in ``gpu_inference/clouds/kubernetes.py``.
 - The public ``LoadBalancer`` Service (a DigitalOcean load balancer, priced) points at Nginx only; its
   source ranges are the world when publicEndpoint, else allowedCidrs. vLLM is reachable only in-cluster.
 - With monitoring enabled: a Prometheus Deployment (pinned prom/prometheus) with prometheus.yml and the
-  alert rules in a ConfigMap, and a ClusterIP Service; ``prometheus_url`` is its in-cluster URL.
+  alert rules in a ConfigMap, its TSDB on a ``do-block-storage`` PersistentVolumeClaim of
+  ``monitoring.storageGb`` (a billed DigitalOcean volume), and a ClusterIP Service; ``prometheus_url`` is its
+  in-cluster URL.
 - The kubeconfig comes from the cluster itself (read, never managed, by this stack) and stays secret.
 
 Not built here: node_exporter / DCGM exporter DaemonSets. DOKS manages the GPU nodes' NVIDIA stack (its
@@ -30,6 +32,7 @@ dcgm scrape jobs are empty and the GPU/disk alerts stay silent on Kubernetes.
 """
 
 import hashlib
+from typing import Any
 
 import pulumi
 import pulumi_digitalocean as do
@@ -45,7 +48,9 @@ from gpu_inference.bill import Registration
 from gpu_inference.clouds import digitalocean as do_facts
 from gpu_inference.clouds import kubernetes as facts
 from gpu_inference.constants import NGINX_HTTP_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.render._common import CONTAINER_HF_CACHE
+from gpu_inference.render.cloud_init import TSDB_VOLUME_SHARE
 from gpu_inference.render.kubernetes import (
     CLUSTER_DOMAIN,
     NGINX_AUTH_DIR,
@@ -60,10 +65,14 @@ from gpu_inference.render.kubernetes import (
     PROMETHEUS_IMAGE,
     PROMETHEUS_NAME,
     PROMETHEUS_RULES_FILE,
+    VLLM_APP,
     VLLM_HEADLESS_SERVICE,
     VLLM_STATEFULSET,
     kubernetes_nginx_conf,
     kubernetes_prometheus_config,
+    pod_labels,
+    scaled_object_spec,
+    vllm_network_policy,
 )
 from gpu_inference.render.nginx import auth_map
 from gpu_inference.render.prometheus import alert_rules
@@ -72,6 +81,8 @@ from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:KubernetesGpuPool"
+# The uid/gid prom/prometheus runs as (its Dockerfile: USER nobody).
+PROMETHEUS_UID = 65534
 # Weights download on first start: give the startup probe the same half hour the droplet unit gets.
 STARTUP_SECONDS = 1800
 PROBE_PERIOD_SECONDS = 10
@@ -91,7 +102,33 @@ def _digest(*texts: str) -> str:
 
 
 def _labels(app: str, instance: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": app, "app.kubernetes.io/instance": instance}
+    return pod_labels(app, instance)
+
+
+def _vllm_network_policy(name: str, stack: ResolvedStack, cluster: ClusterPlacementArgs,
+                         opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """The rendered NetworkPolicy (render/kubernetes.py) as a resource: only Nginx and Prometheus reach vLLM."""
+    manifest = vllm_network_policy(stack, str(cluster["instance"]))
+    spec, meta = manifest["spec"], manifest["metadata"]
+
+    def selector(peer: dict[str, Any]) -> k8s.meta.v1.LabelSelectorArgs:
+        return k8s.meta.v1.LabelSelectorArgs(match_labels=peer["podSelector"]["matchLabels"])
+
+    return k8s.networking.v1.NetworkPolicy(
+        f"{name}-network-policy",
+        # The namespace as the Output of the Namespace object: created after it.
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=cluster["namespace"], name=meta["name"], labels=meta["labels"]),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=selector(spec),
+            policy_types=spec["policyTypes"],
+            ingress=[k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                from_=[k8s.networking.v1.NetworkPolicyPeerArgs(pod_selector=selector(peer)) for peer in rule["from"]],
+                ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=p["protocol"], port=p["port"])
+                       for p in rule["ports"]],
+            ) for rule in spec["ingress"]],
+        ),
+        opts=opts,
+    )
 
 
 class KubernetesGpuPool(pulumi.ComponentResource):
@@ -110,6 +147,7 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         super().__init__(TOKEN, name, ServiceSpec.from_stack(stack).props(), opts)
         child = pulumi.ResourceOptions(parent=self)
         namespace_name = cfg.kubernetes.namespace
+        scaling = cfg.autoscaling
 
         # Read, not managed: destroying this stack must never touch the cluster.
         self.cluster = do.KubernetesCluster.get(f"{name}-cluster", cfg.kubernetes.cluster_id, opts=child)
@@ -117,7 +155,13 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             cluster_id=cfg.kubernetes.cluster_id,
             name=naming.cloud_name(naming.gpu_pool(name), stack.name),
             size=stack.offering.id,
-            node_count=cfg.node_count,
+            # Autoscaling: the DOKS cluster autoscaler adds a GPU node when a vLLM pod is pending and removes an
+            # idle one, between minNodes and maxNodes. node_count is left out then: beside auto_scale it resets
+            # the pool to that count on every update (pulumi-digitalocean KubernetesNodePoolArgs.node_count).
+            node_count=cfg.node_count if scaling is None else None,
+            auto_scale=True if scaling is not None else None,
+            min_nodes=scaling.min_nodes if scaling is not None else None,
+            max_nodes=scaling.max_nodes if scaling is not None else None,
             labels={naming.kubernetes_label_key("stack"): stack.name, naming.kubernetes_label_key("role"): "gpu"},
             tags=[naming.PROJECT_TAG, naming.stack_tag(stack.name), *cfg.tags],
         )
@@ -151,14 +195,19 @@ class KubernetesGpuPool(pulumi.ComponentResource):
             f"{name}-vllm", VllmServiceArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
         )
         self._nginx(name, stack, ns, secrets.api_key, kopts)
+        self.keda_release: k8s.helm.v3.Release | None = None
+        self.scaled_object: k8s.apiextensions.CustomResource | None = None
+        if cfg.autoscaling is not None:
+            self.keda_release, self.scaled_object = keda_autoscaler(self, name, stack, ns, self.k8s)
         registrations.append(self.lb_registration)
-        self.registrations: tuple[Registration, ...] = tuple(registrations)
         self.prometheus_url = pulumi.Output.from_input(None)
         if cfg.monitoring.enabled:
             self.monitoring = MonitoringStack(
                 f"{name}-monitoring", MonitoringStackArgs(**args, cluster=placement), in_cluster,  # type: ignore[typeddict-item]
             )
             self.prometheus_url = self.monitoring.prometheus_url  # type: ignore[assignment]
+            registrations += self.monitoring.registrations  # the TSDB's volume claim
+        self.registrations: tuple[Registration, ...] = tuple(registrations)
         self.register_outputs({"endpoint": self.endpoint, "nodePool": self.node_pool.name,
                                "prometheusUrl": self.prometheus_url})
 
@@ -263,14 +312,53 @@ class KubernetesGpuPool(pulumi.ComponentResource):
         )
 
 
+def keda_autoscaler(pool: pulumi.Resource, name: str, stack: ResolvedStack, ns: pulumi.Input[str],
+                    provider: k8s.Provider) -> tuple[k8s.helm.v3.Release | None, k8s.apiextensions.CustomResource]:
+    """KEDA (its Helm chart, unless ``kubernetes.kedaInstalled``) and the ScaledObject that scales the vLLM
+    StatefulSet on the in-cluster Prometheus' vLLM metrics (spec: ``scaled_object_spec``)."""
+    kubernetes = stack.config.kubernetes
+    assert kubernetes is not None
+    kopts = pulumi.ResourceOptions(parent=pool, provider=provider)
+    release: k8s.helm.v3.Release | None = None
+    after: list[pulumi.Resource] = []
+    if not kubernetes.keda_installed:
+        release = k8s.helm.v3.Release(
+            f"{name}-keda",
+            k8s.helm.v3.ReleaseArgs(
+                chart=facts.KEDA_CHART,
+                version=facts.KEDA_CHART_VERSION,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=facts.KEDA_CHART_REPO),
+                namespace=facts.KEDA_NAMESPACE,
+                create_namespace=True,
+                name=facts.KEDA_CHART,
+            ),
+            # KEDA's CRDs and operator are cluster-wide: a stack that installed them should not delete them
+            # under another stack's ScaledObjects by accident, but it owns what it installed.
+            opts=kopts,
+        )
+        after.append(release)
+    scaled = k8s.apiextensions.CustomResource(
+        f"{name}-vllm-scaler",
+        api_version="keda.sh/v1alpha1",
+        kind="ScaledObject",
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET,
+                                            labels=_labels(VLLM_STATEFULSET, name)),
+        spec=scaled_object_spec(stack),
+        # The ScaledObject's kind exists only once KEDA's CRDs are installed.
+        opts=pulumi.ResourceOptions.merge(kopts, pulumi.ResourceOptions(depends_on=after)),
+    )
+    return release, scaled
+
+
 def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
                      cluster: ClusterPlacementArgs) -> k8s.apps.v1.StatefulSet:
     """The vLLM pods of a VllmService on Kubernetes: a StatefulSet behind a headless Service (children of
     ``service``, in the pool's namespace, through the pool's cluster provider)."""
     cfg = stack.config
     sopts = pulumi.ResourceOptions(parent=service)
-    labels = _labels("vllm", str(cluster["instance"]))
+    labels = _labels(VLLM_APP, str(cluster["instance"]))
     ns = cluster["namespace"]
+    _vllm_network_policy(name, stack, cluster, sopts)
     # Headless: no virtual IP, one DNS record per *ready* pod, so nginx and Prometheus only ever resolve
     # pods that answer (a pod still loading its weights has no address yet).
     headless = k8s.core.v1.Service(
@@ -287,7 +375,10 @@ def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
         name,
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=VLLM_STATEFULSET, labels=labels),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
-            replicas=cfg.node_count,
+            # Autoscaled: KEDA's HPA owns replicas; a value here would reset it on every `pulumi up`
+            # (Kubernetes docs, Horizontal Pod Autoscaling: "Migrating Deployments and StatefulSets to
+            # horizontal autoscaling" says to remove spec.replicas from the manifest).
+            replicas=None if cfg.autoscaling is not None else cfg.node_count,
             service_name=headless.metadata.name,
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
             # Start every pod at once: the default (OrderedReady) would hold vllm-1 back until vllm-0
@@ -308,15 +399,28 @@ def vllm_statefulset(service: pulumi.Resource, name: str, stack: ResolvedStack,
 
 
 def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: ResolvedStack,
-                          cluster: ClusterPlacementArgs) -> pulumi.Output[str]:
-    """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only;
-    children of the MonitoringStack ``monitoring``. Returns its in-cluster URL."""
+                          cluster: ClusterPlacementArgs) -> tuple[pulumi.Output[str], tuple[Registration, ...]]:
+    """Prometheus scraping the vLLM pods by name and evaluating the alert rules, reachable in-cluster only,
+    its TSDB on a claim of DOKS's block storage; children of the MonitoringStack ``monitoring``. Returns its
+    in-cluster URL and the claim's registration (a billed DigitalOcean volume)."""
     mon = stack.config.monitoring
     pool = str(cluster["instance"])
     mopts = pulumi.ResourceOptions(parent=monitoring)
     ns = cluster["namespace"]
     labels = _labels(PROMETHEUS_NAME, pool)
     conf, rules = kubernetes_prometheus_config(stack), alert_rules(stack)
+    # The TSDB outlives the pod (a reschedule, a config roll): a ReadWriteOnce claim of DOKS's block storage
+    # class, sized by monitoring.storageGb like the droplet stacks' volume, and billed as a DigitalOcean volume.
+    claim_args = k8s.core.v1.PersistentVolumeClaimInitArgs(
+        metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-data", labels=labels),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=facts.BLOCK_STORAGE_CLASS,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{mon.storage_gb}Gi"}),
+        ),
+    )
+    claim = k8s.core.v1.PersistentVolumeClaim(f"{pool}-prometheus-data", claim_args, opts=mopts)
+    claim_registration = registration(facts.PERSISTENT_VOLUME_CLAIM, f"{pool}-prometheus-data", claim_args)
     config_map = k8s.core.v1.ConfigMap(
         f"{pool}-prometheus-conf",
         metadata=k8s.meta.v1.ObjectMetaArgs(namespace=ns, name=f"{PROMETHEUS_NAME}-conf", labels=labels),
@@ -342,6 +446,8 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
                             f"--config.file={PROMETHEUS_CONF_DIR}/{PROMETHEUS_CONF_FILE}",
                             f"--storage.tsdb.path={PROMETHEUS_DATA_DIR}",
                             f"--storage.tsdb.retention.time={mon.retention}",
+                            # As on the droplet host: old blocks go before the volume fills.
+                            f"--storage.tsdb.retention.size={max(1, int(mon.storage_gb * TSDB_VOLUME_SHARE))}GB",
                         ],
                         ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PROMETHEUS_PORT)],
                         readiness_probe=k8s.core.v1.ProbeArgs(
@@ -361,10 +467,14 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
                     volumes=[
                         k8s.core.v1.VolumeArgs(name="conf", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
                             name=config_map.metadata.name)),
-                        # Scratch storage: a volume claim would be a billed DigitalOcean volume, and alert
-                        # evaluation needs hours of data, not the whole retention, to survive a reschedule.
-                        k8s.core.v1.VolumeArgs(name="data", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()),
+                        k8s.core.v1.VolumeArgs(name="data", persistent_volume_claim=(
+                            k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim.metadata.name))),
                     ],
+                    # prom/prometheus runs as nobody (65534); fsGroup makes the kubelet give the fresh volume
+                    # to that group, or the TSDB could not be written.
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_user=PROMETHEUS_UID, run_as_group=PROMETHEUS_UID, fs_group=PROMETHEUS_UID,
+                        run_as_non_root=True),
                 ),
             ),
         ),
@@ -384,12 +494,13 @@ def prometheus_deployment(monitoring: pulumi.Resource, name: str, stack: Resolve
     # `kubectl -n <namespace> port-forward svc/prometheus 9090`.
     return pulumi.Output.concat(
         "http://", service.metadata.name, ".", ns, f".svc.{CLUSTER_DOMAIN}:{PROMETHEUS_PORT}"
-    )
+    ), (claim_registration,)
 
 
 def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: pulumi.Input[str],
               labels: dict[str, str]) -> k8s.core.v1.PodSpecArgs:
     gpus = str(stack.offering.gpu_count)
+    host = facts.vllm_pod_resources(stack.offering.vcpus, stack.offering.memory_gib)
     probe = k8s.core.v1.HTTPGetActionArgs(path="/health", port=VLLM_PORT)
     return k8s.core.v1.PodSpecArgs(
         node_selector={facts.POOL_LABEL: pool_name},
@@ -405,12 +516,14 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
         containers=[
             k8s.core.v1.ContainerArgs(
                 name="vllm",
-                image=stack.config.vllm_image,
+                image=vllm_image(stack),
                 args=vllm_args(stack),
                 ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=VLLM_PORT)],
                 env_from=[k8s.core.v1.EnvFromSourceArgs(secret_ref=k8s.core.v1.SecretEnvSourceArgs(name=secret_name))],
-                resources=k8s.core.v1.ResourceRequirementsArgs(limits={facts.GPU_RESOURCE: gpus},
-                                                               requests={facts.GPU_RESOURCE: gpus}),
+                # Requests = limits for GPU, CPU and memory: the Guaranteed QoS class, last to be evicted; the
+                # node's CPU and RAM (catalog) less what the kubelet and DOKS's DaemonSets keep.
+                resources=k8s.core.v1.ResourceRequirementsArgs(limits={facts.GPU_RESOURCE: gpus, **host},
+                                                               requests={facts.GPU_RESOURCE: gpus, **host}),
                 startup_probe=k8s.core.v1.ProbeArgs(
                     http_get=probe, period_seconds=PROBE_PERIOD_SECONDS,
                     failure_threshold=STARTUP_SECONDS // PROBE_PERIOD_SECONDS,

@@ -20,10 +20,15 @@ def lb_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
     """HTTP(S) to the world when publicEndpoint, else to allowedCidrs; SSH only from allowedCidrs."""
     cfg = stack.config
     clients = (WORLD_V4, WORLD_V6) if cfg.public_endpoint else tuple(cfg.allowed_cidrs)
-    rules = [IngressRule(NGINX_HTTP_PORT, "OpenAI API via Nginx (HTTP)", cidrs=clients)]
     if cfg.load_balancer.tls_domain:
-        # 443 only when Nginx serves TLS: an open port with nothing behind it is just attack surface.
-        rules.append(IngressRule(NGINX_HTTPS_PORT, "OpenAI API via Nginx (HTTPS)", cidrs=clients))
+        # With TLS, port 80 serves no API (ACME challenges and a redirect), and the ACME server validates from
+        # addresses it does not publish (Let's Encrypt: multiple perspectives), so it faces the world even for a
+        # private endpoint. 443 only when Nginx serves TLS: an open port with nothing behind it is attack surface.
+        rules = [IngressRule(NGINX_HTTP_PORT, "ACME HTTP-01 challenges and a redirect to HTTPS",
+                             cidrs=(WORLD_V4, WORLD_V6)),
+                 IngressRule(NGINX_HTTPS_PORT, "OpenAI API via Nginx (HTTPS)", cidrs=clients)]
+    else:
+        rules = [IngressRule(NGINX_HTTP_PORT, "OpenAI API via Nginx (HTTP)", cidrs=clients)]
     rules.append(IngressRule(NODE_EXPORTER_PORT, "node_exporter: Prometheus only", peers=("monitoring",)))
     rules.append(IngressRule(MTAIL_PORT, "mtail (Nginx request metrics): Prometheus only", peers=("monitoring",)))
     rules.append(IngressRule(22, "SSH from allowedCidrs", cidrs=tuple(cfg.allowed_cidrs)))
@@ -79,6 +84,13 @@ class LoadBalancedPool(pulumi.ComponentResource):
         self.lb_public_ip = self.lb.public_ip
         self.lb_private_ip = self.lb.private_ip
         tls_domain = cfg.load_balancer.tls_domain
+        zone = cfg.load_balancer.dns_zone
+        # The name clients use, pointed at the static address: the certificate's HTTP-01 validation needs it too.
+        # A only: neither cloud gives the Nginx host an IPv6 address (droplets ipv6=False, an IPv4-only subnet).
+        self.dns_record = (
+            cloud.dns_record(naming.dns_record(naming.lb_host(name)), zone, tls_domain, self.lb.public_ip, stack, child)
+            if zone and tls_domain else None
+        )
         self.endpoint = (
             pulumi.Output.from_input(f"https://{tls_domain}/v1") if tls_domain
             else pulumi.Output.concat("http://", self.lb.public_ip, "/v1")

@@ -14,6 +14,7 @@ from components.stack_args import resolve
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets, nginx_metrics_targets
 from gpu_inference.render.grafana import grafana_enabled
 from gpu_inference.stack import ResolvedStack
@@ -57,8 +58,10 @@ class MonitoringStack(pulumi.ComponentResource):
             "retention": mon.retention,
             "allowedCidrs": list(stack.config.allowed_cidrs),
         }
+        # The TSDB's volume: a block volume beside the host, or a claim of DOKS's block storage on Kubernetes.
+        props = {**props, "storageGb": mon.storage_gb}
         if not on_kubernetes:
-            props = {"size": stack.monitoring_size, **props, "storageGb": mon.storage_gb}
+            props = {"size": stack.monitoring_size, **props}
         super().__init__(TOKEN, name, props, opts)
         self.registrations: tuple[Registration, ...] = ()
         self.grafana_url = pulumi.Output.from_input(None)
@@ -67,7 +70,7 @@ class MonitoringStack(pulumi.ComponentResource):
 
             if "cluster" not in args:
                 raise ValueError(f"MonitoringStack {name!r} on provider {stack.config.provider} needs `cluster`")
-            self.prometheus_url = prometheus_deployment(self, name, stack, args["cluster"])
+            self.prometheus_url, self.registrations = prometheus_deployment(self, name, stack, args["cluster"])
             if mon.grafana:
                 from components.kubernetes_gpu_pool import dashboard_config_maps
 
@@ -92,7 +95,8 @@ class MonitoringStack(pulumi.ComponentResource):
             # The same target lists the offline preview renders: vLLM and DCGM on every node,
             # node_exporter on every host including the load balancer.
             # values[3]: Grafana's admin password (plaintext only inside this apply; the Output stays secret).
-            return monitoring_cloud_init(stack, *monitoring_targets(values[0], values[1]), data_devices=values[2],
+            targets = monitoring_targets(values[0], values[1], vendor_for(stack).exporter.port)
+            return monitoring_cloud_init(stack, *targets, data_devices=values[2],
                                          grafana_admin_password=values[3],
                                          nginx_targets=nginx_metrics_targets(values[1]))
 

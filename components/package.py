@@ -27,7 +27,14 @@ from components.vllm_service import VllmService
 from gpu_inference import __version__
 from gpu_inference.constants import PROJECT_NAME
 from gpu_inference.errors import ConfigError
-from gpu_inference.policy_rules import VLLM_SERVICE, PolicySettings, ResourceView, gpu_availability, vram_fit
+from gpu_inference.policy_rules import (
+    VLLM_SERVICE,
+    PolicySettings,
+    ResourceView,
+    can_start,
+    gpu_availability,
+    vram_fit,
+)
 from gpu_inference.service_spec import ServiceSpec
 
 # The package name is the type tokens' prefix (`gpu-inference:index:VllmService`): a consumer's SDK registers
@@ -56,8 +63,10 @@ class GpuInferenceProvider(ComponentProvider):
 
     - a bad config value, with the stack file's one-line message (key, value, allowed), not the SDK's
       generic input error;
-    - a model that does not fit its GPUs, or an offering not sold in the region: a consumer's program may run
-      without the policy pack, so the component applies the pack's mandatory resource rules itself.
+    - a model that does not fit its GPUs, an offering not sold in the region, or a service vLLM cannot start
+      (a quantization the checkpoint lacks, a gated repo without hfToken, AMD on the Kubernetes layout): a
+      consumer's program may run without the policy pack, so the component applies the pack's mandatory
+      resource rules itself.
     """
 
     def construct(
@@ -68,7 +77,7 @@ class GpuInferenceProvider(ComponentProvider):
         except ConfigError as exc:
             raise ComponentInitError(ValueError(exc.render())) from exc
         view = ResourceView(type=VLLM_SERVICE, name=name, props=ServiceSpec.from_stack(stack).props())
-        for check in (gpu_availability, vram_fit):
+        for check in (gpu_availability, vram_fit, can_start):
             failures, _ok = check(view, PolicySettings())
             if failures:
                 raise ComponentInitError(ValueError(failures[0]))

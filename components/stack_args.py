@@ -36,7 +36,9 @@ class Secrets:
 
 def from_config(cfg: StackConfig, secrets: Secrets) -> StackArgs:
     """A validated stack config as component args (how ``__main__.py`` hands a stack file to the components)."""
-    args = cfg.model_dump(exclude_none=True, exclude=set(SECRET_KEYS))
+    # With autoscaling, nodeCount is derived (minNodes) and refused when given: leave it out.
+    derived = {"node_count"} if cfg.autoscaling is not None else set()
+    args = cfg.model_dump(exclude_none=True, exclude=set(SECRET_KEYS) | derived)
     if cfg.api_key is not None:
         args["api_key"] = secrets.api_key
     if cfg.hf_token is not None:

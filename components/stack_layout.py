@@ -5,7 +5,7 @@ uses. ``machines``: a LoadBalancedPool of VMs and a MonitoringStack host beside 
 KubernetesGpuPool on an existing cluster, monitoring inside it.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,8 @@ from gpu_inference.pricing import bill_for_resources
 from gpu_inference.stack import ResolvedStack
 
 if TYPE_CHECKING:  # imported for real only by Kubernetes stacks (pulumi_kubernetes is slow to import)
+    from pulumi_command import local
+
     from components.kubernetes_gpu_pool import KubernetesGpuPool
 
 
@@ -39,6 +41,8 @@ class StackLayout:
     prometheus_url: pulumi.Input[str | None]
     registrations: tuple[Registration, ...]
     """Every paid resource, as registered: the program prices its own bill from these."""
+    smoke: "local.Command | None" = None
+    """The post-deploy smoke check (components/smoke_check.py); None when smokeTest is off or it cannot reach."""
 
     def monthly_cost_usd(self) -> float | None:
         """The bill of what the layout registered (730 h), priced like the preview and the budget policy;
@@ -62,10 +66,13 @@ def _machines(name: str, args: StackArgs, stack: ResolvedStack, opts: pulumi.Res
                                 lb_private_ip=pool.lb_private_ip),
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=list(pool.providers))),
         )
+    # The LB host and every GPU machine: a replacement of any of them re-runs the smoke check.
+    machine_ids = [*(s.node.machine.id for s in pool.services), pool.lb.id]
     return StackLayout(
         stack=stack, pool=pool, monitoring=monitoring, endpoint=pool.endpoint, node_addresses=pool.node_private_ips,
         prometheus_url=monitoring.prometheus_url if monitoring else None,
         registrations=(*pool.registrations, *(monitoring.registrations if monitoring else ())),
+        smoke=_smoke(name, args, stack, pool, pool.endpoint, machine_ids, opts),
     )
 
 
@@ -73,10 +80,24 @@ def _kubernetes(name: str, args: StackArgs, stack: ResolvedStack, opts: pulumi.R
     from components.kubernetes_gpu_pool import KubernetesGpuPool
 
     pool = KubernetesGpuPool(name, args, opts)
+    # The GPU node pool and the LoadBalancer Service (a new one is a new address); vLLM changes ride on the
+    # smoke's own trigger on what vLLM serves.
+    replaced_with = [pool.node_pool.id, pool.lb_service.id]
     return StackLayout(
         stack=stack, pool=pool, monitoring=getattr(pool, "monitoring", None), endpoint=pool.endpoint,
         node_addresses=[], prometheus_url=pool.prometheus_url, registrations=pool.registrations,
+        smoke=_smoke(name, args, stack, pool, pool.endpoint, replaced_with, opts),
     )
+
+
+def _smoke(name: str, args: StackArgs, stack: ResolvedStack, pool: pulumi.Resource, endpoint: pulumi.Output[str],
+           replaced_with: Sequence[pulumi.Input[str]], opts: pulumi.ResourceOptions) -> "local.Command | None":
+    """The smoke check after the whole pool (its load balancer and every node: depending on a component waits
+    for all its children)."""
+    from components.smoke_check import smoke_check
+
+    _stack, secrets = resolve(args)
+    return smoke_check(name, stack, endpoint, secrets.api_key, [pool], replaced_with, opts)
 
 
 LAYOUTS: dict[Layout, Callable[[str, StackArgs, ResolvedStack, pulumi.ResourceOptions], StackLayout]] = {

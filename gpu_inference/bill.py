@@ -40,6 +40,10 @@ class CostLine(BaseModel):
     monthly_usd: float
     price_date: datetime.date | None
     price_source: str | None
+    min_hourly_usd: float | None = None
+    """A line that scales (an autoscaling node pool): the price at its floor; ``hourly_usd`` and
+    ``monthly_usd`` are at its ceiling, the bill that can be charged. None: a fixed line."""
+    min_monthly_usd: float | None = None
 
 
 class Bill(BaseModel):
@@ -50,6 +54,11 @@ class Bill(BaseModel):
     lines: list[CostLine]
     total_monthly_usd: float
     hours_per_month: float = HOURS_PER_MONTH
+
+    @property
+    def min_total_monthly_usd(self) -> float:
+        """The month at every autoscaled line's floor (``total_monthly_usd`` is at their ceilings)."""
+        return sum(ln.monthly_usd if ln.min_monthly_usd is None else ln.min_monthly_usd for ln in self.lines)
 
     def by_resource(self) -> dict[str, CostLine]:
         """Lines keyed by resource name (a root volume is ``<instance>/root-volume``)."""
@@ -86,8 +95,9 @@ def line(
         description=description,
         quantity=quantity,
         unit=unit,
-        hourly_usd=hourly,
-        monthly_usd=monthly,
+        # Rounded far below a cent: only binary float noise goes (4 x 1146.1 = 4584.400000000001).
+        hourly_usd=round(hourly, 9),
+        monthly_usd=round(monthly, 6),
         price_date=price_date,
         price_source=price_source,
     )
@@ -185,19 +195,33 @@ def address(catalog: Catalog, resource_type: str, name: str, cloud: str, kind: s
     )
 
 
-def node_count(inputs: Mapping[str, Any], resource_type: str, name: str) -> tuple[float, str]:
-    """Nodes to bill for a node pool: ``nodeCount``, else the autoscaler's ``minNodes`` (the floor it always runs)."""
+def node_range(inputs: Mapping[str, Any], resource_type: str, name: str) -> tuple[float, float | None]:
+    """Nodes to bill for a node pool: (``nodeCount``, None), or with ``autoScale`` (``maxNodes``, ``minNodes``):
+    an autoscaling pool is billed at the most it can run (what the budget must cover), its floor beside it."""
+    if truthy(inputs.get("autoScale")) or (inputs.get("nodeCount") is None and inputs.get("maxNodes") is not None):
+        high = positive_number(require(inputs, "maxNodes", resource_type, name), f"{resource_type} {name!r} maxNodes")
+        low = positive_number(require(inputs, "minNodes", resource_type, name), f"{resource_type} {name!r} minNodes")
+        return high, low
     if inputs.get("nodeCount") is not None:
-        return positive_number(inputs["nodeCount"], f"{resource_type} {name!r} nodeCount"), ""
-    if inputs.get("minNodes") is not None:
-        low = positive_number(inputs["minNodes"], f"{resource_type} {name!r} minNodes")
-        high = inputs.get("maxNodes")
-        return low, f"; autoscaling, priced at minNodes (up to {high} nodes)" if high is not None else ""
-    raise ValueError(f"{resource_type} {name!r}: nodeCount (or minNodes) is required to price it")
+        return positive_number(inputs["nodeCount"], f"{resource_type} {name!r} nodeCount"), None
+    raise ValueError(f"{resource_type} {name!r}: nodeCount (or autoScale with minNodes/maxNodes) is required to price it")
+
+
+def scaling_machines(
+    resource_type: str, name: str, size: Offering | InfraOffering, high: float, low: float | None, unit: str
+) -> CostLine:
+    """``machines`` at ``high``; with a floor ``low``, the line also carries its price at the floor."""
+    if low is None:
+        return machines(resource_type, name, size, high, unit)
+    floor = machines(resource_type, name, size, low, unit)
+    ceiling = machines(resource_type, name, size, high, unit,
+                       f"; autoscaling {low:g}-{high:g} nodes, priced at maxNodes (${floor.monthly_usd:,.2f}/month at minNodes)")
+    return ceiling.model_copy(update={"min_hourly_usd": floor.hourly_usd, "min_monthly_usd": floor.monthly_usd})
 
 
 def bill_table(lines: list[Mapping[str, Any]], total_monthly_usd: float, budget_usd: float | None) -> list[str]:
-    """A bill as the CLI prints it (``preview`` and ``cost`` alike): one row per line, the total, the budget.
+    """A bill as the CLI prints it (``preview`` and ``cost`` alike): one row per line, the total, the budget,
+    and with an autoscaled line the month's range from every floor to every ceiling.
 
     ``lines`` are ``CostLine`` dicts as the preview report carries them (JSON).
     """
@@ -211,6 +235,10 @@ def bill_table(lines: list[Mapping[str, Any]], total_monthly_usd: float, budget_
     ]
     rows.append(f"{'total':<{width}}  {hourly_total:>9.4f}  {total_monthly_usd:>11,.2f}  "
                 f"(effective $/hour = month / {HOURS_PER_MONTH:.0f})")
+    if any(ln.get("min_monthly_usd") is not None for ln in lines):
+        low = sum(float(ln["monthly_usd"] if ln.get("min_monthly_usd") is None else ln["min_monthly_usd"]) for ln in lines)
+        rows.append(f"{'range':<{width}}  {'':>9}  {'':>11}  ${low:,.2f} to ${total_monthly_usd:,.2f} per month "
+                    "(autoscaling: minNodes to maxNodes; the total and the budget check are at maxNodes)")
     if budget_usd:
         over = total_monthly_usd - budget_usd
         verdict = "within budget" if over <= 0 else f"OVER BUDGET by ${over:,.2f}"

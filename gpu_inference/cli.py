@@ -1,4 +1,4 @@
-"""`python -m gpu_inference <command>`: size, estimate, plan, cost, preview, cost-diff.
+"""`python -m gpu_inference <command>`: size, estimate, plan, cost, preview, cost-diff, smoke.
 
 Exit codes: 0 success, 1 a mandatory check failed (does not fit, over budget, policy failed),
 2 invalid input (bad config value, unknown model or GPU, bad flag): one message, never a traceback.
@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "cost": "cost",
     "preview": "preview",
     "cost-diff": "cost_diff",
+    "smoke": "smoke",
 }
 
 

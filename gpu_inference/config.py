@@ -22,7 +22,14 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from gpu_inference import clouds
-from gpu_inference.constants import GRAFANA_VERSION, PROJECT_DIR, PROJECT_NAME, VLLM_IMAGE
+from gpu_inference.constants import (
+    GRAFANA_VERSION,
+    PROJECT_DIR,
+    PROJECT_NAME,
+    SMOKE_TIMEOUT_SECONDS,
+    VLLM_IMAGE,
+    VLLM_VERSION,
+)
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
 from gpu_inference.vocabulary import (
@@ -96,6 +103,15 @@ class MonitoringConfig(_Model):
     """Grafana OSS release installed from Grafana's apt repository (apt.grafana.com), pinned (X.Y.Z)."""
 
 
+# loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
+# certbot's default directory (`certbot --help all`, --server).
+LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+_ACME_EMAIL = r"^[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$"
+_ACME_SERVER = r"^https://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?(/[A-Za-z0-9._~-]+)*/?$"
+# A domain (DNS name) or a hosted zone id, whichever the cloud's DNS uses: each cloud checks (config_problems).
+_DNS_ZONE = r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$"
+
+
 class LoadBalancerConfig(_Model):
     """The Nginx host in front of the GPU nodes."""
 
@@ -112,7 +128,20 @@ class LoadBalancerConfig(_Model):
     proxy_next_upstream_tries: int = Field(2, ge=1, le=10)
     """At most this many nodes are tried for one request before an error is returned."""
     tls_domain: str | None = None
-    """Domain name to serve TLS for (certificate provisioning is left to the operator); none: plain HTTP."""
+    """Domain name the load balancer serves HTTPS for, with a Let's Encrypt certificate it obtains and renews
+    itself (certbot, HTTP-01 on port 80; a self-signed placeholder until then); none: plain HTTP."""
+    # --- TLS certificate and DNS record (issue 11); one block, every value reaches a shell script or a
+    # provider argument, so each has a pattern of what its consumer accepts.
+    acme_email: str | None = Field(None, pattern=_ACME_EMAIL)
+    """Email the ACME server (Let's Encrypt) sends expiry and problem notices to; none: certbot registers
+    without one (--register-unsafely-without-email)."""
+    acme_server: str = Field(LETS_ENCRYPT_DIRECTORY, pattern=_ACME_SERVER)
+    """ACME directory URL certbot gets the certificate from: Let's Encrypt production by default; its staging
+    directory (or a test CA) for trials."""
+    dns_zone: str | None = Field(None, pattern=_DNS_ZONE)
+    """Zone of the stack's own cloud's DNS to create the tlsDomain A record in, pointing at the load balancer's
+    static address: the domain (example.com) where the cloud's DNS is organised by domain, the hosted zone id
+    (Z0123...) on AWS Route 53; none: point the name at lbPublicIp yourself."""
 
 
 class KubernetesConfig(_Model):
@@ -122,6 +151,28 @@ class KubernetesConfig(_Model):
     """ID of the existing DOKS cluster that gets the GPU node pool."""
     namespace: str = Field(PROJECT_NAME, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace for the vLLM Deployment, Service and monitoring objects."""
+    keda_installed: bool = False
+    """The cluster already runs KEDA (its CRDs and operator): with autoscaling, the program then creates only
+    the ScaledObject instead of installing KEDA's Helm chart into the `keda` namespace. KEDA is cluster-wide:
+    of several autoscaled stacks on one cluster, all but the one that installs it set this."""
+
+
+class AutoscalingConfig(_Model):
+    """Replicas and GPU nodes that follow the load (provider kubernetes only): KEDA scales the vLLM StatefulSet
+    on vLLM's own metrics, the DOKS node-pool autoscaler adds a GPU node for a pending pod and removes an idle one."""
+
+    min_nodes: int = Field(ge=1, le=64)
+    """Fewest GPU nodes (vLLM replicas) ever running; at least 1, so the endpoint never waits for a cold start."""
+    max_nodes: int = Field(ge=1, le=64)
+    """Most GPU nodes (vLLM replicas); the budget policy prices the stack at this many."""
+    target_queue_depth: int = Field(8, ge=1, le=4096)
+    """Requests waiting (`vllm:num_requests_waiting`) per replica above which KEDA adds replicas."""
+    target_kv_cache_usage: float = Field(0.75, gt=0, le=1, allow_inf_nan=False)
+    """KV-cache usage (`vllm:kv_cache_usage_perc`, a 0-1 fraction) per replica above which KEDA adds replicas."""
+    scale_down_delay_seconds: int = Field(900, ge=300, le=3600)
+    """How long the load must stay low before a replica is removed (the HPA's scale-down stabilization window):
+    at least 300 s, longer than a model load, so a replica that just came up is not removed while it warms up;
+    at most 3600 s, the Kubernetes limit."""
 
 
 class StackConfig(_Model):
@@ -140,6 +191,9 @@ class StackConfig(_Model):
     model_repo: str | None = Field(None, min_length=1)
     """Hugging Face repo id (or a path on the node) vLLM loads the weights from; default: the model id.
     Required when `model` is a config.json path (a fine-tune)."""
+    model_gated: bool | None = None
+    """Whether the repo vLLM downloads is gated on Hugging Face (a license to accept: `hfToken` required);
+    default: the model catalog's record for a catalog model served from its own repo, false for any other repo."""
     served_model_name: str | None = None
     """Name clients use in the OpenAI API `model` field; default: the model id."""
     dtype: Dtype = DEFAULT_DTYPE
@@ -156,8 +210,9 @@ class StackConfig(_Model):
     """GPUs one model replica is split across, vLLM --tensor-parallel-size; default: every GPU on the node."""
     kv_cache_dtype: KvCacheDtype = DEFAULT_KV_CACHE_DTYPE
     """KV-cache element type, vLLM --kv-cache-dtype; fp8 halves the bytes per token."""
-    vllm_image: str = VLLM_IMAGE
-    """The vllm/vllm-openai image with a pinned release tag (never `latest`)."""
+    vllm_image: str | None = None
+    """The vLLM image, with a pinned release tag (never `latest`); default: vLLM's image for the GPU's vendor at
+    the release the sizing is calibrated for (vllm/vllm-openai, or vllm/vllm-openai-rocm on AMD GPUs)."""
     typical_request_tokens: int = Field(2048, ge=1)
     """Prompt + output tokens of a typical request; the kv-headroom policy checks max_num_seqs of these fit."""
     monthly_budget_usd: float = Field(gt=0)
@@ -177,6 +232,12 @@ class StackConfig(_Model):
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: bool = False
     """Run GPU nodes on spot capacity where the cloud has a spot tier; cheaper, can be reclaimed."""
+    on_demand_nodes: int = Field(0, ge=0, le=63)
+    """With spot: the first this many GPU nodes run on demand and the rest on spot, so a spot reclaim never
+    takes the whole endpoint down (must be below nodeCount: all on demand is `spot: false`)."""
+    autoscaling: AutoscalingConfig | None = None
+    """Scale GPU nodes between minNodes and maxNodes on queue depth and KV-cache usage (provider kubernetes only;
+    replaces nodeCount, which is refused beside it: the autoscaler owns the count)."""
     disk_gb: int | None = Field(None, ge=20, le=16384)
     """Root/model-cache disk per GPU node in GB; default: sized from the weights."""
     tags: list[str] = Field(default_factory=list)
@@ -187,6 +248,12 @@ class StackConfig(_Model):
     """The Nginx load balancer host."""
     kubernetes: KubernetesConfig | None = None
     """Cluster settings, required when provider is kubernetes."""
+    # Post-deploy verification (issue 14): the program's pulumi-command step runs `python -m gpu_inference smoke`.
+    smoke_test: bool = True
+    """After the load balancer and every node exist, `pulumi up` runs `python -m gpu_inference smoke` on the endpoint
+    and fails when it does not serve the model."""
+    smoke_timeout_seconds: float = Field(SMOKE_TIMEOUT_SECONDS, ge=60, le=21600, allow_inf_nan=False)
+    """How long (seconds, 60 to 21600) that check waits for the endpoint to serve; the default covers a 70B download."""
 
     @field_validator("allowed_cidrs")
     @classmethod
@@ -200,8 +267,8 @@ class StackConfig(_Model):
 
     @field_validator("vllm_image")
     @classmethod
-    def _image_is_pinned(cls, image: str) -> str:
-        if not _PINNED_IMAGE.match(image):
+    def _image_is_pinned(cls, image: str | None) -> str | None:
+        if image is not None and not _PINNED_IMAGE.match(image):
             raise ValueError(
                 f"must be an image with a pinned release tag like {VLLM_IMAGE} (no `latest`, no digest-less moving tag)"
             )
@@ -226,9 +293,51 @@ class StackConfig(_Model):
             )
         return provider
 
+    @model_validator(mode="before")
+    @classmethod
+    def _autoscaling_owns_the_count(cls, data: Any) -> Any:
+        # One key, one meaning: with autoscaling the autoscaler owns the count (KEDA sets the StatefulSet's
+        # replicas, DOKS the pool's nodes), so a nodeCount beside it would either fight them on every
+        # `pulumi up` or be silently ignored after the first. It is refused; nodeCount becomes minNodes.
+        if not isinstance(data, Mapping) or not isinstance(data.get("autoscaling"), Mapping):
+            return data
+        given = [k for k in ("nodeCount", "node_count") if k in data]
+        if given:
+            raise ValueError(
+                f"{NAMESPACE}:nodeCount = {_fmt_value(data[given[0]])} is not allowed beside {NAMESPACE}:autoscaling: "
+                "remove nodeCount (autoscaling.minNodes and maxNodes set the count)"
+            )
+        floor = data["autoscaling"].get("minNodes", data["autoscaling"].get("min_nodes"))
+        # Numbers from another language's SDK arrive as floats (2.0); a bad floor is reported on minNodes alone.
+        if isinstance(floor, int | float) and not isinstance(floor, bool) and float(floor).is_integer() and 1 <= floor <= 64:
+            data = {**data, "nodeCount": int(floor)}
+        return data
+
     @model_validator(mode="after")
     def _fields_agree(self) -> StackConfig:
         cloud = clouds.cloud_for(self.provider)
+        if self.autoscaling is not None and cloud.layout != "kubernetes":
+            scalers = ", ".join(name for name, c in clouds.CLOUDS.items() if c.layout == "kubernetes")
+            raise ValueError(
+                f"{NAMESPACE}:autoscaling is not supported with provider {self.provider} (fixed machines): "
+                f"use provider {scalers}, or remove autoscaling and set nodeCount"
+            )
+        scaling = self.autoscaling
+        if scaling is not None and scaling.min_nodes > scaling.max_nodes:
+            raise ValueError(
+                f"{NAMESPACE}:autoscaling.minNodes = {scaling.min_nodes} is above {NAMESPACE}:autoscaling.maxNodes = "
+                f"{scaling.max_nodes}: minNodes must be at most maxNodes"
+            )
+        if self.on_demand_nodes and not self.spot:
+            raise ValueError(
+                f"{NAMESPACE}:onDemandNodes = {self.on_demand_nodes} needs {NAMESPACE}:spot = true "
+                "(without spot every node is on demand already): set spot: true or remove onDemandNodes"
+            )
+        if self.on_demand_nodes and self.on_demand_nodes >= self.node_count:
+            raise ValueError(
+                f"{NAMESPACE}:onDemandNodes = {self.on_demand_nodes} is not below {NAMESPACE}:nodeCount = "
+                f"{self.node_count}: allowed 0 to {self.node_count - 1} (all nodes on demand is spot: false)"
+            )
         for problem in cloud.config_problems(self):
             raise ValueError(problem)
         if self.model.endswith(".json") and not self.model_repo:
@@ -244,8 +353,19 @@ class StackConfig(_Model):
             )
         return self
 
+    def node_is_spot(self, index: int) -> bool:
+        """GPU node ``index`` runs on spot: spot is on and the node is past the on-demand floor."""
+        return self.spot and index >= self.on_demand_nodes
+
+    @property
+    def max_node_count(self) -> int:
+        """Most GPU nodes the stack can run: autoscaling.maxNodes, else nodeCount."""
+        return self.autoscaling.max_nodes if self.autoscaling is not None else self.node_count
+
     @property
     def vllm_version(self) -> str:
+        if self.vllm_image is None:
+            return VLLM_VERSION
         match = _PINNED_IMAGE.match(self.vllm_image)
         assert match is not None  # validated above
         return match.group("version")
@@ -257,8 +377,12 @@ class StackConfig(_Model):
     def describe(self) -> str:
         """One readable line, for logs and previews."""
         quant = self.quantization or "checkpoint"
+        count = (f"{self.autoscaling.min_nodes}-{self.autoscaling.max_nodes} (autoscaling)"
+                 if self.autoscaling is not None else str(self.node_count))
+        if self.spot and self.on_demand_nodes:
+            count += f" ({self.on_demand_nodes} on demand, {self.node_count - self.on_demand_nodes} spot)"
         return (
-            f"{self.node_count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
+            f"{count} × {self.gpu} on {self.provider}/{self.region} serving {self.model} "
             f"({self.dtype}, quant={quant}, kv={self.kv_cache_dtype}, max_model_len={self.max_model_len}, "
             f"util={self.gpu_memory_utilization}), budget ${self.monthly_budget_usd:,.0f}/month"
         )

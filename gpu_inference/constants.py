@@ -19,6 +19,8 @@ VLLM_PORT = 8000
 # node_exporter's and NVIDIA dcgm-exporter's default ports.
 NODE_EXPORTER_PORT = 9100
 DCGM_EXPORTER_PORT = 9400
+# AMD Device Metrics Exporter's default port (ROCm/device-metrics-exporter docs: http://localhost:5000/metrics).
+AMD_METRICS_EXPORTER_PORT = 5000
 PROMETHEUS_PORT = 9090
 # mtail's default HTTP port (`mtail -port`): the load balancer's Nginx request metrics.
 MTAIL_PORT = 3903
@@ -38,3 +40,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 PROJECT_DIR = PACKAGE_DIR.parent
 PROJECT_NAME = "gpu-inference"
+
+# How long the post-deploy smoke check waits for the endpoint to serve (issue 14): a 70B checkpoint in bf16
+# is ~140 GB, ~25 min at 100 MB/s from the Hub, plus the droplet's boot, the NVIDIA toolkit, the ~10 GB vLLM
+# image and loading the weights onto the GPUs; an hour covers that with room to spare.
+SMOKE_TIMEOUT_SECONDS = 3600.0

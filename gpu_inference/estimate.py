@@ -267,6 +267,7 @@ def sizing_request(req: EstimateRequest) -> SizingRequest:
         gpu_memory_gib=req.gpu.usable_memory_gib,
         gpu_name=req.gpu.name,
         gpu_supports_fp8=req.gpu.fp8,
+        gpu_vendor=req.gpu.vendor,
         tensor_parallel_size=req.tensor_parallel_size,
         max_model_len=req.max_model_len,
         gpu_memory_utilization=req.gpu_memory_utilization,

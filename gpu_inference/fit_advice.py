@@ -92,7 +92,8 @@ def _describe(rs: ResolvedStack, changes: dict[str, Any]) -> str:
         parts.append(f"{NAMESPACE}:gpu = {o.id} ({gpus}{tp})")
     if "quantization" in changes:
         q = changes["quantization"]
-        note = " (online FP8 quantization of the bf16 checkpoint)" if q == "fp8" else " (use an AWQ checkpoint of the model)"
+        note = " (online FP8 quantization of the bf16 checkpoint)" if q == "fp8" else (
+            f" with {NAMESPACE}:modelRepo set to an AWQ checkpoint of the model (vLLM cannot make AWQ at load)")
         parts.append(f"{NAMESPACE}:quantization = {q}{note}")
     if "maxModelLen" in changes:
         parts.append(f"{NAMESPACE}:maxModelLen = {changes['maxModelLen']}")

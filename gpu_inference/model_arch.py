@@ -134,6 +134,12 @@ class ModelArchitecture(BaseModel):
     max_position_embeddings (one default/llama3 rope). Linear and dynamic-NTK scaling cache
     max_position × factor rows, YaRN original_max_position × factor; Gemma 3 adds a local rope."""
 
+    gated: bool = False
+    """The Hugging Face repository of this id is gated: downloading it needs a token of an account that accepted
+    its license (``gpu-inference:hfToken``)."""
+    gated_source: str = ""
+    """Which gate (the model card's words), when gated."""
+
     source: str = ""
     verified: bool = False
     unverified_fields: list[str] = Field(default_factory=list)
@@ -311,7 +317,10 @@ def load_model_catalog(path: Path = DATA_DIR / "models.yaml") -> dict[str, Model
         if parent_id in seen or parent_id not in entries:
             raise ValueError(f"{entry['id']}: bad extends {parent_id!r}")
         parent = expand(entries[parent_id], (*seen, entry["id"]))
-        inherited = {k: v for k, v in parent.items() if k not in {"id", "aliases", "extends", "total_params_b"}}
+        # Gating belongs to a repository, not an architecture: a quantized re-upload of a gated model is
+        # usually open.
+        own_only = {"id", "aliases", "extends", "total_params_b", "gated", "gated_source"}
+        inherited = {k: v for k, v in parent.items() if k not in own_only}
         return _merge(inherited, {k: v for k, v in entry.items() if k != "extends"})
 
     catalog: dict[str, ModelArchitecture] = {}

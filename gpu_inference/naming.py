@@ -42,6 +42,11 @@ def lb_host(pool: str) -> str:
     return f"{pool}-lb"
 
 
+def smoke(pool: str) -> str:
+    """The post-deploy smoke Command of a pool (``gpu-inference-smoke``)."""
+    return f"{pool}-smoke"
+
+
 def gpu_pool(pool: str) -> str:
     """The Kubernetes layout's GPU node pool (``gpu-inference-gpu``)."""
     return f"{pool}-gpu"
@@ -70,6 +75,11 @@ def attachment(volume: str) -> str:
 def static_ip(machine: str) -> str:
     """The address that outlives a machine (a reserved / elastic IP)."""
     return f"{machine}-ip"
+
+
+def dns_record(machine: str, kind: str = "a") -> str:
+    """The DNS record (A / AAAA) that points the TLS domain at a machine's static address."""
+    return f"{machine}-dns-{kind}"
 
 
 def node_name(index: int) -> str:

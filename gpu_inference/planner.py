@@ -19,7 +19,7 @@ import math
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,9 +28,12 @@ from gpu_inference.catalog import Catalog, Gpu, Offering, load_catalog
 from gpu_inference.clouds import CLOUDS, cloud_for
 from gpu_inference.config import NAMESPACE, parse_stack_config
 from gpu_inference.constants import HOURS_PER_MONTH, VLLM_VERSION
-from gpu_inference.estimate import Estimate, EstimateRequest, estimate, sizing_request
+from gpu_inference.estimate import TYPICAL_PROMPT_SHARE, Estimate, EstimateRequest, estimate, sizing_request
 from gpu_inference.model_arch import ModelArchitecture
 from gpu_inference.sizing import SizingResult, size_deployment
+
+if TYPE_CHECKING:
+    from gpu_inference.stack import ResolvedStack
 
 # Each node is planned at this share of its predicted capacity at the chosen concurrency: Poisson-ish arrivals,
 # a node being replaced and prediction error all need slack before the latency targets break.
@@ -325,3 +328,24 @@ __all__: Sequence[str] = [
     "HEADROOM", "JSON_KEYS", "Candidate", "Plan", "PlanRequest", "Rejected", "make_plan", "stack_file_text",
     "written_config",
 ]  # fmt: skip
+
+
+def node_capacity_requests(stack: ResolvedStack) -> int | None:
+    """Requests one node of ``stack`` serves at once as the planner plans it: the capacity model's effective
+    concurrency at ``maxNumSeqs`` (capped by the KV cache) at ``HEADROOM``; None when the model has no
+    estimate for the stack (the scale-advice alerts then fall back to one node more or fewer)."""
+    cfg = stack.config
+    inp = max(1.0, round(cfg.typical_request_tokens * TYPICAL_PROMPT_SHARE))
+    try:
+        est = estimate(EstimateRequest(
+            model=stack.model, gpu=stack.gpu, tensor_parallel_size=stack.tensor_parallel_size,
+            quantization=cfg.quantization, kv_cache_dtype=cfg.kv_cache_dtype, max_model_len=cfg.max_model_len,
+            max_num_seqs=cfg.max_num_seqs, gpu_memory_utilization=cfg.gpu_memory_utilization,
+            vllm_version=cfg.vllm_version, input_tokens=inp, output_tokens=max(1.0, cfg.typical_request_tokens - inp),
+            concurrency=cfg.max_num_seqs,
+        ))
+    except (ValueError, LookupError):
+        return None
+    if not est.fits or est.effective_concurrency < 1:
+        return None
+    return max(1, math.floor(est.effective_concurrency * HEADROOM))

@@ -30,14 +30,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
 from gpu_inference.clouds import CLOUDS, OpenPort, cloud_for
 from gpu_inference.config import NAMESPACE, parse_stack_config
-from gpu_inference.constants import DCGM_EXPORTER_PORT, MTAIL_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.constants import (
+    AMD_METRICS_EXPORTER_PORT,
+    DCGM_EXPORTER_PORT,
+    MTAIL_PORT,
+    NODE_EXPORTER_PORT,
+    PROMETHEUS_PORT,
+    VLLM_PORT,
+)
 from gpu_inference.errors import ConfigError
 from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack, resolve_stack
 
 VLLM_SERVICE = "gpu-inference:index:VllmService"
 
-PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability"]
+PolicyName = Literal["vram-fit", "kv-headroom", "budget", "security", "gpu-availability", "can-start"]
 Level = Literal["mandatory", "advisory", "disabled"]
 
 # Ports that must never face the whole internet: they have no authentication of their own
@@ -46,6 +53,7 @@ SENSITIVE_PORTS: dict[int, str] = {
     VLLM_PORT: "vLLM API",
     NODE_EXPORTER_PORT: "node_exporter",
     DCGM_EXPORTER_PORT: "DCGM exporter",
+    AMD_METRICS_EXPORTER_PORT: "AMD device metrics exporter",
     PROMETHEUS_PORT: "Prometheus",
     MTAIL_PORT: "mtail (Nginx metrics)",
 }
@@ -136,12 +144,18 @@ class PolicySettings(BaseModel):
     """The stack's publicEndpoint, for a VllmService whose props do not carry it."""
     api_key_set: bool | None = None
     """Whether the stack has an API key (judges a load balancer port open to the world)."""
+    https_required: bool = False
+    """Refuse an endpoint that takes the API key over plain HTTP (on for prod stacks: ``for_stack``)."""
+    tls: bool | None = None
+    """Whether the load balancer serves the API over TLS only (then port 80 only redirects and answers ACME)."""
 
     @classmethod
     def for_stack(cls, stack_name: str | None, **overrides: Any) -> PolicySettings:
         """Defaults for a stack: security is mandatory for ``prod*`` stacks, advisory elsewhere."""
-        levels: dict[PolicyName, Level] = {"security": "mandatory"} if is_prod_stack(stack_name) else {}
+        prod = is_prod_stack(stack_name)
+        levels: dict[PolicyName, Level] = {"security": "mandatory"} if prod else {}
         levels.update(overrides.pop("levels", {}) or {})
+        overrides.setdefault("https_required", prod)
         return cls(levels=levels, **overrides)
 
     def level(self, name: PolicyName) -> Level:
@@ -161,6 +175,8 @@ class PolicySettings(BaseModel):
             update["public_endpoint"] = services[0].props["publicEndpoint"]
         if self.api_key_set is None and services and isinstance(services[0].props.get("apiKeySet"), bool):
             update["api_key_set"] = services[0].props["apiKeySet"]
+        if self.tls is None and services:
+            update["tls"] = bool(services[0].props.get("tlsDomain"))
         return self.model_copy(update=update)
 
 
@@ -330,6 +346,33 @@ def gpu_availability(view: ResourceView, settings: PolicySettings) -> Outcome:
     return [], f"{gpu} ({offering.gpu_count} × {offering.gpu}) is offered in {provider}/{region}"
 
 
+def can_start(view: ResourceView, settings: PolicySettings) -> Outcome:
+    """can-start: vLLM can start on the node as configured: the layout runs the GPU vendor's software, the
+    requested quantization is one the checkpoint has (or fp8, applied at load), and a gated repo has a token."""
+    rs = resolve_service(view)
+    if isinstance(rs, list):
+        return [], "not checked: the service cannot be resolved (see vram-fit)"
+    from gpu_inference import checkpoint, gpu_vendor  # checkpoint imports the config module this one does
+
+    problems = gpu_vendor.layout_problems(rs)
+    problems += checkpoint.start_problems(rs, hf_token_set=view.props.get("hfTokenSet") is True)
+    if problems:
+        return problems, ""
+    vendor = gpu_vendor.vendor_for(rs)
+    stored = checkpoint.stored_quantization(rs)
+    at_load = checkpoint.quantization_flag(rs)
+    weights = f"stored {stored}" if stored != "none" else (f"16-bit, {at_load} at load" if at_load else "16-bit")
+    gated, _why = checkpoint.gated(rs)
+    return [], (
+        f"{checkpoint.repo(rs)} ({weights}{', gated: hfToken set' if gated else ''}) on {vendor.software} "
+        f"with {gpu_vendor.vllm_image(rs)}"
+    )
+
+
+def check_can_start(view: ResourceView) -> list[str]:
+    return can_start(view, PolicySettings())[0] if is_vllm_service(view) else []
+
+
 def check_vram_fit(view: ResourceView) -> list[str]:
     return vram_fit(view, PolicySettings())[0] if is_vllm_service(view) else []
 
@@ -356,7 +399,8 @@ def budget_from_views(views: Iterable[ResourceView]) -> float | None:
 
 
 def budget(views: list[ResourceView], settings: PolicySettings) -> Outcome:
-    """budget: the monthly price of every registered resource is within the budget (plus slack)."""
+    """budget: the monthly price of every registered resource is within the budget (plus slack); an autoscaling
+    node pool counts at maxNodes, the most it can be charged (its line's ``monthly_usd``)."""
     from gpu_inference.pricing import bill_for_resources  # imported late: pricing is heavier than the rules
 
     budget_usd = settings.monthly_budget_usd or budget_from_views(views)
@@ -371,12 +415,14 @@ def budget(views: list[ResourceView], settings: PolicySettings) -> Outcome:
     total = bill.total_monthly_usd
     lines = sorted(bill.lines, key=lambda line: -line.monthly_usd)
     breakdown = "; ".join(f"{ln.resource_name} ({ln.description}) ${ln.monthly_usd:,.2f}" for ln in lines)
+    scaled = total != bill.min_total_monthly_usd
+    at_max = f" at maxNodes (${bill.min_total_monthly_usd:,.2f} at minNodes)" if scaled else ""
     if total <= budget_usd + settings.budget_slack_usd:
-        return [], f"${total:,.2f}/month of the ${budget_usd:,.2f} budget ({breakdown or 'nothing priced'})"
+        return [], f"${total:,.2f}/month{at_max} of the ${budget_usd:,.2f} budget ({breakdown or 'nothing priced'})"
     over = total - budget_usd
     return [
-        f"the stack costs ${total:,.2f}/month (730 h), ${over:,.2f} over the ${budget_usd:,.2f} budget. "
-        f"Breakdown: {breakdown}. Fix: choose a cheaper offering, fewer nodes, or raise "
+        f"the stack costs ${total:,.2f}/month (730 h){at_max}, ${over:,.2f} over the ${budget_usd:,.2f} budget. "
+        f"Breakdown: {breakdown}. Fix: choose a cheaper offering, fewer nodes{', a lower maxNodes' if scaled else ''}, or raise "
         f"{NAMESPACE}:monthlyBudgetUsd to at least {total:,.0f}."
     ], ""
 
@@ -454,12 +500,14 @@ def allowed_cidrs_from_views(views: Iterable[ResourceView]) -> list[str] | None:
 
 def security(view: ResourceView, settings: PolicySettings) -> Outcome:
     """security: no world-open vLLM/exporter/Prometheus port, SSH only from allowedCidrs, an API key when the
-    endpoint is public, no credential in a plain (non-secret) input."""
+    endpoint is public, no credential in a plain (non-secret) input, and (prod) no API key over plain HTTP."""
     allowed = settings.allowed_cidrs
     problems: list[str] = []
     for port in open_ports(view):
         world = [s for s in port.sources if _is_world(s)]
-        if world and any(port.low <= p <= port.high for p in PUBLIC_PORTS) and settings.public_endpoint is False \
+        # With TLS the API is on 443 alone: a world-open 80 only redirects and answers ACME challenges.
+        api_ports = (443,) if settings.tls else PUBLIC_PORTS
+        if world and any(port.low <= p <= port.high for p in api_ports) and settings.public_endpoint is False \
                 and settings.api_key_set is False:
             # publicEndpoint says private, but the API port faces the world: it is public, so it needs a key.
             problems.append(
@@ -494,6 +542,15 @@ def security(view: ResourceView, settings: PolicySettings) -> Outcome:
             problems.append(
                 f"{view.name!r} serves a public endpoint without an API key: set one with "
                 f"`pulumi config set --secret {NAMESPACE}:apiKey ...`, or set {NAMESPACE}:publicEndpoint false"
+            )
+        first = view.props.get("nodeIndex") in (None, 0, 0.0)  # one message per stack, not one per node
+        if settings.https_required and first and view.props.get("apiKeySet") is True and not view.props.get("tlsDomain"):
+            # Every request carries the key in its Authorization header: over plain HTTP anyone on the path
+            # reads it, and the key is the only thing between the internet and the GPUs.
+            problems.append(
+                f"{view.name!r} takes the API key over plain HTTP (http://…/v1): set {NAMESPACE}:loadBalancer.tlsDomain "
+                f"to a name pointing at the load balancer (and {NAMESPACE}:loadBalancer.dnsZone to create that record) so "
+                "the load balancer serves HTTPS with a Let's Encrypt certificate"
             )
     return problems, "no world-open internal port, SSH restricted, no plain secret"
 
@@ -537,7 +594,7 @@ class Policy:
     """Offline: one stack-wide PASS when no resource fails, instead of one verdict per resource."""
 
 
-# Defaults: refusing money spent on a model that cannot start (vram-fit), on a GPU the region does not have
+# Defaults: refusing money spent on a model that cannot start (vram-fit, can-start), on a GPU the region does not have
 # (gpu-availability) or over budget is the product's promise, so those are mandatory. A thin KV cache still
 # serves (requests queue), so kv-headroom only advises. Security is advisory for dev stacks (people poke at
 # them from laptops) and mandatory for prod (PolicySettings.for_stack).
@@ -550,6 +607,18 @@ POLICIES: tuple[Policy, ...] = (
         check=vram_fit,
         applies=is_vllm_service,
         remediation="Apply the cheapest fix the message names: quantize, lower maxModelLen, a larger GPU, or more GPUs.",
+    ),
+    Policy(
+        name="can-start",
+        description=(
+            "vLLM can start as configured: the layout runs the GPU vendor's software (CUDA/ROCm), a requested "
+            "quantization is one the checkpoint has (or fp8, applied at load), and a gated repo has an hfToken."
+        ),
+        default_level="mandatory",
+        kind="resource",
+        check=can_start,
+        applies=is_vllm_service,
+        remediation="Apply the fix the message names: a pre-quantized modelRepo, quantization fp8, an hfToken.",
     ),
     Policy(
         name="kv-headroom",
@@ -575,7 +644,7 @@ POLICIES: tuple[Policy, ...] = (
         name="security",
         description=(
             "No vLLM/exporter/Prometheus port open to the world, SSH only from allowedCidrs, an API key on a "
-            "public endpoint, no credential in a plain input."
+            "public endpoint, no credential in a plain input; in prod stacks, no API key over plain HTTP."
         ),
         default_level="advisory",
         kind="resource",
@@ -607,7 +676,9 @@ POLICIES: tuple[Policy, ...] = (
 POLICY_BY_NAME: dict[PolicyName, Policy] = {p.name: p for p in POLICIES}
 # The order the offline preview reports verdicts in: for each service, whether its GPU is sold there, whether
 # the model fits it, whether the KV cache has headroom; then the stack's bill; then its security.
-REPORT_ORDER: tuple[PolicyName, ...] = ("gpu-availability", "vram-fit", "kv-headroom", "budget", "security")
+REPORT_ORDER: tuple[PolicyName, ...] = (
+    "gpu-availability", "vram-fit", "can-start", "kv-headroom", "budget", "security",
+)
 POLICY_NAMES: tuple[PolicyName, ...] = tuple(POLICY_BY_NAME)
 DEFAULT_LEVELS: dict[PolicyName, Level] = {p.name: p.default_level for p in POLICIES}
 

@@ -83,6 +83,9 @@ class PreviewReport(BaseModel):
     resources: list[RecordedResource]
     cost_lines: list[dict[str, Any]]
     monthly_cost_usd: float
+    """The month at every autoscaled line's ceiling (maxNodes): what can be charged, what the budget checks."""
+    monthly_cost_min_usd: float | None = None
+    """With autoscaling: the month at minNodes (the floor of the range); None when nothing scales."""
     budget_usd: float
     within_budget: bool
     policies: list[dict[str, Any]]
@@ -91,6 +94,9 @@ class PreviewReport(BaseModel):
     files: list[str]
     exit_code: int
     """0 when every mandatory policy passes, 1 when one fails."""
+    notes: list[str] = Field(default_factory=list)
+    """What the program warned about through ``pulumi.log.warn`` (a real `pulumi preview` shows the same), e.g.
+    that the post-deploy smoke check reaches a private endpoint only from allowedCidrs."""
 
 
 def _close_event_loop() -> None:
@@ -466,6 +472,8 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
         resources=recorded,
         cost_lines=[line.model_dump(mode="json") for line in bill.lines],
         monthly_cost_usd=round(bill.total_monthly_usd, 2),
+        monthly_cost_min_usd=(round(bill.min_total_monthly_usd, 2)
+                              if any(ln.min_monthly_usd is not None for ln in bill.lines) else None),
         budget_usd=cfg.monthly_budget_usd,
         within_budget=bill.total_monthly_usd <= cfg.monthly_budget_usd,
         policies=[v.model_dump(mode="json") for v in verdicts],
@@ -473,6 +481,7 @@ def run_preview(stack: str, out_dir: Path | None, project_dir: Path = PROJECT_DI
         outputs=outputs,
         files=files,
         exit_code=1 if any(v.blocks for v in verdicts) else 0,
+        notes=[line.removeprefix("warning: ") for line in program.log if line.startswith("warning: ")],
     )
 
 

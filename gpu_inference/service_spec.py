@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from gpu_inference import naming
 from gpu_inference.constants import VLLM_IMAGE
+from gpu_inference.gpu_vendor import vllm_image
 from gpu_inference.vocabulary import (
     DEFAULT_DTYPE,
     DEFAULT_GPU_MEMORY_UTILIZATION,
@@ -47,6 +48,12 @@ class ServiceSpec(BaseModel):
 
     model: str
     """Catalog model id or config.json path (``gpu-inference:model``)."""
+    model_repo: str | None = None
+    """The repo vLLM downloads when it is not the model id (``gpu-inference:modelRepo``)."""
+    model_gated: bool | None = None
+    """``gpu-inference:modelGated``: whether that repo is gated (None: the catalog's record)."""
+    hf_token_set: bool = False
+    """Whether the nodes get a Hugging Face token (the token itself is a secret and never part of the spec)."""
     served_model_name: str | None = None
     """The name clients use in the API's ``model`` field."""
     gpu: str
@@ -75,13 +82,15 @@ class ServiceSpec(BaseModel):
     public_endpoint: bool = True
     cluster_id: str | None = None
     """Kubernetes only: the cluster the service runs on."""
+    tls_domain: str | None = None
+    """The name the load balancer serves HTTPS for (``loadBalancer.tlsDomain``); None: the endpoint is plain HTTP."""
 
     @model_validator(mode="before")
     @classmethod
     def _image_from_version(cls, data: Any) -> Any:
-        # A spec that names only the vLLM version runs that version's official image.
+        # A spec that names only the vLLM version runs that version's official image for its GPU's vendor.
         if isinstance(data, Mapping) and not data.get("vllmImage") and data.get("vllmVersion"):
-            return {**data, "vllmImage": f"vllm/vllm-openai:v{str(data['vllmVersion']).removeprefix('v')}"}
+            return {**data, "vllmImage": _vendor_image(data.get("gpu"), str(data["vllmVersion"]))}
         return data
 
     @classmethod
@@ -89,6 +98,9 @@ class ServiceSpec(BaseModel):
         cfg = stack.config
         return cls(
             model=cfg.model,
+            model_repo=cfg.model_repo,
+            model_gated=cfg.model_gated,
+            hf_token_set=cfg.hf_token is not None,
             served_model_name=cfg.name_for_clients,
             gpu=stack.offering.id,
             gpu_name=stack.gpu.name,
@@ -103,7 +115,8 @@ class ServiceSpec(BaseModel):
             kv_cache_dtype=cfg.kv_cache_dtype,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
             vllm_version=cfg.vllm_version,
-            vllm_image=cfg.vllm_image,
+            # The image the nodes run: the vendor's (ROCm on AMD) unless the config pins one.
+            vllm_image=vllm_image(stack),
             typical_request_tokens=cfg.typical_request_tokens,
             provider=cfg.provider,
             region=cfg.region,
@@ -112,6 +125,7 @@ class ServiceSpec(BaseModel):
             allowed_cidrs=list(cfg.allowed_cidrs),
             public_endpoint=cfg.public_endpoint,
             cluster_id=cfg.kubernetes.cluster_id if cfg.kubernetes else None,
+            tls_domain=cfg.load_balancer.tls_domain,
         )
 
     @classmethod
@@ -140,9 +154,22 @@ class ServiceSpec(BaseModel):
         return raw
 
 
+def _vendor_image(offering: Any, version: str) -> str:
+    from gpu_inference.catalog import UnknownCatalogEntry, load_catalog
+    from gpu_inference.gpu_vendor import NVIDIA, VENDORS
+
+    try:
+        catalog = load_catalog()
+        vendor = VENDORS[catalog.gpu(catalog.offering(str(offering)).gpu).vendor]
+    except (UnknownCatalogEntry, KeyError):
+        vendor = NVIDIA  # an unknown offering is refused by gpu-availability anyway
+    return vendor.default_vllm_image(version)
+
+
 # The spec fields that are stack config keys as they are (the others are derived: GPU facts, vLLM version).
 _CONFIG_KEYS = frozenset({
-    "model", "gpu", "provider", "region", "nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs", "dtype",
+    "model", "modelRepo", "modelGated",
+    "gpu", "provider", "region", "nodeCount", "tensorParallelSize", "maxModelLen", "maxNumSeqs", "dtype",
     "quantization", "kvCacheDtype", "gpuMemoryUtilization", "vllmImage", "typicalRequestTokens",
     "monthlyBudgetUsd", "allowedCidrs", "publicEndpoint",
 })  # fmt: skip

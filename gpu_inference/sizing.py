@@ -147,6 +147,12 @@ def load_calibration(path: Path = DATA_DIR / "vllm_calibration.yaml") -> tuple[V
     return tuple(VersionCalibration.model_validate(entry) for entry in raw["ranges"])
 
 
+@functools.cache
+def rocm_non_torch_gib(path: Path = DATA_DIR / "vllm_calibration.yaml") -> float:
+    """Least non-torch memory per GPU on ROCm (AMD GPUs), from the one logged ROCm startup (see the yaml)."""
+    return float(yaml.safe_load(Path(path).read_text())["rocm_non_torch_gib"])
+
+
 def calibration_for(vllm_version: str, engine: Literal["v0", "v1"] | None = None) -> VersionCalibration:
     """The calibration range holding this version (and engine, for the 0.7–0.10 years with both)."""
     version = parse_version(vllm_version)
@@ -201,6 +207,8 @@ class SizingRequest(BaseModel):
     """Tokens per KV-cache block (vLLM --block-size)."""
     gpu_free_memory_gib: float | None = Field(default=None, ge=0)
     """Free memory per GPU when vLLM starts (other processes' use subtracted); None -> the whole GPU is free."""
+    gpu_vendor: Literal["nvidia", "amd"] = "nvidia"
+    """The GPU's vendor (catalog ``vendor``): on AMD, vLLM runs on ROCm, whose non-torch memory is larger."""
     gpu_multiprocessors: int | None = Field(default=None, gt=0)
     """Streaming multiprocessors per GPU (catalog ``multiprocessors``); None -> the H100's 132. Sizes the
     sampler's top-k/top-p buffer only."""
@@ -590,7 +598,14 @@ def _is_pcie_only(gpu_name: str | None) -> bool:
     return bool(_PCIE_ONLY_GPUS.search((gpu_name or "").lower().replace("-", " ")))
 
 
-def _non_torch_gib(cal: VersionCalibration, tp: int, pp: int, gpu_name: str | None = None) -> float:
+def _non_torch_gib(cal: VersionCalibration, tp: int, pp: int, gpu_name: str | None = None,
+                   vendor: str = "nvidia") -> float:
+    cuda = _cuda_non_torch_gib(cal, tp, pp, gpu_name)
+    # ROCm's HIP runtime and RCCL/hipBLASLt workspaces take far more than CUDA's context (vllm_calibration.yaml).
+    return max(cuda, rocm_non_torch_gib()) if vendor == "amd" else cuda
+
+
+def _cuda_non_torch_gib(cal: VersionCalibration, tp: int, pp: int, gpu_name: str | None) -> float:
     nt = cal.non_torch
     if tp > 1:
         if nt.tensor_parallel_pcie_gib is not None and tp > 2 and _is_pcie_only(gpu_name):
@@ -646,7 +661,7 @@ def _evaluate(req: SizingRequest, cal: VersionCalibration, max_model_len: int) -
                                      max_num_seqs=max_num_seqs, batched_tokens=batched, dtype_bytes=dtype_bytes,
                                      max_model_len=max_model_len, stage_has_moe=stage_has_moe, quant=quant,
                                      multiprocessors=req.gpu_multiprocessors)
-        non_torch = _non_torch_gib(cal, tp, pp, req.gpu_name)
+        non_torch = _non_torch_gib(cal, tp, pp, req.gpu_name, req.gpu_vendor)
         cuda_graph = cal.cuda_graph.base_gib + cal.cuda_graph.per_layer_gib * n_layers / math.sqrt(tp)
         avail = budget - weights - activation - non_torch
         if cal.cuda_graph.subtract_from_kv_budget:

@@ -59,6 +59,7 @@ class ResolvedStack:
             gpu_memory_gib=self.gpu.usable_memory_gib,
             gpu_name=self.gpu.name,
             gpu_supports_fp8=self.gpu.fp8,
+            gpu_vendor=self.gpu.vendor,
             gpu_multiprocessors=self.gpu.multiprocessors,
             tensor_parallel_size=self.tensor_parallel_size,
             pipeline_parallel_size=1,
@@ -104,9 +105,15 @@ def resolve_stack(config: StackConfig, name: str = "stack", catalog: Catalog | N
         )
     if problems or offering is None or model is None:
         raise ConfigError(problems, source=name)
-    return ResolvedStack(
+    stack = ResolvedStack(
         name=name, config=config, offering=offering, gpu=catalog.gpu(offering.gpu), model=model, catalog=catalog
     )
+    from gpu_inference.gpu_vendor import image_problems  # gpu_vendor reads ResolvedStack
+
+    image = image_problems(stack)
+    if image:
+        raise ConfigError(image, source=name)
+    return stack
 
 
 def check_stack_name(stack: ResolvedStack) -> None:

@@ -116,7 +116,9 @@ def _settings(policy: rules.Policy, config: Mapping[str, Any] | None, views: lis
     """What a check needs beyond the resources. Each fact comes from this policy's config first, then from the
     resources themselves (the VllmService components carry the stack's budget and allowedCidrs), then from the
     stack config the engine hands the pack."""
-    settings = rules.settings_from_policy_config(policy, config or {}, rules.PolicySettings()).with_facts_from(views)
+    # https_required follows the stack like the levels (DEFAULTS: prod* stacks refuse an API key over HTTP).
+    base = rules.PolicySettings(https_required=DEFAULTS.https_required)
+    settings = rules.settings_from_policy_config(policy, config or {}, base).with_facts_from(views)
     stack = stack_config()
     fallback: dict[str, Any] = {}
     if settings.monthly_budget_usd is None:
@@ -127,6 +129,9 @@ def _settings(policy: rules.Policy, config: Mapping[str, Any] | None, views: lis
         fallback["public_endpoint"] = stack["publicEndpoint"]
     if settings.api_key_set is None and stack:
         fallback["api_key_set"] = "apiKey" in stack
+    if settings.tls is None and stack:
+        lb = stack.get("loadBalancer")
+        fallback["tls"] = isinstance(lb, Mapping) and bool(lb.get("tlsDomain"))
     return settings.model_copy(update=fallback)
 
 
@@ -178,3 +183,4 @@ kv_headroom_policy = _BY_NAME["kv-headroom"]
 gpu_availability_policy = _BY_NAME["gpu-availability"]
 security_policy = _BY_NAME["security"]
 budget_policy = _BY_NAME["budget"]
+can_start_policy = _BY_NAME["can-start"]

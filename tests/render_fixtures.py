@@ -109,7 +109,31 @@ def prod() -> Scenario:
     )
 
 
-SCENARIOS = {"dev": dev, "prod": prod}
+def amd_config() -> StackConfig:
+    """2 × MI300X droplets on DigitalOcean (ROCm) serving Llama 3.1 70B in bf16 with an HF token (gated)."""
+    return StackConfig.model_validate(
+        {
+            "provider": "digitalocean",
+            "region": "atl1",
+            "gpu": "gpu-mi300x1-192gb",
+            "nodeCount": 2,
+            "model": "meta-llama/Llama-3.1-70B-Instruct",
+            "maxModelLen": 32768,
+            "maxNumSeqs": 64,
+            "monthlyBudgetUsd": 3500,
+            "apiKey": SecretValue(plaintext=API_KEY),
+            "hfToken": SecretValue(plaintext=HF_TOKEN),
+        }
+    )
+
+
+@cache
+def amd() -> Scenario:
+    return Scenario("amd", resolve_stack(amd_config(), name="amd"), ["10.0.2.2", "10.0.2.3"], "10.0.2.10",
+                    API_KEY, HF_TOKEN)
+
+
+SCENARIOS = {"dev": dev, "prod": prod, "amd": amd}
 
 
 @cache

@@ -16,6 +16,7 @@ from gpu_inference.config import (
     parse_stack_config,
     split_namespaced,
 )
+from gpu_inference.constants import VLLM_IMAGE
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import REDACTED, SecretValue
 
@@ -39,8 +40,9 @@ def test_minimal_config_gets_documented_defaults() -> None:
     assert cfg.node_count == 1
     assert cfg.gpu_memory_utilization == 0.9
     assert cfg.max_model_len == 8192
-    assert cfg.vllm_image.startswith("vllm/vllm-openai:v")
-    assert cfg.vllm_version == cfg.vllm_image.rsplit(":v", 1)[1]
+    # Unset: the GPU vendor's image of the pinned release (gpu_vendor.vllm_image), so the version is the pinned one.
+    assert cfg.vllm_image is None
+    assert cfg.vllm_version == VLLM_IMAGE.rsplit(":v", 1)[1]
     assert cfg.monitoring.queue_depth_threshold == 20  # the seeds' figure
     assert cfg.monitoring.kv_cache_usage_threshold == 0.9
     assert cfg.monitoring.ttft_p95_seconds == 2.0
@@ -206,3 +208,13 @@ def test_tls_domain_is_refused_on_kubernetes() -> None:
     [message] = info.value.messages
     assert "loadBalancer.tlsDomain" in message and "kubernetes" in message
     assert parse_stack_config({**raw, "loadBalancer": {}}).provider == "kubernetes"
+
+
+def test_a_private_kubernetes_endpoint_needs_allowed_cidrs() -> None:
+    # loadBalancerSourceRanges: [] is no restriction in Kubernetes: the "private" Service would be world-open.
+    raw = {**BASE, "provider": "kubernetes", "kubernetes": {"clusterId": "c-1"}, "publicEndpoint": False}
+    with pytest.raises(ConfigError) as info:
+        parse_stack_config(raw)
+    [message] = info.value.messages
+    assert "allowedCidrs" in message and "loadBalancerSourceRanges" in message
+    assert parse_stack_config({**raw, "allowedCidrs": ["198.51.100.0/24"]}).public_endpoint is False

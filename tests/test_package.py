@@ -109,6 +109,8 @@ def test_construct_each_component_on_its_own(monitor: RecordingMonitor) -> None:
     ({"nodeCount": 2.5}, "gpu-inference:nodeCount"),
     ({"model": "meta-llama/Llama-3.3-70B-Instruct"}, "does not fit 1 × L40S"),
     ({"region": "nyc2"}, "is not offered in digitalocean/nyc2"),
+    ({"quantization": "awq"}, "gpu-inference:quantization = awq needs AWQ weights"),
+    ({"model": "meta-llama/Llama-3.1-8B-Instruct"}, "gpu-inference:hfToken is not set"),
 ])
 def test_construct_refuses_what_a_stack_file_is_refused_with_the_same_line(
     monitor: RecordingMonitor, change: dict[str, Any], message: str,

@@ -121,14 +121,15 @@ def _no_stack_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_module_defines_the_policies_without_building_a_pack() -> None:
-    assert [p.name for p in gp.POLICIES] == ["vram-fit", "kv-headroom", "gpu-availability", "security", "budget"]
+    assert [p.name for p in gp.POLICIES] == ["vram-fit", "can-start", "kv-headroom", "gpu-availability", "security",
+                                             "budget"]
     assert isinstance(gp.budget_policy, StackValidationPolicy)
-    assert all(isinstance(p, ResourceValidationPolicy) for p in gp.POLICIES[:4])
+    assert all(isinstance(p, ResourceValidationPolicy) for p in gp.POLICIES[:5])
     levels = {p.name: p.enforcement_level for p in gp.POLICIES}
     assert levels == {
         "vram-fit": EnforcementLevel.MANDATORY, "kv-headroom": EnforcementLevel.ADVISORY,
         "gpu-availability": EnforcementLevel.MANDATORY, "security": EnforcementLevel.ADVISORY,
-        "budget": EnforcementLevel.MANDATORY,
+        "budget": EnforcementLevel.MANDATORY, "can-start": EnforcementLevel.MANDATORY,
     }
     assert set(gp.budget_policy.config_schema.properties) == {"monthlyBudgetUsd", "slackUsd"}
     assert "PolicyPack(" in (REPO / "policies" / "__main__.py").read_text()
@@ -290,7 +291,7 @@ def test_engine_round_trip_analyze_and_analyze_stack() -> None:
         type=VLLM, name="llm-0", urn=urn(VLLM, "llm-0"), properties=wire(svc), options=proto.AnalyzerResourceOptions(),
     ), None)
     by_policy = {d.policyName: d for d in response.diagnostics}
-    assert set(by_policy) == {"vram-fit", "security"}
+    assert set(by_policy) == {"vram-fit", "security", "can-start"}  # can-start: a gated repo without hfToken
     assert by_policy["vram-fit"].enforcementLevel == proto.MANDATORY and "70B" in by_policy["vram-fit"].message
     assert by_policy["security"].enforcementLevel == proto.MANDATORY  # raised by the policy config
 
@@ -331,7 +332,8 @@ def test_acceptance_offline_preview_refuses_llama_70b_on_one_l40s(tmp_path: Path
     preview_runner = pytest.importorskip("gpu_inference.preview_runner")
     report = preview_runner.run_preview(str(acceptance_stack(tmp_path)), None)
     failed = {p["name"]: p for p in report.policies if not p["passed"] and p["level"] == "mandatory"}
-    assert set(failed) == {"vram-fit", "budget"}
+    assert set(failed) == {"vram-fit", "budget", "can-start"}  # can-start: gated repo, dev has no hfToken
+    assert "gpu-inference:hfToken is not set" in failed["can-start"]["message"]
     assert "70B" in failed["vram-fit"]["message"] and "L40S" in failed["vram-fit"]["message"]
     assert "Cheapest fix:" in failed["vram-fit"]["message"]
     assert "over the $500.00 budget" in failed["budget"]["message"]

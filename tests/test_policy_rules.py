@@ -212,7 +212,7 @@ def test_security_fails_for_world_open_internal_ports(port: int) -> None:
 def test_security_catches_ipv6_world_and_all_port_ranges() -> None:
     views = [firewall("fw", {"protocol": "tcp", "portRange": "all", "sourceAddresses": ["::/0"]})]
     messages = [m for _, m in check_security(views)]
-    assert len(messages) == 6  # 8000, 9100, 9400, 9090, 3903 (mtail) and SSH
+    assert len(messages) == 7  # 8000, 9100, 9400 (DCGM), 5000 (AMD exporter), 9090, 3903 (mtail) and SSH
     assert all("::/0" in m for m in messages)
 
 
@@ -245,7 +245,7 @@ def test_security_aws_security_group_rules() -> None:
     all_traffic = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]},
     ]})
-    assert len(check_security([all_traffic])) == 6  # 8000, 9100, 9400, 9090, 3903 (mtail) and SSH
+    assert len(check_security([all_traffic])) == 7  # 8000, 9100, 9400, 5000, 9090, 3903 (mtail) and SSH
     peers_only = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "tcp", "fromPort": 8000, "toPort": 8000, "securityGroups": ["sg-123"]},
     ]})
@@ -297,7 +297,7 @@ def test_find_credentials(text: str, found: str | None) -> None:
 def test_evaluate_policies_gives_one_verdict_per_policy_and_subject_including_passes() -> None:
     verdicts = evaluate(do_stack(), 2000, PolicySettings())
     assert {(v.name, v.resource) for v in verdicts} == {
-        ("gpu-availability", "llm-0"), ("vram-fit", "llm-0"), ("kv-headroom", "llm-0"),
+        ("gpu-availability", "llm-0"), ("vram-fit", "llm-0"), ("can-start", "llm-0"), ("kv-headroom", "llm-0"),
         ("budget", None), ("security", None),
     }
     assert all(v.passed for v in verdicts), [v.line() for v in verdicts]
@@ -330,11 +330,13 @@ def test_disabled_policies_are_reported_but_never_block() -> None:
 
 
 def test_acceptance_llama_70b_unquantized_on_one_l40s_is_refused_twice() -> None:
-    """The product's promise, through the rules: does not fit → refused; over budget → refused."""
+    """The product's promise, through the rules: does not fit → refused; over budget → refused; and the repo is
+    gated while the stack has no hfToken → refused (the download would get 401)."""
     svc = service(model="meta-llama/Llama-3.3-70B-Instruct", quantization="none", monthlyBudgetUsd=500)
     verdicts = evaluate(do_stack(svc), None, PolicySettings.for_stack("dev"))
     blocking = {v.name: v for v in verdicts if v.blocks}
-    assert set(blocking) == {"vram-fit", "budget"}
+    assert set(blocking) == {"vram-fit", "budget", "can-start"}
+    assert "gpu-inference:hfToken is not set" in blocking["can-start"].message
     fit = blocking["vram-fit"].message
     assert "70B" in fit and "L40S" in fit and "Cheapest fix:" in fit
     assert "over the $500.00 budget" in blocking["budget"].message

@@ -75,9 +75,11 @@ def test_files_are_written_and_listed(report: tuple[str, Path, dict[str, Any]]) 
     assert files and all(f.is_file() and out in f.parents for f in files)
     names = {f.relative_to(out).as_posix() for f in files}
     assert {"loadbalancer/nginx.conf", "monitoring/prometheus.yml", "nodes/node-0/cloud-init.yaml"} <= names
-    nginx = (out / "loadbalancer/nginx.conf").read_text()
+    # The node list is the upstream include nginx.conf reads (the LB's health checker rewrites it).
+    assert "include /etc/nginx/gpu-inference-upstream.conf;" in (out / "loadbalancer/nginx.conf").read_text()
+    upstream = (out / "loadbalancer/gpu-inference-upstream.conf").read_text()
     for address in data["outputs"]["nodeAddresses"]:
-        assert f"{address}:8000" in nginx
+        assert f"server {address}:8000 " in upstream
 
 
 def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:
@@ -99,6 +101,7 @@ def test_text_output_lists_tree_cost_policies_and_files(tmp_path: Path) -> None:
         ("bad-gpu-memory-utilization.yaml", "gpu-inference:gpuMemoryUtilization"),
         ("bad-provider.yaml", "gpu-inference:provider"),
         ("bad-misspelt-key.yaml", "gpu-inference:maxModelLength"),
+        ("bad-amd-cuda-image.yaml", "gpu-inference:vllmImage"),
     ],
 )
 def test_bad_config_exits_2_with_one_message_and_lists_nothing(stack_file: str, key: str, tmp_path: Path) -> None:
@@ -129,18 +132,21 @@ def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) ->
         ("kubernetes:core/v1:Service", "gpu-inference-prometheus"),
     }
     assert ("kubernetes:apps/v1:Deployment", "gpu-inference-vllm") not in types  # a StatefulSet now
-    # The GPU pool and the DigitalOcean load balancer behind the LoadBalancer Service; nothing else is billed.
+    # The GPU pool, the DigitalOcean load balancer behind the LoadBalancer Service and the DigitalOcean volume
+    # behind Prometheus' claim; nothing else is billed.
     lines = {line["resource_name"]: line for line in data["cost_lines"]}
-    assert set(lines) == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
+    assert set(lines) == {"gpu-inference-gpu-pool", "gpu-inference-lb", "gpu-inference-prometheus-data"}
     assert lines["gpu-inference-lb"]["monthly_usd"] == pytest.approx(12.0)
     assert lines["gpu-inference-lb"]["price_source"] and lines["gpu-inference-lb"]["price_date"]
-    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730 + 12.0, abs=0.01)
+    assert lines["gpu-inference-prometheus-data"]["monthly_usd"] == pytest.approx(2.0)
+    assert data["monthly_cost_usd"] == pytest.approx(2 * 1.57 * 730 + 12.0 + 2.0, abs=0.01)
     assert data["outputs"]["prometheusUrl"] == "http://prometheus.llm.svc.cluster.local:9090"
 
     out = tmp_path / "out"
     written = sorted(str(Path(f).relative_to(out)) for f in data["files"])
-    assert written == ["loadbalancer/nginx.conf", "monitoring/dashboards/gpu-nodes.json",
-                       "monitoring/dashboards/serving.json", "monitoring/prometheus.yml",
+    assert written == ["kubernetes/vllm-network-policy.yaml", "loadbalancer/nginx.conf",
+                       "monitoring/dashboards/gpu-nodes.json", "monitoring/dashboards/serving.json",
+                       "monitoring/prometheus.yml",
                        "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
     # The files on disk are exactly what the ConfigMaps carry.
     recorded = {r["name"]: r for r in data["resources"]}
@@ -189,3 +195,64 @@ def test_run_preview_of_another_checkout_runs_that_checkout(tmp_path: Path) -> N
     finally:
         subprocess.run(["git", "-C", str(PROJECT_DIR), "worktree", "remove", "--force", str(tree)],
                        check=False, capture_output=True)  # fmt: skip
+
+
+def test_amd_stack_previews_the_rocm_path(tmp_path: Path) -> None:
+    """An MI300X stack passes and renders what ROCm runs: vLLM's ROCm image with the GPU device nodes, amd-smi
+    in the first boot, AMD's device metrics exporter scraped on :5000 and alerted on by its metric names."""
+    out = tmp_path / "out"
+    proc = preview(str(STACKS / "amd-mi300x.yaml"), "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert all(p["passed"] for p in data["policies"] if p["level"] == "mandatory")
+    (node,) = [r for r in data["resources"] if r["type"] == "digitalocean:index/droplet:Droplet"
+               and r["inputs"]["size"] == "gpu-mi300x1-192gb"]
+    assert node["inputs"]["image"] == "gpu-amd-base"  # DigitalOcean's AMD AI/ML-ready (ROCm) image
+    unit = (out / "nodes/node-0/vllm.service").read_text()
+    assert "vllm/vllm-openai-rocm:v0.19.0" in unit and "vllm/vllm-openai:" not in unit
+    for flag in ("--device /dev/kfd", "--device /dev/dri", "--group-add video", "--security-opt seccomp=unconfined",
+                 "--ipc=host"):
+        assert flag in unit
+    assert "--gpus" not in unit
+    bootstrap = (out / "nodes/node-0/bootstrap.sh").read_text()
+    assert "amd-smi static --asic --vram" in bootstrap and "nvidia" not in bootstrap.lower()
+    assert (out / "nodes/node-0/amd-metrics-exporter.service").exists()
+    assert not (out / "nodes/node-0/dcgm-exporter.service").exists()
+    prom = (out / "monitoring/prometheus.yml").read_text()
+    assert "job_name: amd-metrics" in prom and ":5000" in prom and "dcgm" not in prom
+    rules = (out / "monitoring/rules/gpu-inference.yml").read_text()
+    assert "amd_gpu_junction_temperature" in rules and "amd_gpu_used_vram" in rules and "DCGM" not in rules
+
+
+@pytest.mark.parametrize(("change", "needle"), [
+    ({"gpu-inference:quantization": "awq"}, "Cannot find the config file for awq"),
+    ({"gpu-inference:quantization": "int4"}, "would serve the weights in 16 bits"),
+    ({"gpu-inference:model": "meta-llama/Llama-3.1-8B-Instruct"}, "gpu-inference:hfToken is not set"),
+])  # fmt: skip
+def test_stacks_vllm_cannot_start_exit_1(change: dict[str, str], needle: str, tmp_path: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load((PROJECT_DIR / "Pulumi.dev.yaml").read_text())
+    doc["config"].update(change)
+    stack = tmp_path / "Pulumi.broken.yaml"
+    stack.write_text(yaml.safe_dump(doc))
+    proc = preview(str(stack), "--json", "--no-files")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [p for p in json.loads(proc.stdout)["policies"] if not p["passed"]]
+    assert [p["name"] for p in failed] == ["can-start"] and needle in failed[0]["message"]
+    assert failed[0]["level"] == "mandatory"
+
+
+def test_amd_on_the_kubernetes_layout_is_refused_naming_the_missing_piece(tmp_path: Path) -> None:
+    """The Kubernetes layout has no ROCm path yet (device plugin resource, taint, ROCm image): refused, exit 1."""
+    text = (STACKS / "kubernetes.yaml").read_text()
+    assert "gpu-inference:gpu: gpu-l40sx1-48gb" in text and "gpu-inference:region: tor1" in text
+    text = text.replace("gpu-l40sx1-48gb", "gpu-mi300x1-192gb").replace("region: tor1", "region: atl1")
+    text = text.replace("monthlyBudgetUsd: 2400", "monthlyBudgetUsd: 4000")
+    stack = tmp_path / "Pulumi.k8s-amd.yaml"
+    stack.write_text(text)
+    proc = preview(str(stack), "--json", "--no-files")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [p for p in json.loads(proc.stdout)["policies"] if not p["passed"] and p["level"] == "mandatory"]
+    assert [p["name"] for p in failed] == ["can-start"]
+    assert "amd.com/gpu" in failed[0]["message"] and "use provider digitalocean" in failed[0]["message"]

@@ -7,25 +7,32 @@ claimed by a validator, so a new kind of machine file cannot slip through unchec
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from test_grafana import check_dashboard_json, check_provisioning, verify_grafana_dropin
-from test_nginx_metrics import check_mtail_program, verify_mtail_unit
+from test_nginx_metrics import check_mtail_program
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
+from gpu_inference.render.acme import CERT_OBTAIN_PATH, placeholder_certificate
+from gpu_inference.render.lb_healthcheck import LB_HEALTHCHECK_PATH
+from gpu_inference.render.lb_healthcheck_agent import Settings
 from gpu_inference.render.nginx import NginxPaths, auth_map
 
 pytestmark = pytest.mark.validators
 
-STACKS = ["dev", "prod"]
+# The AMD test stack too: its nodes get the ROCm path (gpu_inference/gpu_vendor.py).
+STACKS = ["dev", "prod", str(Path(__file__).parent / "stacks" / "amd-mi300x.yaml")]
 
 
 @pytest.fixture(scope="module", params=STACKS)
 def written(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, list[Path]]:
-    out = tmp_path_factory.mktemp(f"preview-{request.param}")
+    out = tmp_path_factory.mktemp(f"preview-{Path(request.param).stem}")
     report = run_preview(request.param, out_dir=out)
     assert report.exit_code == 0, [p for p in report.policies if not p["passed"]]
     files = [Path(f) for f in report.files]
@@ -50,8 +57,15 @@ def _validate_nginx(path: Path, tmp: Path) -> None:
     for sub in ("logs", "tmp"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     write(tmp / "auth.conf", auth_map("PLACEHOLDER-api-key"))
+    # The node list the preview wrote beside it (the LB's first-boot upstream include).
+    write(tmp / "upstream.conf", (path.parent / "gpu-inference-upstream.conf").read_text())
     # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
-    text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ")
+    text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ").replace("listen 0.0.0.0:443 ", "listen 127.0.0.1:18444 ")
+    # TLS: the self-signed placeholder the LB bootstrap creates (its own lines) before certbot has run.
+    for domain in re.findall(r"ssl_certificate \S+/tls/([^/\s]+)/fullchain\.pem;", text):
+        made = run(["bash", "-c", 'set -euo pipefail; log() { :; }\n'
+                    + placeholder_certificate(domain, NginxPaths.inside(tmp), 1)])
+        assert made.returncode == 0, made.stderr
     conf = write(tmp / "nginx.conf", text)
     result = nginx_test(conf, tmp)
     assert result.returncode == 0, result.stderr
@@ -67,6 +81,18 @@ def _validate_prometheus(path: Path, rules_dir: Path, tmp: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def _validate_amd_exporter_config(path: Path) -> None:
+    # AMD's exporter reads /etc/metrics/config.json (ROCm/device-metrics-exporter example/config.json): JSON with
+    # ServerPort and CommonConfig.MetricsFieldPrefix, a Prometheus-name prefix (else it falls back to none).
+    import json
+    import re
+
+    doc = json.loads(path.read_text())
+    assert set(doc) <= {"ServerPort", "CommonConfig", "GPUConfig"}, doc
+    assert isinstance(doc["ServerPort"], int) and 0 < doc["ServerPort"] < 65536
+    assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", doc["CommonConfig"]["MetricsFieldPrefix"])
+
+
 def test_every_file_the_preview_writes_passes_its_validator(
     written: tuple[str, Path, list[Path]], tmp_path: Path
 ) -> None:
@@ -79,6 +105,15 @@ def test_every_file_the_preview_writes_passes_its_validator(
             _validate_shell(path)
         elif path.name == "nginx.conf":
             _validate_nginx(path, tmp_path / "nginx")
+            checked.add(path.parent / "gpu-inference-upstream.conf")  # nginx -t read it as the include
+        elif path.name == "gpu-inference-upstream.conf":
+            continue
+        elif path.name == "lb-healthcheck.py":
+            result = run([sys.executable, "-m", "py_compile", str(path)])
+            assert result.returncode == 0, result.stderr
+        elif path.name == "lb-healthcheck.json":
+            settings = Settings.from_json(json.loads(path.read_text()))
+            assert settings.include_path == NginxPaths().upstream_include
         elif path.name == "prometheus.yml":
             _validate_prometheus(path, out / "monitoring" / "rules", tmp_path / "prom")
         elif path.name.endswith(".test.yml"):
@@ -99,20 +134,27 @@ def test_every_file_the_preview_writes_passes_its_validator(
             assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
         elif path.suffix == ".mtail":
             check_mtail_program(path.read_text(), tmp_path / "mtail")
-        elif path.parent.name == "loadbalancer" and path.suffix == ".service":
-            result = verify_mtail_unit(tmp_path / "mtail-unit", path.read_text())
-            assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.name == "amd-metrics-exporter-config.json":
+            _validate_amd_exporter_config(path)
         elif path.suffix in {".service", ".timer"}:
             continue  # verified together per node below
         else:
             pytest.fail(f"{stack}: no validator claims {path.relative_to(out)}")
         checked.add(path)
 
-    node_dirs = sorted({p.parent for p in files if p.suffix in {".service", ".timer"} and p.parent.parent.name == "nodes"})
+    node_dirs = sorted({p.parent for p in files if p.suffix in {".service", ".timer"}})
     assert node_dirs, f"{stack}: the preview wrote no systemd units"
     for node_dir in node_dirs:
         units = {p.name: p.read_text() for p in node_dir.iterdir() if p.suffix in {".service", ".timer"}}
-        scripts = {"/usr/local/bin/vllm-healthcheck": (node_dir / "vllm-healthcheck.sh").read_text()}
+        # The programs the units run, as rendered beside them (the LB's certificate unit runs cert-obtain,
+        # its health checker lb-healthcheck.py under python3).
+        programs = {"/usr/local/bin/vllm-healthcheck": "vllm-healthcheck.sh", CERT_OBTAIN_PATH: "cert-obtain.sh",
+                    LB_HEALTHCHECK_PATH: "lb-healthcheck.py"}  # fmt: skip
+        scripts = {path: (node_dir / name).read_text() for path, name in programs.items() if (node_dir / name).exists()}
+        if node_dir.name == "loadbalancer":
+            # Packaged binaries the LB's units run: the health checker's interpreter, mtail (Nginx metrics).
+            scripts["/usr/bin/python3"] = "#!/bin/sh\nexit 0\n"
+            scripts["/usr/bin/mtail"] = "#!/bin/sh\nexit 0\n"
         root = systemd_root(tmp_path / node_dir.name, units, scripts)
         result = systemd_verify(root, sorted(units))
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

@@ -114,11 +114,13 @@ def test_doks_node_pool(catalog: Catalog) -> None:
     assert (line.quantity, line.unit) == (2, "node")
 
 
-def test_doks_autoscaling_pool_is_priced_at_min_nodes(catalog: Catalog) -> None:
+def test_doks_autoscaling_pool_is_priced_at_max_nodes_with_its_floor(catalog: Catalog) -> None:
+    # The bill that can be charged is maxNodes' (issue 16); the floor rides along for the range.
     inputs = {"size": "gpu-l40sx1-48gb", "autoScale": True, "minNodes": "1", "maxNodes": 3}
     line = price_resource(DOKS_NODE_POOL, "gpu-pool", inputs, catalog)
-    assert line is not None and line.monthly_usd == pytest.approx(1146.10)
-    assert "minNodes" in line.description
+    assert line is not None and line.monthly_usd == pytest.approx(3 * 1146.10)
+    assert line.min_monthly_usd == pytest.approx(1146.10) and line.min_hourly_usd == pytest.approx(1.57)
+    assert "priced at maxNodes" in line.description
 
 
 def test_spot_price_used_when_spot_requested(catalog: Catalog) -> None:
@@ -135,7 +137,7 @@ def test_spot_requested_without_spot_price_falls_back_to_on_demand(catalog: Cata
     line = price_resource(EC2_INSTANCE, "node-0", inputs, catalog)
     assert line is not None
     assert line.monthly_usd == pytest.approx(1358.53)
-    assert "no spot price" in line.description and "on-demand" in line.description
+    assert "priced at on-demand as an upper bound (the catalog has no sourced spot price)" in line.description
 
 
 def test_spot_savings(catalog: Catalog) -> None:
@@ -350,3 +352,34 @@ def test_kubernetes_load_balancer_service_is_a_digitalocean_load_balancer(catalo
         ("kubernetes:core/v1:Service", "vllm-pods", {"spec": {"clusterIP": "None"}}),
     ])  # fmt: skip
     assert bill.total_monthly_usd == pytest.approx(12.00) and [x.resource_name for x in bill.lines] == ["lb"]
+
+
+def test_a_block_storage_claim_is_priced_as_a_digitalocean_volume() -> None:
+    from gpu_inference.catalog import load_catalog
+    from gpu_inference.clouds.kubernetes import CLOUD, PERSISTENT_VOLUME_CLAIM
+
+    catalog = load_catalog()
+    claim = {"spec": {"storageClassName": "do-block-storage", "resources": {"requests": {"storage": "50Gi"}}}}
+    [line] = CLOUD.price(PERSISTENT_VOLUME_CLAIM, "tsdb", claim, catalog) or []
+    assert line.monthly_usd == pytest.approx(50 * catalog.storage_price("digitalocean", "volume").usd_per_gb_month)
+    tib = {"spec": {**claim["spec"], "resources": {"requests": {"storage": "1Ti"}}}}
+    assert (CLOUD.price(PERSISTENT_VOLUME_CLAIM, "tsdb", tib, catalog) or [])[0].quantity == 1024
+    # Never $0 for a claim it cannot read: another class, or a size in a unit it does not write.
+    for bad in ({"spec": {**claim["spec"], "storageClassName": "standard"}},
+                {"spec": {**claim["spec"], "resources": {"requests": {"storage": "50G"}}}}):
+        with pytest.raises(ValueError):
+            CLOUD.price(PERSISTENT_VOLUME_CLAIM, "tsdb", bad, catalog)
+
+
+def test_vllm_pod_resources_leave_the_node_its_reservation() -> None:
+    from gpu_inference.catalog import load_catalog
+    from gpu_inference.clouds.kubernetes import vllm_pod_resources
+
+    offerings = load_catalog().offerings_for("digitalocean")
+    assert offerings
+    for offering in offerings:
+        res = vllm_pod_resources(offering.vcpus, offering.memory_gib)
+        assert 1 <= int(res["cpu"]) < offering.vcpus
+        assert 0.8 * offering.memory_gib < int(res["memory"].removesuffix("Gi")) < offering.memory_gib
+    assert vllm_pod_resources(8, 64) == {"cpu": "7", "memory": "57Gi"}
+    assert vllm_pod_resources(20, 240) == {"cpu": "19", "memory": "227Gi"}

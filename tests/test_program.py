@@ -22,7 +22,7 @@ from pulumi import Output
 from pulumi.runtime.sync_await import _sync_await
 
 from gpu_inference.config import load_stack_config, read_stack_file
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROJECT_DIR, PROMETHEUS_PORT, VLLM_PORT
+from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, PROJECT_DIR, PROMETHEUS_PORT, VLLM_IMAGE, VLLM_PORT
 from gpu_inference.errors import ConfigError
 from gpu_inference.preview_runner import ProgramRun, RecordedResource, engine_config, run_program
 from gpu_inference.secrets import REDACTED, SecretValue
@@ -42,6 +42,7 @@ DO_VOLUME_ATTACHMENT = "digitalocean:index/volumeAttachment:VolumeAttachment"
 EBS_VOLUME = "aws:ebs/volume:Volume"
 EBS_ATTACHMENT = "aws:ec2/volumeAttachment:VolumeAttachment"
 LB = "gpu-inference-lb"
+SMOKE = "command:local:Command"
 PROMETHEUS = "gpu-inference-monitoring-prometheus"
 WORLD = {"0.0.0.0/0", "::/0"}
 INTERNAL_PORTS = {VLLM_PORT, NODE_EXPORTER_PORT, DCGM_EXPORTER_PORT, PROMETHEUS_PORT}
@@ -131,6 +132,7 @@ def test_dev_registers_one_gpu_droplet_lb_and_prometheus(dev: ProgramRun) -> Non
         "gpu-inference:index:VllmService": 1,
         "gpu-inference:index:GpuInferenceNode": 1,
         "gpu-inference:index:MonitoringStack": 1,
+        SMOKE: 1,  # the post-deploy smoke check (issue 14)
     }
     sizes = sorted(r.inputs["size"] for r in of_type(dev, DROPLET))
     assert sizes == ["gpu-l40sx1-48gb", "s-1vcpu-2gb", "s-2vcpu-4gb"]
@@ -497,7 +499,7 @@ def test_every_config_flag_reaches_the_vllm_command_line(prod: ProgramRun) -> No
         assert flag(text, "--gpu-memory-utilization", f"{cfg.gpu_memory_utilization:g}")
         assert flag(text, "--tensor-parallel-size", "1")
         assert flag(text, "--dtype", cfg.dtype)
-        assert cfg.vllm_image in text
+        assert (cfg.vllm_image or VLLM_IMAGE) in text  # unset: the NVIDIA default image of the pinned release
 
 
 def test_changed_config_changes_the_rendered_command() -> None:
@@ -629,7 +631,9 @@ def test_kubernetes_gpu_pool_on_an_existing_doks_cluster(kube: ProgramRun) -> No
     pod = spec["template"]["spec"]
     container = pod["containers"][0]
     assert container["image"] == "vllm/vllm-openai:v0.19.0"
-    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    # The L40S droplet's 8 vCPUs / 64 GiB (catalog) less the node's own reservation; requests = limits (Guaranteed QoS).
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": "1", "cpu": "7", "memory": "57Gi"}
+    assert container["resources"]["requests"] == container["resources"]["limits"]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
     assert pod["nodeSelector"] == {"doks.digitalocean.com/node-pool": pool[0].inputs["name"]}
     [term] = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -657,7 +661,8 @@ def test_kubernetes_gpu_pool_on_an_existing_doks_cluster(kube: ProgramRun) -> No
     assert statefulset.parent == svc[0].urn and headless.parent == svc[0].urn
     assert svc[0].outputs is not None and svc[0].outputs["monthlyBudgetUsd"] == 2400
     assert program.outputs["endpoint"].startswith("http://")
-    assert program.outputs["monthlyCostUsd"] == pytest.approx(2 * 1.57 * 730 + 12.0)
+    # Two GPU nodes, the load balancer, and Prometheus' 20 GiB volume claim at $0.10/GiB-month.
+    assert program.outputs["monthlyCostUsd"] == pytest.approx(2 * 1.57 * 730 + 12.0 + 20 * 0.10)
     assert PLACEHOLDER not in json.dumps([r.model_dump() for r in program.recorded])
 
 
@@ -731,7 +736,28 @@ def test_kubernetes_bill_matches_the_recorded_registrations(kube: ProgramRun) ->
 
     bill = bill_for_resources((r.type, r.name, r.inputs) for r in kube.recorded if r.custom)
     assert kube.outputs["monthlyCostUsd"] == pytest.approx(round(bill.total_monthly_usd, 2))
-    assert {line.resource_name for line in bill.lines} == {"gpu-inference-gpu-pool", "gpu-inference-lb"}
+    assert {line.resource_name for line in bill.lines} == {
+        "gpu-inference-gpu-pool", "gpu-inference-lb", "gpu-inference-prometheus-data"}
+    [volume] = [line for line in bill.lines if line.resource_name == "gpu-inference-prometheus-data"]
+    assert volume.monthly_usd == pytest.approx(20 * 0.10) and "do-block-storage" in volume.description
+
+
+def test_kubernetes_prometheus_keeps_its_tsdb_on_a_block_storage_claim(kube: ProgramRun) -> None:
+    [claim] = of_type(kube, "kubernetes:core/v1:PersistentVolumeClaim")
+    spec = claim.inputs["spec"]
+    assert spec["storageClassName"] == "do-block-storage" and spec["accessModes"] == ["ReadWriteOnce"]
+    assert spec["resources"]["requests"]["storage"] == "20Gi"  # monitoring.storageGb
+    prom = named(kube, K8S_DEPLOYMENT, "gpu-inference-prometheus")
+    pod = prom.inputs["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": claim.inputs["metadata"]["name"]}}
+    assert "emptyDir" not in json.dumps(volumes["data"])
+    # The image runs as nobody: the fresh volume must be writable by its group.
+    assert pod["securityContext"]["fsGroup"] == 65534 and pod["securityContext"]["runAsUser"] == 65534
+    [container] = pod["containers"]
+    assert "--storage.tsdb.retention.size=16GB" in container["args"]
+    # A ReadWriteOnce volume: the old pod must be gone before the new one mounts it.
+    assert prom.inputs["spec"]["strategy"]["type"] == "Recreate"
 
 
 def test_plaintext_api_key_in_engine_config_is_refused() -> None:
@@ -804,3 +830,9 @@ def test_monitoring_storage_gb_sizes_the_volume() -> None:
     program = run("dev", {"monitoring": {"storageGb": 100}})
     assert named(program, DO_VOLUME, f"{PROMETHEUS}-data").inputs["size"] == 100
     assert program.outputs["monthlyCostUsd"] == pytest.approx(1184.10 + 80 * 0.10)
+
+
+def test_the_served_model_name_is_a_stack_output_for_clients_and_the_ci_smoke_step(dev: ProgramRun, prod: ProgramRun) -> None:
+    # deploy.yml's smoke step passes `steps.up.outputs.servedModelName` as `--model`.
+    assert dev.outputs["servedModelName"] == "Qwen/Qwen3-8B"  # no servedModelName in dev: the repo id
+    assert prod.outputs["servedModelName"] == "qwen2.5-32b"

@@ -454,3 +454,26 @@ def test_startup_free_memory_below_the_budget_is_refused() -> None:
     assert not refused.fits and "Free memory on device (60.87/79.19 GiB)" in refused.problems[0]
     assert size("codellama/CodeLlama-34b-hf", gpu_free_memory_gib=77.66, **kwargs).fits
     assert size("codellama/CodeLlama-34b-hf", gpu_free_memory_gib=60.87, vllm_version="0.10.2", **kwargs).fits
+
+
+def test_rocm_non_torch_memory_is_the_logged_mi300x_figure() -> None:
+    """An AMD GPU (ROCm) reserves the 6.07 GiB non-torch memory of the one ROCm startup in the bench data
+    (calibration row 100), not CUDA's quarter GiB: the KV cache shrinks by the difference."""
+    from gpu_inference.model_arch import resolve_model
+    from gpu_inference.sizing import SizingRequest, size_deployment
+
+    model = resolve_model("meta-llama/Llama-3.1-70B-Instruct")
+    common = dict(model=model, gpu_memory_gib=191.98, gpu_name="AMD Instinct MI300X 192GB HBM3", max_model_len=8192)
+    cuda = size_deployment(SizingRequest(**common))
+    rocm = size_deployment(SizingRequest(**common, gpu_vendor="amd"))
+    assert rocm.non_torch_gib == pytest.approx(6.07)
+    assert cuda.kv_cache_gib - rocm.kv_cache_gib == pytest.approx(6.07 - cuda.non_torch_gib, abs=0.01)
+
+
+def test_an_amd_stack_sizes_with_rocm_non_torch_memory() -> None:
+    from gpu_inference.config import parse_stack_config
+    from gpu_inference.stack import resolve_stack
+
+    cfg = parse_stack_config({"provider": "digitalocean", "region": "atl1", "gpu": "gpu-mi300x1-192gb",
+                              "model": "Qwen/Qwen3-8B", "monthlyBudgetUsd": 2000})
+    assert resolve_stack(cfg).sizing.non_torch_gib == pytest.approx(6.07)

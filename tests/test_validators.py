@@ -20,7 +20,10 @@ import pytest
 import yaml
 from render_fixtures import API_KEY, SCENARIOS, Scenario, kube
 
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import alert_rule_tests, alert_rules, prometheus_config
+from gpu_inference.render.lb_healthcheck import settings as lb_settings
+from gpu_inference.render.lb_healthcheck import upstream_include
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
 
 pytestmark = pytest.mark.validators
@@ -53,10 +56,16 @@ def cloud_init_files(name: str) -> dict[str, str]:
     return {p: c for p, c in rendered(name).items() if p.endswith("cloud-init.yaml")}
 
 
+# The LB's health checker is Python (tests/test_lb_healthcheck.py), not a shell script.
+PYTHON_SHEBANG = "#!/usr/bin/env python3"
+
+
 def embedded_scripts(cloud_config: str) -> dict[str, str]:
     """write_files entries that are shell scripts (the bootstrap and the health check)."""
     doc = yaml.safe_load(cloud_config)
-    return {f["path"]: f["content"] for f in doc.get("write_files", []) if f["content"].startswith("#!")}
+    return {f["path"]: f["content"] for f in doc.get("write_files", [])
+            if f["content"].startswith("#!") and not f["content"].startswith(PYTHON_SHEBANG)}  # fmt: skip
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,15 +155,17 @@ def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPat
                     "-subj", f"/CN={domain}", "-keyout", key, "-out", cert])  # fmt: skip
         assert made.returncode == 0, made.stderr
     backends = [f"{a}:8000" for a in scenario.node_addresses]
+    write(Path(paths.upstream_include), upstream_include(lb_settings(stack, backends, paths)))
     text = (
         conf_text(paths)
         if conf_text
-        else nginx_conf(stack, backends, listen="127.0.0.1:18080", prefix_paths=paths, tls_listen="127.0.0.1:18443")
+        else nginx_conf(stack, backends, listen="127.0.0.1:18080", prefix_paths=paths, tls_listen="127.0.0.1:18443",
+                        upstream_include=True)
     )
     return write(prefix / "nginx.conf", text)
 
 
-PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir")
+PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir", "upstream_include")
 
 
 def relocate(conf: str, src: NginxPaths, dst: NginxPaths, fields: tuple[str, ...] = PATH_FIELDS) -> str:
@@ -184,8 +195,9 @@ def test_nginx_rendered_config_differs_from_the_tested_one_only_in_paths(scenari
     """What the LB gets is the tested config with production paths: nothing else may differ."""
     s = SCENARIOS[scenario]()
     production = rendered(scenario)["loadbalancer/nginx.conf"]
-    tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S", user=None)
-    tested = nginx_conf(s.stack, [f"{a}:8000" for a in s.node_addresses], prefix_paths=tmp)
+    tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S",
+                     upstream_include="U", user=None)  # fmt: skip
+    tested = nginx_conf(s.stack, [f"{a}:8000" for a in s.node_addresses], prefix_paths=tmp, upstream_include=True)
     assert relocate(production, NginxPaths(), tmp) == tested
 
 
@@ -380,7 +392,8 @@ def monitoring_dir(scenario: str, tmp_path: Path) -> Path:
 def _targets(doc: dict) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
     named = [
-        {sc["labels"]["node"]: sc["targets"][0] for sc in jobs[job]["static_configs"]} for job in ("vllm", "node", "dcgm")
+        {sc["labels"]["node"]: sc["targets"][0] for sc in jobs[job]["static_configs"]}
+        for job in ("vllm", "node", *(j for j in jobs if j not in ("vllm", "node", "prometheus")))
     ]
     return named[0], named[1], named[2]
 
@@ -425,6 +438,22 @@ def test_promtool_tests_fail_when_a_threshold_drifts(tmp_path: Path) -> None:
     result = run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
     assert result.returncode != 0
     assert "VllmQueueDepthHigh" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("metric", "alert"), [
+    ("amd_gpu_junction_temperature", "GpuTemperatureHigh"),
+    ("amd_gpu_used_vram", "GpuMemoryNearlyFull"),
+    ("amd_gpu_ecc_uncorrect_total", "GpuEccUncorrectable"),
+])  # fmt: skip
+def test_amd_rule_tests_fail_when_a_rule_reads_another_metric(metric: str, alert: str, tmp_path: Path) -> None:
+    """The AMD cases feed the exporter's metric names: a rule on any other name (DCGM's, or a renamed field)
+    fails them, so the AMD alerts are not blind by construction."""
+    s = SCENARIOS["amd"]()
+    write(tmp_path / "gpu-inference.yml", alert_rules(s.stack).replace(metric, metric + "_renamed"))
+    write(tmp_path / "gpu-inference.test.yml", alert_rule_tests(s.stack))
+    result = run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert alert in result.stdout + result.stderr
 
 
 def test_promtool_rejects_broken_rules(tmp_path: Path) -> None:
@@ -477,8 +506,9 @@ def test_systemd_analyze_verify_units(scenario: str, tmp_path: Path) -> None:
     files = rendered(scenario)
     units = {Path(rel).name: text for rel, text in files.items() if rel.startswith("nodes/node-0/")
              and rel.endswith((".service", ".timer"))}  # fmt: skip
+    exporter = vendor_for(SCENARIOS[scenario]().stack).exporter.unit  # dcgm-exporter or amd-metrics-exporter
     assert set(units) >= {"vllm.service", "vllm-healthcheck.service", "vllm-healthcheck.timer",
-                          "dcgm-exporter.service", "node-exporter.service"}  # fmt: skip
+                          exporter, "node-exporter.service"}  # fmt: skip
     scripts = {"/usr/local/bin/vllm-healthcheck": files["nodes/node-0/vllm-healthcheck.sh"]}
     root = systemd_root(tmp_path, units, scripts)
     result = systemd_verify(root, sorted(units))

@@ -154,6 +154,14 @@ class MachineCloud(Protocol):
         it is attached to never replaces it."""
         ...
 
+    def dns_record(
+        self, name: str, zone: str, domain: str, address: pulumi.Input[str], stack: ResolvedStack,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        """Create the A record ``domain`` → ``address`` in the user's existing ``zone`` (``loadBalancer.dnsZone``:
+        its meaning is the cloud's, checked by its ``config_problems``)."""
+        ...
+
 
 def machine_cloud(stack: ResolvedStack) -> MachineCloud:
     """The machine cloud of a stack, from its cloud's ``pulumi_module`` (imported lazily: a stack never loads

@@ -33,6 +33,7 @@ from components.clouds import (
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.clouds import aws as facts
+from gpu_inference.clouds.base import DNS_TTL_SECONDS
 from gpu_inference.config import NAMESPACE
 from gpu_inference.stack import ResolvedStack
 
@@ -244,6 +245,22 @@ class AwsMachines:
         return DataVolume(name=name, resource=volume, id=volume.id,
                           devices=volume.id.apply(facts.CLOUD.volume_devices),
                           registrations=(registration(facts.EBS_VOLUME, name, args),))
+
+    def dns_record(
+        self, name: str, zone: str, domain: str, address: pulumi.Input[str], stack: ResolvedStack,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        # pulumi_aws route53.Record: `zone_id` the hosted zone, `name` the full record name, `records` its
+        # values, `ttl` in seconds (route53/record.py). The Elastic IP behind it outlives the instance.
+        return aws.route53.Record(
+            name,
+            zone_id=zone,
+            name=domain,
+            type="A",
+            records=[address],
+            ttl=DNS_TTL_SECONDS,
+            opts=opts,
+        )
 
     @staticmethod
     def _attach(volume: DataVolume, device_name: str, instance: aws.ec2.Instance, opts: pulumi.ResourceOptions) -> None:

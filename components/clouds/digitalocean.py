@@ -24,6 +24,7 @@ from components.clouds import (
 from gpu_inference import naming
 from gpu_inference.bill import Registration
 from gpu_inference.clouds import digitalocean as facts
+from gpu_inference.clouds.base import DNS_TTL_SECONDS
 from gpu_inference.stack import ResolvedStack
 
 # Outbound is open: nodes pull the vLLM image and the weights, hosts fetch packages.
@@ -118,6 +119,22 @@ class DigitalOceanMachines:
             name=name, resource=volume, id=volume.id,
             devices=pulumi.Output.from_input(facts.CLOUD.volume_devices(volume_name)),
             registrations=(registration(facts.VOLUME, name, volume_args),),
+        )
+
+    def dns_record(
+        self, name: str, zone: str, domain: str, address: pulumi.Input[str], stack: ResolvedStack,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.CustomResource:
+        # pulumi_digitalocean DnsRecord: `domain` is the DigitalOcean domain, `name` the host relative to it
+        # ("@" for the domain itself), `value` the address, `ttl` in seconds (dns_record.py).
+        return do.DnsRecord(
+            name,
+            domain=zone,
+            type="A",
+            name=facts.dns_record_name(domain, zone),
+            value=address,
+            ttl=DNS_TTL_SECONDS,
+            opts=opts,
         )
 
     @staticmethod

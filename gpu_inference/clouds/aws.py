@@ -15,17 +15,19 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gpu_inference import bill, naming
 from gpu_inference.catalog import Offering, UnknownCatalogEntry
-from gpu_inference.clouds.base import Cloud, CloudMocks, FakeAddress, Layout, OpenPort
-from gpu_inference.constants import HOURS_PER_MONTH
+from gpu_inference.clouds.base import Cloud, CloudMocks, FakeAddress, Layout, OpenPort, tls_domain_in_zone_problems
+from gpu_inference.constants import HOURS_PER_MONTH, PROJECT_NAME
 
 if TYPE_CHECKING:
     from gpu_inference.bill import CostLine
     from gpu_inference.catalog import Catalog
+    from gpu_inference.config import StackConfig
 
 NAME = "aws"
 
@@ -39,6 +41,12 @@ NETWORK_INTERFACE = "aws:ec2/networkInterface:NetworkInterface"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+# The TLS domain's A record in a Route 53 hosted zone the account already has. A record costs nothing of its
+# own: Route 53 bills the hosted zone ($0.50/month, the user's, not created here) and queries by usage
+# (aws.amazon.com/route53/pricing), neither of which this program adds.
+ROUTE53_RECORD = "aws:route53/record:Record"
+# Route 53 hosted zone ids: "Z" and upper-case letters/digits (e.g. Z1D633PJN98FT9, Z0123456789ABCDEFGHIJ).
+_HOSTED_ZONE_ID = re.compile(r"Z[A-Z0-9]{1,31}")
 GET_AMI = "aws:ec2/getAmi:getAmi"
 GET_INSTANCE_TYPE_OFFERINGS = "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings"
 
@@ -66,6 +74,7 @@ PREVIEW_AMI = "ami-0abc1234def567890"
 # Networking and identity cost nothing of their own (an address on an interface is billed as the Elastic IP).
 FREE_TYPES = frozenset({
     SECURITY_GROUP, SECURITY_GROUP_RULE, INGRESS_RULE, NETWORK_INTERFACE, EIP_ASSOCIATION, VOLUME_ATTACHMENT,
+    ROUTE53_RECORD,
     "aws:ec2/vpc:Vpc",
     "aws:ec2/subnet:Subnet",
     "aws:ec2/internetGateway:InternetGateway",
@@ -115,10 +124,30 @@ class Aws(Cloud):
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.aws"
     gpu_image: ClassVar[str | None] = "AWS's NVIDIA-driver AMIs"
+    # IMDSv2 (the instances require it): a session token from PUT /latest/api/token, then
+    # /latest/meta-data/local-ipv4, the primary private address (docs.aws.amazon.com/AWSEC2/latest/UserGuide/
+    # instancedata-data-retrieval.html).
+    private_ipv4_lookup: ClassVar[str | None] = (
+        'token=$(curl -fsS --max-time 5 -X PUT -H "X-aws-ec2-metadata-token-ttl-seconds: 60" '
+        'http://169.254.169.254/latest/api/token) && curl -fsS --max-time 5 -H "X-aws-ec2-metadata-token: $token" '
+        "http://169.254.169.254/latest/meta-data/local-ipv4"
+    )
     packages: ClassVar[frozenset[str]] = frozenset({"aws"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
     supports_spot: ClassVar[bool] = True
+    # The link-local instance metadata endpoint (EC2 User Guide, "Access instance metadata for an EC2 instance").
+    spot_metadata_endpoint: ClassVar[str | None] = "http://169.254.169.254"
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network(SUBNET_CIDR)
+
+    def config_problems(self, cfg: StackConfig) -> list[str]:
+        problems = tls_domain_in_zone_problems(cfg, "Route 53 hosted zone")
+        zone = cfg.load_balancer.dns_zone
+        if not problems and zone and not _HOSTED_ZONE_ID.fullmatch(zone):
+            problems.append(
+                f"{PROJECT_NAME}:loadBalancer.dnsZone = {zone!r} is not a Route 53 hosted zone id: use the zone's id "
+                "(Z followed by upper-case letters and digits, `aws route53 list-hosted-zones`), not its name"
+            )
+        return problems
 
     def price(self, resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine] | None:
         if resource_type == INSTANCE:
@@ -199,7 +228,7 @@ def _price_instance(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> l
                                size.price_date, size.price_source)]
         else:
             lines = [bill.machines(INSTANCE, name, size, 1, "instance",
-                                   "; spot requested but the catalog has no spot price, priced at on-demand")]
+                                   "; spot, priced at on-demand as an upper bound (the catalog has no sourced spot price)")]
     else:
         lines = [bill.machines(INSTANCE, name, size, 1, "instance")]
 
@@ -260,6 +289,10 @@ class _Mocks(CloudMocks):
                 if eip in self.eip_public and eni:
                     self.eni_public[eni] = self.eip_public[eip]
                 state.update(publicIp=self.eip_public.get(eip, ""))
+        elif typ == ROUTE53_RECORD:
+            # Route 53's id of a record: zone id, name and type joined by underscores.
+            rid = f"{inputs.get('zoneId')}_{inputs.get('name')}_{inputs.get('type')}"
+            state.update(fqdn=str(inputs.get("name") or ""))
         elif typ.startswith("aws:"):
             rid = f"{name}-id"
         else:

@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from gpu_inference.constants import PROJECT_NAME
+
 if TYPE_CHECKING:
     from gpu_inference.bill import CostLine
     from gpu_inference.catalog import Catalog
@@ -81,7 +83,13 @@ class Cloud:
     gpu_image: ClassVar[str | None] = None
     """Machine clouds: the GPU image its nodes boot, in words (it ships Docker and the NVIDIA toolkit: the GPU
     node's bootstrap says so and only installs what is missing)."""
+    private_ipv4_lookup: ClassVar[str | None] = None
+    """Machine clouds: a bash command (one line, no secrets) that prints the machine's private IPv4 from the
+    cloud's metadata service; the GPU node publishes its containers' ports on that address only."""
     supports_spot: ClassVar[bool] = False
+    spot_metadata_endpoint: ClassVar[str | None] = None
+    """Spot clouds: the instance metadata service whose ``/latest/meta-data/spot/instance-action`` (IMDSv2)
+    posts the interruption notice; spot GPU nodes run the watcher (gpu_inference/render/spot.py) against it."""
     private_network: ClassVar[ipaddress.IPv4Network] = ipaddress.IPv4Network("10.10.0.0/24")
     """Where the offline preview draws private addresses from (what the cloud would hand out)."""
 
@@ -118,6 +126,22 @@ class Cloud:
     def placeholder_volume(self, stack_name: str) -> str:
         """``volume_ref`` of the stack's Prometheus volume when no real one exists (golden files)."""
         raise ValueError(f"no block volumes on provider {self.name!r}")
+
+
+# TTL of the TLS domain's record: the address behind it is static (it outlives the load balancer host), so a
+# long cache costs nothing; 5 minutes still lets a user who moves the name see it move quickly.
+DNS_TTL_SECONDS = 300
+
+
+def tls_domain_in_zone_problems(cfg: StackConfig, zone_word: str) -> list[str]:
+    """A ``loadBalancer.dnsZone`` needs the ``tlsDomain`` whose record it gets (both clouds' rule)."""
+    lb = cfg.load_balancer
+    if lb.dns_zone and not lb.tls_domain:
+        return [
+            f"{PROJECT_NAME}:loadBalancer.dnsZone = {lb.dns_zone!r} needs {PROJECT_NAME}:loadBalancer.tlsDomain: "
+            f"the {zone_word} gets an A record for that name (set tlsDomain, or remove dnsZone)"
+        ]
+    return []
 
 
 def port_range(text: Any) -> tuple[int, int]:

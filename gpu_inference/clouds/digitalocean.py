@@ -12,7 +12,16 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gpu_inference import bill, naming
-from gpu_inference.clouds.base import Cloud, CloudMocks, FakeAddress, Layout, OpenPort, port_range
+from gpu_inference.clouds.base import (
+    Cloud,
+    CloudMocks,
+    FakeAddress,
+    Layout,
+    OpenPort,
+    port_range,
+    tls_domain_in_zone_problems,
+)
+from gpu_inference.constants import PROJECT_NAME
 
 if TYPE_CHECKING:
     from gpu_inference.bill import CostLine
@@ -32,12 +41,19 @@ VPC = "digitalocean:index/vpc:Vpc"
 TAG = "digitalocean:index/tag:Tag"
 KUBERNETES_NODE_POOL = "digitalocean:index/kubernetesNodePool:KubernetesNodePool"
 KUBERNETES_CLUSTER = "digitalocean:index/kubernetesCluster:KubernetesCluster"
+# The TLS domain's A record in a domain the account already has in DigitalOcean DNS (free, like the domain).
+DNS_RECORD = "digitalocean:index/dnsRecord:DnsRecord"
+# A DigitalOcean domain is a DNS name: RFC 1123 labels of 1-63 characters, at least two of them.
+_DOMAIN = re.compile(r"(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 # DigitalOcean's AI/ML-ready images (Ubuntu + NVIDIA driver + container toolkit, or ROCm for AMD). The
 # "h100" in the NVIDIA slugs is historical: gpu-h100x1-base serves every single-GPU NVIDIA plan
 # (L40S, RTX 4000/6000 Ada, H100, H200) and gpu-h100x8-base the 8-GPU ones.
 GPU_IMAGE_NVIDIA_1 = "gpu-h100x1-base"
 GPU_IMAGE_NVIDIA_8 = "gpu-h100x8-base"
+# "AMD AI/ML Ready" (Ubuntu + ROCm + amd-smi): slug as `doctl compute image list --public` lists it (image 189723042,
+# created 2025-06-09, in a public capture of that output found via the code index, 2026-12-02); public MI300X
+# run reports name the same slug for gpu-mi300x1-192gb in atl1.
 GPU_IMAGE_AMD = "gpu-amd-base"
 # Nginx and Prometheus hosts: the current Ubuntu LTS; the renderers' cloud-init targets Ubuntu.
 BASE_IMAGE = "ubuntu-24-04-x64"
@@ -57,7 +73,7 @@ FREE_TYPES = frozenset({
     "digitalocean:index/project:Project",
     "digitalocean:index/projectResources:ProjectResources",
     "digitalocean:index/domain:Domain",
-    "digitalocean:index/dnsRecord:DnsRecord",
+    DNS_RECORD,
     "digitalocean:index/certificate:Certificate",
 })  # fmt: skip
 
@@ -88,12 +104,35 @@ def stack_name_problems(stack_name: str) -> list[str]:
     ]
 
 
+def dns_record_name(domain: str, zone: str) -> str:
+    """A DnsRecord's ``name``: relative to its domain, ``@`` for the domain itself (pulumi_digitalocean
+    dns_record.py: "Use `@` for records on domain's name itself")."""
+    domain, zone = domain.lower().rstrip("."), zone.lower().rstrip(".")
+    return "@" if domain == zone else domain.removesuffix(f".{zone}")
+
+
+def dns_zone_problems(cfg: StackConfig) -> list[str]:
+    """loadBalancer.dnsZone on DigitalOcean: a domain of the account's DNS that holds the tlsDomain."""
+    problems = tls_domain_in_zone_problems(cfg, "DigitalOcean domain")
+    zone, domain = cfg.load_balancer.dns_zone, cfg.load_balancer.tls_domain
+    if problems or not zone or not domain:
+        return problems
+    if not _DOMAIN.fullmatch(zone):
+        return [f"{PROJECT_NAME}:loadBalancer.dnsZone = {zone!r} is not a DigitalOcean domain: use a DNS name such "
+                "as example.com (the domain as DigitalOcean DNS lists it)"]
+    lower_domain, lower_zone = domain.lower().rstrip("."), zone.lower().rstrip(".")
+    if lower_domain != lower_zone and not lower_domain.endswith(f".{lower_zone}"):
+        return [f"{PROJECT_NAME}:loadBalancer.dnsZone = {zone!r} does not hold {PROJECT_NAME}:loadBalancer.tlsDomain "
+                f"= {domain!r}: the domain must be the zone or a name under it"]
+    return []
+
+
 def price_node_pool(name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine]:
-    """A DOKS node pool: its nodes, billed like Droplets of the pool's size."""
+    """A DOKS node pool: its nodes, billed like Droplets of the pool's size (an autoscaling one at maxNodes)."""
     size = bill.machine_size(catalog, NAME, str(bill.require(inputs, "size", KUBERNETES_NODE_POOL, name)),
                              "DigitalOcean Droplet size")
-    count, note = bill.node_count(inputs, KUBERNETES_NODE_POOL, name)
-    return [bill.machines(KUBERNETES_NODE_POOL, name, size, count, "node", note)]
+    high, low = bill.node_range(inputs, KUBERNETES_NODE_POOL, name)
+    return [bill.scaling_machines(KUBERNETES_NODE_POOL, name, size, high, low, "node")]
 
 
 class DigitalOcean(Cloud):
@@ -103,8 +142,16 @@ class DigitalOcean(Cloud):
     layout: ClassVar[Layout] = "machines"
     pulumi_module: ClassVar[str] = "components.clouds.digitalocean"
     gpu_image: ClassVar[str | None] = "DigitalOcean's GPU droplet image"
+    # Droplet metadata, Network Interfaces: /metadata/v1/interfaces/private/0/ipv4/address is the VPC address
+    # (docs.digitalocean.com/reference/api/metadata/network-interfaces).
+    private_ipv4_lookup: ClassVar[str | None] = (
+        "curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/interfaces/private/0/ipv4/address"
+    )
     packages: ClassVar[frozenset[str]] = frozenset({"digitalocean"})
     free_types: ClassVar[frozenset[str]] = FREE_TYPES
+
+    def config_problems(self, cfg: StackConfig) -> list[str]:
+        return dns_zone_problems(cfg)
 
     def stack_name_problems(self, stack_name: str, cfg: StackConfig) -> list[str]:
         problems = stack_name_problems(stack_name)
@@ -189,6 +236,11 @@ class _Mocks(CloudMocks):
             state["kubeConfigs"] = [{"rawConfig": "apiVersion: v1\nkind: Config\n# preview placeholder\n"}]
         elif typ == TAG:
             rid = str(inputs.get("name") or name)
+        elif typ == DNS_RECORD:
+            rid = str(100_000_000 + n)
+            record = str(inputs.get("name") or "@")
+            zone = str(inputs.get("domain") or "")
+            state.update(fqdn=zone if record == "@" else f"{record}.{zone}", ttl=inputs.get("ttl") or 1800)
         elif typ.startswith("digitalocean:"):
             rid = f"{name}-id"
         else:

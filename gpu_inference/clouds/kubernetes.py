@@ -9,6 +9,8 @@ cloud controller creates a regional DigitalOcean load balancer.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
 NAME = "kubernetes"
 SERVICE = "kubernetes:core/v1:Service"
+PERSISTENT_VOLUME_CLAIM = "kubernetes:core/v1:PersistentVolumeClaim"
 
 # DOKS labels every node with its pool's name, which the vLLM pods select on; GPU nodes carry this taint
 # until the NVIDIA driver and device plugin are ready (DOKS GPU worker nodes docs).
@@ -37,6 +40,69 @@ LB_NAME_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-name"
 LB_SIZE_UNIT_ANNOTATION = "service.beta.kubernetes.io/do-loadbalancer-size-unit"
 # Kubernetes label values are at most 63 characters; the GPU pool's name becomes one (POOL_LABEL).
 LABEL_VALUE_MAX = 63
+# The StorageClass DOKS installs with its CSI driver: a claim of it becomes a DigitalOcean block storage volume,
+# billed like one (digitalocean/csi-digitalocean README; docs.digitalocean.com/products/kubernetes "volumes").
+BLOCK_STORAGE_CLASS = "do-block-storage"
+
+# What a GPU node keeps for itself before the vLLM pod (Kubernetes "Reserve Compute Resources for System
+# Daemons": allocatable = capacity - kube-reserved - system-reserved - eviction threshold). DOKS publishes its
+# allocatable memory per size but not as a formula this catalog could follow; GKE publishes its tiers (25 % of
+# the first 4 GiB, 20 % of the next 4, 10 % of the next 8, 6 % of the next 112, 2 % above 128 GiB, plus a
+# 100 MiB eviction threshold: cloud.google.com/kubernetes-engine/docs/concepts/plan-node-sizes), which this
+# uses as the reservation, plus room for the DaemonSets DOKS runs on every node (CNI, CSI, its agent, the NVIDIA
+# device plugin). Requests above the node's allocatable would leave the pod Pending, so the estimate errs high.
+_MEMORY_RESERVE_TIERS_GIB = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (float("inf"), 0.02))
+EVICTION_RESERVE_GIB = 0.1
+DAEMONSET_RESERVE_GIB = 1.0
+# CPU: GKE reserves under 0.1 core up to 8 cores (6 % of the first, 1 % of the next, ...); one whole core covers
+# that and the DaemonSets with room to spare, and vLLM's own CPU work (tokenizer, scheduler) needs the rest.
+SYSTEM_RESERVE_CPUS = 1
+
+
+def _memory_reserve_gib(memory_gib: float) -> float:
+    reserved, left = 0.0, memory_gib
+    for size, share in _MEMORY_RESERVE_TIERS_GIB:
+        part = min(left, size)
+        reserved += part * share
+        left -= part
+        if left <= 0:
+            break
+    return reserved + EVICTION_RESERVE_GIB + DAEMONSET_RESERVE_GIB
+
+
+def vllm_pod_resources(vcpus: int, memory_gib: float) -> dict[str, str]:
+    """CPU and memory the vLLM pod requests and is limited to on a GPU node of ``vcpus`` / ``memory_gib``.
+
+    Requests equal limits (with the GPUs, also equal) so the pod is in the Guaranteed QoS class: the last one the
+    kubelet evicts under node pressure. Whole cores and whole GiB, rounded down."""
+    cpus = max(1, vcpus - SYSTEM_RESERVE_CPUS)
+    memory = math.floor(memory_gib - _memory_reserve_gib(memory_gib))
+    if memory < 1:
+        raise ValueError(f"a node with {memory_gib:g} GiB leaves no memory for the vLLM pod")
+    return {"cpu": str(cpus), "memory": f"{memory}Gi"}
+
+
+def storage_quantity_gib(quantity: Any, what: str) -> float:
+    """A Kubernetes storage quantity this program writes (``20Gi``, ``1Ti``) in GiB; anything else raises, so an
+    unreadable claim never prices as $0."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(Gi|Ti)", str(quantity))
+    if not match:
+        raise ValueError(f"{what} must be a quantity in Gi or Ti (e.g. 20Gi), got {quantity!r}")
+    return float(match.group(1)) * (1024 if match.group(2) == "Ti" else 1)
+
+# KEDA, the autoscaler of an autoscaling pool: its Helm chart, pinned (kedacore/charts keda/Chart.yaml
+# version 2.20.2, appVersion 2.20.2, the latest release as of 2026-08-20), into its own namespace as its
+# docs install it (keda.sh/docs/deploy, "Deploying with Helm").
+KEDA_CHART = "keda"
+KEDA_CHART_REPO = "https://kedacore.github.io/charts"
+KEDA_CHART_VERSION = "2.20.2"
+KEDA_NAMESPACE = "keda"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
+# The Kubernetes minor version the objects are written for and validated against in the tests
+# (kubernetes-validate's bundled schemas, strict): a DOKS minor version offered in 2026; the cluster itself is
+# the operator's (kubernetes.clusterId), and objects valid for 1.34 stay valid in the releases after it.
+KUBERNETES_VERSION = "1.34.0"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 def gpu_pool_name(stack: str) -> str:
@@ -58,11 +124,30 @@ class Kubernetes(Cloud):
             problems.append(
                 f"{PROJECT_NAME}:kubernetes is required when provider is kubernetes: set {{clusterId: <DOKS cluster id>}}"
             )
+        if cfg.autoscaling is not None and not cfg.monitoring.enabled:
+            # KEDA's triggers query the stack's own in-cluster Prometheus.
+            problems.append(
+                f"{PROJECT_NAME}:autoscaling needs {PROJECT_NAME}:monitoring.enabled = true (KEDA scales on the "
+                "in-cluster Prometheus' vLLM metrics): enable monitoring or remove autoscaling"
+            )
+        if not cfg.public_endpoint and not cfg.allowed_cidrs:
+            # An empty loadBalancerSourceRanges is no restriction at all: "If spec.loadBalancerSourceRanges is not
+            # set, Kubernetes allows traffic from 0.0.0.0/0" (kubernetes.io, Service, "Traffic policies" /
+            # configure-cloud-provider-firewall). A private endpoint with no admitted range would be world-open.
+            problems.append(
+                f"{PROJECT_NAME}:publicEndpoint = false needs {PROJECT_NAME}:allowedCidrs with provider kubernetes: an "
+                "empty loadBalancerSourceRanges admits every address; list the client ranges or set publicEndpoint: true"
+            )
         if cfg.load_balancer.tls_domain:
             # The in-cluster Nginx has no certificate to serve: TLS there belongs in front of the cluster.
             problems.append(
                 f"{PROJECT_NAME}:loadBalancer.tlsDomain is not supported with provider kubernetes: remove it "
                 "(terminate TLS in front of the cluster's LoadBalancer Service instead)"
+            )
+        if cfg.load_balancer.dns_zone:
+            problems.append(
+                f"{PROJECT_NAME}:loadBalancer.dnsZone is not supported with provider kubernetes: remove it "
+                "(the LoadBalancer Service's address belongs to the cluster; point a name at it in front of it)"
             )
         return problems
 
@@ -81,6 +166,8 @@ class Kubernetes(Cloud):
     def price(self, resource_type: str, name: str, inputs: Mapping[str, Any], catalog: Catalog) -> list[CostLine] | None:
         if resource_type == SERVICE:
             return _load_balancer(catalog, name, inputs)
+        if resource_type == PERSISTENT_VOLUME_CLAIM:
+            return _volume_claim(catalog, name, inputs)
         if resource_type.split(":", 1)[0] == "kubernetes":
             return []  # cluster objects: the nodes they run on are billed as the node pool
         return None
@@ -117,6 +204,20 @@ def _load_balancer(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> li
         f"DigitalOcean load balancer for a LoadBalancer Service, {plural}node at ${price.hourly_usd:g}/h{cap}",
         units, "load-balancer node", price.hourly_usd * units, monthly_each * units, price.price_date, price.price_source,
     )]
+
+
+def _volume_claim(catalog: Catalog, name: str, inputs: Mapping[str, Any]) -> list[CostLine]:
+    """A claim of DOKS's block storage class: the DigitalOcean volume the CSI driver creates for it, GiB-months
+    at the volume price (DigitalOcean's "GB" are GiB). Another class is not a DigitalOcean volume: refused."""
+    spec = inputs.get("spec") or {}
+    storage_class = spec.get("storageClassName") if isinstance(spec, Mapping) else None
+    if storage_class != BLOCK_STORAGE_CLASS:
+        raise ValueError(f"{PERSISTENT_VOLUME_CLAIM} {name!r}: storageClassName {storage_class!r} has no price "
+                         f"here (only {BLOCK_STORAGE_CLASS!r})")
+    requests = ((spec.get("resources") or {}).get("requests") or {})
+    size = storage_quantity_gib(requests.get("storage"), f"{PERSISTENT_VOLUME_CLAIM} {name!r} resources.requests.storage")
+    return [bill.storage(catalog, PERSISTENT_VOLUME_CLAIM, name, digitalocean.NAME, "volume", size,
+                         f"DigitalOcean volume ({BLOCK_STORAGE_CLASS} claim)")]
 
 
 class _Mocks(CloudMocks):

@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     # Effective hourly rate of the month as billed (capped droplets bill less than hourly × 730).
     stack_hourly = total / HOURS_PER_MONTH
     spot = spot_savings(load_catalog().offering(cfg.gpu))
-    econ = economics(stack_hourly, cfg.node_count, tokens_per_second, args.utilization, args.api_price_per_mtok)
+    # The bill is at maxNodes for an autoscaled stack: so is the throughput it buys.
+    econ = economics(stack_hourly, cfg.max_node_count, tokens_per_second, args.utilization, args.api_price_per_mtok)
     if econ is not None:
         econ["tokens_per_second_source"] = "predicted by estimate" if predicted else "given (--tokens-per-second)"
 
@@ -107,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
                     "hours_per_month": HOURS_PER_MONTH,
                     "cost_lines": lines,
                     "monthly_cost_usd": total,
+                    # With autoscaling: [minNodes month, maxNodes month]; the budget verdict is at the maximum.
+                    "monthly_cost_range_usd": [report.get("monthly_cost_min_usd") or total, total],
                     "budget_usd": budget,
                     "within_budget": total <= budget,
                     "spot": spot.model_dump(mode="json") if spot else None,

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _key_inputs(r: dict[str, Any]) -> str:
     inputs = r["inputs"]
-    keys = ("size", "instanceType", "region", "image", "ami", "cidrBlock", "availabilityZone", "name")
+    # DNS records: their zone (a domain, or a hosted zone id), name and the address they point at.
+    keys = ("size", "instanceType", "region", "image", "ami", "cidrBlock", "availabilityZone", "domain", "zoneId",
+            "name", "value", "records", "create")
     parts = [f"{k}={inputs[k]}" for k in keys if inputs.get(k) not in (None, "", [])]
     # Firewall-like resources: their inbound rules as each cloud module reads them (the security policy's view).
     ports = [port for cloud in CLOUDS.values() for port in cloud.open_ports(r["type"], inputs)]
@@ -88,6 +90,11 @@ def print_report(data: dict[str, Any]) -> None:
         mark = "PASS" if v["passed"] else ("FAIL" if v["level"] == "mandatory" else "WARN")
         where = f" [{v['resource']}]" if v.get("resource") else ""
         print(f"  {mark} {v['name']} ({v['level']}){where}: {v['message']}")
+
+    if data.get("notes"):  # absent from reports of revisions before the notes existed (cost-diff)
+        print("\nNotes:")
+        for note in data["notes"]:
+            print(f"  NOTE {note}")
 
     print("\nOutputs:")
     for key, value in data["outputs"].items():

@@ -85,15 +85,18 @@ def request_from_args(args: argparse.Namespace) -> SizingRequest:
     if args.gpu:
         gpu = find_gpu(args.gpu)
         memory, gpu_name, fp8, sms = gpu.usable_memory_gib, gpu.name, gpu.fp8, gpu.multiprocessors
+        vendor = gpu.vendor
     else:
         if args.gpu_memory_gib <= 0:
             raise ValueError(f"--gpu-memory-gib = {args.gpu_memory_gib} must be > 0")
         memory, gpu_name, fp8, sms = args.gpu_memory_gib, None, True, None
+        vendor = "nvidia"
     return SizingRequest(
         model=model,
         gpu_memory_gib=memory,
         gpu_name=gpu_name,
         gpu_supports_fp8=fp8,
+        gpu_vendor=vendor,
         tensor_parallel_size=args.tensor_parallel_size,
         pipeline_parallel_size=args.pipeline_parallel_size,
         max_model_len=args.max_model_len,

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gpu_inference.constants import DCGM_EXPORTER_PORT, MTAIL_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render._common import node_name
+from gpu_inference.render.acme import cert_unit, deploy_hook_script, obtain_script
 from gpu_inference.render.cloud_init import (
-    dcgm_exporter_unit,
+    gpu_exporter_unit_for,
     gpu_node_bootstrap,
     gpu_node_cloud_init,
     lb_bootstrap,
@@ -24,9 +26,11 @@ from gpu_inference.render.cloud_init import (
 )
 from gpu_inference.render.dashboards import dashboard_files
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
+from gpu_inference.render.lb_healthcheck import agent_script, healthcheck_unit, settings, settings_json, upstream_include
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
 from gpu_inference.render.nginx_metrics import MTAIL_UNIT, mtail_program, mtail_unit
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
+from gpu_inference.render.spot import has_spot_watcher, spot_watcher_script, spot_watcher_unit
 from gpu_inference.render.vllm import vllm_args, vllm_env_file, vllm_unit
 
 if TYPE_CHECKING:
@@ -37,7 +41,7 @@ __all__ = [
     "alert_rule_tests",
     "alert_rules",
     "alerts",
-    "dcgm_exporter_unit",
+    "gpu_exporter_unit_for",
     "gpu_node_cloud_init",
     "healthcheck_script",
     "healthcheck_units",
@@ -57,11 +61,12 @@ __all__ = [
 
 
 def monitoring_targets(
-    node_addresses: list[str], lb_address: str
+    node_addresses: list[str], lb_address: str, gpu_exporter_port: int = DCGM_EXPORTER_PORT
 ) -> tuple[list[str], dict[str, str], list[str]]:
-    """(vLLM, node_exporter, DCGM) scrape targets; node_exporter runs on every host, the LB included."""
+    """(vLLM, node_exporter, GPU exporter) scrape targets; node_exporter runs on every host, the LB included.
+    ``gpu_exporter_port``: the port of the GPU vendor's exporter (``gpu_vendor.vendor_for(stack).exporter``)."""
     vllm = [f"{a}:{VLLM_PORT}" for a in node_addresses]
-    dcgm = [f"{a}:{DCGM_EXPORTER_PORT}" for a in node_addresses]
+    dcgm = [f"{a}:{gpu_exporter_port}" for a in node_addresses]
     nodes = {node_name(i): f"{a}:{NODE_EXPORTER_PORT}" for i, a in enumerate(node_addresses)}
     nodes["loadbalancer"] = f"{lb_address}:{NODE_EXPORTER_PORT}"
     nodes["monitoring"] = f"localhost:{NODE_EXPORTER_PORT}"
@@ -89,6 +94,8 @@ def render_all(
     """
     files: dict[str, str] = {}
     hc_service, hc_timer = healthcheck_units(stack)
+    exporter = vendor_for(stack).exporter
+    exporter_unit, exporter_text = gpu_exporter_unit_for(stack)
     for i, _address in enumerate(node_addresses):
         base = f"nodes/{node_name(i)}"
         files[f"{base}/cloud-init.yaml"] = gpu_node_cloud_init(stack, i, api_key, hf_token)
@@ -96,17 +103,31 @@ def render_all(
         files[f"{base}/vllm-healthcheck.sh"] = healthcheck_script(stack)
         files[f"{base}/vllm-healthcheck.service"] = hc_service
         files[f"{base}/vllm-healthcheck.timer"] = hc_timer
-        files[f"{base}/dcgm-exporter.service"] = dcgm_exporter_unit()
+        files[f"{base}/{exporter_unit}"] = exporter_text
+        for path, content in exporter.files.items():
+            files[f"{base}/{exporter.container}-{path.rsplit('/', 1)[-1]}"] = content
         files[f"{base}/node-exporter.service"] = node_exporter_unit()
         files[f"{base}/bootstrap.sh"] = gpu_node_bootstrap(stack)
+        if has_spot_watcher(stack, i):
+            files[f"{base}/spot-interruption-watcher.sh"] = spot_watcher_script(stack)
+            files[f"{base}/spot-interruption-watcher.service"] = spot_watcher_unit()
     backends = [f"{a}:{VLLM_PORT}" for a in node_addresses]
-    files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends)
+    files["loadbalancer/nginx.conf"] = nginx_conf(stack, backends, upstream_include=True)
+    checks = settings(stack, backends)
+    files["loadbalancer/gpu-inference-upstream.conf"] = upstream_include(checks)
+    files["loadbalancer/lb-healthcheck.py"] = agent_script()
+    files["loadbalancer/lb-healthcheck.json"] = settings_json(checks)
+    files["loadbalancer/gpu-inference-lb-healthcheck.service"] = healthcheck_unit()
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
     files["loadbalancer/nginx.mtail"] = mtail_program()
     files[f"loadbalancer/{MTAIL_UNIT}"] = mtail_unit()
+    if stack.config.load_balancer.tls_domain:
+        files["loadbalancer/cert-obtain.sh"] = obtain_script(stack)
+        files["loadbalancer/cert-deploy.sh"] = deploy_hook_script(stack)
+        files["loadbalancer/gpu-inference-cert.service"] = cert_unit()
     if stack.config.monitoring.enabled:
-        vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address)
+        vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address, exporter.port)
         nginx = nginx_metrics_targets(lb_address)
         files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm, nginx_targets=nginx)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)

@@ -8,9 +8,7 @@ from typing import Any
 
 import yaml
 
-# NVIDIA's DCGM exporter, pinned: DCGM 4.6.0 paired with exporter 4.8.3 (release 2026-07-15 per NVIDIA's
-# DCGM Exporter release notes). The distroless variant is the one NVIDIA publishes for every 4.x release.
-DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless"
+# The GPU exporters' images (DCGM, AMD's device metrics exporter) are the vendor's: gpu_inference/gpu_vendor.py.
 # node_exporter on GPU nodes runs as a container too: the clouds' GPU images (gpu_inference/clouds) differ
 # in distro and package manager, Docker is the one thing they share.
 NODE_EXPORTER_IMAGE = "quay.io/prometheus/node-exporter:v1.9.1"
@@ -38,11 +36,37 @@ BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-bootstrap"
 
 RENDERED_BY = "Rendered by gpu-inference (gpu_inference/render); do not edit on the machine."
 
+# A GPU node's private IPv4, which its containers publish their ports on (never 0.0.0.0: the cloud firewall
+# stays the first line, this is the second). The first-boot script asks the cloud's metadata service
+# (``Cloud.private_ipv4_lookup``) and writes it here; the units read it with EnvironmentFile=.
+NETWORK_ENV_FILE = "/etc/gpu-inference/network.env"
+PRIVATE_IP_VAR = "GPU_INFERENCE_PRIVATE_IP"
+
+
+class Expanded(str):
+    """An Exec= argument systemd must expand (``${VAR}`` from an EnvironmentFile): written unescaped.
+
+    systemd replaces ``${VAR}`` inside a word with the variable's exact value and keeps it one argument
+    (systemd.service(5), "Command lines"); only variable references and address characters are allowed.
+    """
+
+    def __new__(cls, value: str) -> Expanded:
+        if not re.fullmatch(r"(\$\{[A-Z_]+\}|[A-Za-z0-9_.:/=-])+", value):
+            raise ValueError(f"{value!r} is not a plain ${{VAR}} reference with address characters")
+        return super().__new__(cls, value)
+
+
+def private_ip_publish(port: int) -> list[str]:
+    """docker -p flags for a GPU node container: the node's private address, plus loopback for local probes."""
+    return ["-p", f"127.0.0.1:{port}:{port}", "-p", Expanded(f"${{{PRIVATE_IP_VAR}}}:{port}:{port}")]
+
 _SYSTEMD_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 
 
 def systemd_quote(arg: str) -> str:
     """One argument for an Exec= line: specifiers (%) and variables ($) escaped, quoted when needed."""
+    if isinstance(arg, Expanded):
+        return str(arg)
     escaped = arg.replace("%", "%%").replace("$", "$$")
     if _SYSTEMD_SAFE.match(arg):
         return escaped

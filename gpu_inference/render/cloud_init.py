@@ -11,30 +11,60 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from gpu_inference.clouds import CLOUDS
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT
+from gpu_inference.constants import NODE_EXPORTER_PORT
+from gpu_inference.gpu_vendor import Exporter, vendor_for, vllm_image
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
-    DCGM_EXPORTER_IMAGE,
     DOCKER_LOG_ARGS,
     HEALTHCHECK_PATH,
     HEALTHCHECK_TIMER,
     HEALTHCHECK_UNIT,
     MODEL_CACHE_DIR,
+    NETWORK_ENV_FILE,
     NODE_EXPORTER_IMAGE,
+    PRIVATE_IP_VAR,
     RENDERED_BY,
     VLLM_ENV_FILE,
     VLLM_UNIT,
+    Expanded,
     dump_yaml,
     exec_line,
     node_name,
+    private_ip_publish,
     shell_quote,
     systemd_quote,
 )
+from gpu_inference.render.acme import (
+    CERT_DEPLOY_HOOK_PATH,
+    CERT_OBTAIN_PATH,
+    CERT_SERVICE,
+    cert_unit,
+    deploy_hook_script,
+    obtain_script,
+    placeholder_certificate,
+)
 from gpu_inference.render.grafana import grafana_cloud_init_files, grafana_runcmd
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
-from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
+from gpu_inference.render.lb_healthcheck import (
+    LB_HEALTHCHECK_CONFIG,
+    LB_HEALTHCHECK_PATH,
+    LB_HEALTHCHECK_UNIT,
+    agent_script,
+    healthcheck_unit,
+    settings,
+    settings_json,
+    upstream_include,
+)
+from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
 from gpu_inference.render.nginx_metrics import nginx_metrics_files, nginx_metrics_runcmd
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
+from gpu_inference.render.spot import (
+    SPOT_WATCHER_PATH,
+    SPOT_WATCHER_UNIT,
+    has_spot_watcher,
+    spot_watcher_script,
+    spot_watcher_unit,
+)
 from gpu_inference.render.vllm import vllm_env_file, vllm_unit
 
 if TYPE_CHECKING:
@@ -44,8 +74,10 @@ SYSTEMD_DIR = "/etc/systemd/system"
 LB_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-lb-bootstrap"
 MONITORING_BOOTSTRAP_PATH = "/usr/local/sbin/gpu-inference-monitoring-bootstrap"
 # Self-signed certificate the LB starts with when TLS is configured and no certificate is there yet, so
-# nginx can start; the operator replaces it (e.g. certbot) — see docs/runbooks.md#tls.
+# nginx can start; certbot's deploy hook replaces it (render/acme.py, docs/runbooks.md#tls).
 SELF_SIGNED_DAYS = 30
+
+
 def _file(path: str, content: str, permissions: str = "0644", defer: bool = False) -> dict[str, Any]:
     entry: dict[str, Any] = {"path": path, "owner": "root:root", "permissions": permissions, "content": content}
     if defer:
@@ -85,6 +117,8 @@ Type=simple
 TimeoutStartSec=600
 Restart=always
 RestartSec=10
+# {PRIVATE_IP_VAR}: the address the exporter listens on (written by the first-boot script).
+EnvironmentFile={NETWORK_ENV_FILE}
 ExecStartPre=-/usr/bin/docker rm -f {name}
 ExecStartPre=/bin/sh -c {systemd_quote(pull)}
 {exec_line("ExecStart", ["/usr/bin/docker", "run", "--name", name, *DOCKER_LOG_ARGS, *run_args, image, *cmd_args],
@@ -96,16 +130,17 @@ WantedBy=multi-user.target
 """
 
 
-def dcgm_exporter_unit() -> str:
-    """dcgm-exporter.service: NVIDIA's exporter container (GPU memory, temperature, XIDs) on :9400."""
-    return _container_unit(
-        "NVIDIA DCGM exporter (GPU metrics for Prometheus)",
-        "dcgm-exporter",
-        DCGM_EXPORTER_IMAGE,
-        # SYS_ADMIN: NVIDIA's documented flag; DCGM needs it for the profiling counters.
-        ["--gpus", "all", "--cap-add", "SYS_ADMIN", "-p", f"{DCGM_EXPORTER_PORT}:{DCGM_EXPORTER_PORT}"],
-        [],
-    )
+def gpu_exporter_unit(exporter: Exporter) -> str:
+    """The GPU vendor's metrics exporter container (DCGM on NVIDIA, AMD's device metrics exporter on ROCm)."""
+    # Published on the node's private address (and loopback) only: the cloud firewall stays the first line.
+    run_args = [*exporter.run_args, *private_ip_publish(exporter.port)]
+    return _container_unit(exporter.description, exporter.container, exporter.image, run_args, list(exporter.cmd_args))
+
+
+def gpu_exporter_unit_for(stack: ResolvedStack) -> tuple[str, str]:
+    """(unit file name, content) of the stack's GPU exporter."""
+    exporter = vendor_for(stack).exporter
+    return exporter.unit, gpu_exporter_unit(exporter)
 
 
 def node_exporter_unit() -> str:
@@ -115,19 +150,49 @@ def node_exporter_unit() -> str:
         "node-exporter",
         NODE_EXPORTER_IMAGE,
         ["--net=host", "--pid=host", "-v", "/:/host:ro,rslave"],
-        ["--path.rootfs=/host", f"--web.listen-address=:{NODE_EXPORTER_PORT}"],
+        # Host networking: the listen address itself is the node's private one (no -p to narrow it).
+        ["--path.rootfs=/host", Expanded(f"--web.listen-address=${{{PRIVATE_IP_VAR}}}:{NODE_EXPORTER_PORT}")],
     )
 
 
+def private_ip_lines(stack: ResolvedStack, env_file: str = NETWORK_ENV_FILE) -> str:
+    """The GPU node bootstrap's lines that write the node's private IPv4 (from the cloud's metadata service) to
+    ``env_file`` for the units' EnvironmentFile=, or stop the boot: never fall back to every interface."""
+    lookup = stack.cloud.private_ipv4_lookup
+    if lookup is None:
+        raise ValueError(f"provider {stack.config.provider!r} has no metadata lookup of a machine's private IPv4")
+    return f"""# Containers publish their ports on the private interface only: its address from the metadata service.
+private_ipv4() {{
+    {lookup}
+}}
+private_ip=""
+for attempt in 1 2 3 4 5; do
+    if private_ip=$(private_ipv4) && [[ "$private_ip" =~ ^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$ ]]; then
+        break
+    fi
+    private_ip=""
+    log "attempt $attempt to read the private IPv4 from the metadata service failed; retrying in 5s"
+    sleep 5
+done
+[[ -n "$private_ip" ]] || die "no private IPv4 from the metadata service: refusing to publish ports on every interface"
+install -d -m 0755 {shell_quote(env_file.rsplit("/", 1)[0])}
+printf '{PRIVATE_IP_VAR}=%s\\n' "$private_ip" > {shell_quote(env_file)}
+log "services listen on $private_ip (private) and 127.0.0.1"
+"""
+
+
 def gpu_node_bootstrap(stack: ResolvedStack) -> str:
-    """The GPU node's first-boot script: Docker and the NVIDIA runtime only if missing, then the services."""
-    images = " ".join(shell_quote(i) for i in (stack.config.vllm_image, DCGM_EXPORTER_IMAGE, NODE_EXPORTER_IMAGE))
-    units = " ".join(("node-exporter.service", "dcgm-exporter.service", VLLM_UNIT, HEALTHCHECK_TIMER))
+    """The GPU node's first-boot script: the driver check, Docker and the vendor's container runtime only if
+    missing, then the services."""
+    vendor = vendor_for(stack)
+    exporter = vendor.exporter
+    images = " ".join(shell_quote(i) for i in (vllm_image(stack), exporter.image, NODE_EXPORTER_IMAGE))
+    units = " ".join(("node-exporter.service", exporter.unit, VLLM_UNIT, HEALTHCHECK_TIMER))
     gpu_images = " and ".join(c.gpu_image for c in CLOUDS.values() if c.gpu_image)
+    intro = vendor.bootstrap_intro.format(gpu_images=gpu_images)
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
-# First boot of a GPU node. {gpu_images} ship Docker and
-# the NVIDIA container toolkit already: each step checks first and installs only what is missing.
+# First boot of a GPU node. {intro}: each step checks first and installs only what is missing.
 set -euo pipefail
 
 log() {{ echo "gpu-inference-bootstrap: $*"; }}
@@ -143,9 +208,7 @@ retry() {{
     return 1
 }}
 
-command -v nvidia-smi >/dev/null 2>&1 || die "no NVIDIA driver (nvidia-smi missing): use the provider's GPU image"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || die "nvidia-smi cannot talk to the GPU"
-
+{vendor.driver_check}
 if command -v docker >/dev/null 2>&1; then
     log "Docker already installed"
 elif command -v apt-get >/dev/null 2>&1; then
@@ -160,32 +223,11 @@ else
 fi
 systemctl enable --now docker.service
 
-if docker info --format '{{{{json .Runtimes}}}}' | grep -q '"nvidia"'; then
-    log "NVIDIA container runtime already configured"
-else
-    if ! command -v nvidia-ctk >/dev/null 2>&1; then
-        log "installing the NVIDIA container toolkit"
-        if command -v apt-get >/dev/null 2>&1; then
-            curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
-                | gpg --batch --yes --dearmor -o /usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
-            curl -fsSL https://nvidia.github.io/libnvidia-container/stable/deb/nvidia-container-toolkit.list \\
-                | sed 's#deb https://#deb [signed-by=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg] https://#g' \\
-                > /etc/apt/sources.list.d/nvidia-container-toolkit.list
-            retry apt-get update -q
-            DEBIAN_FRONTEND=noninteractive retry apt-get install -y -q nvidia-container-toolkit
-        else
-            curl -fsSL https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo \\
-                > /etc/yum.repos.d/nvidia-container-toolkit.repo
-            retry dnf install -y -q nvidia-container-toolkit
-        fi
-    fi
-    nvidia-ctk runtime configure --runtime=docker
-    systemctl restart docker.service
-fi
-
+{vendor.runtime_setup}
 install -d -m 0755 {MODEL_CACHE_DIR}
 chmod 0600 {VLLM_ENV_FILE}
 
+{private_ip_lines(stack)}
 # Pull before starting: the pull is the slow part of a first boot and is worth its own log lines.
 for image in {images}; do
     retry docker pull -q "$image"
@@ -200,6 +242,8 @@ log "vLLM is starting; the model loads for several minutes (journalctl -fu {VLLM
 def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | None, hf_token: str | None) -> str:
     """#cloud-config for GPU node ``node_index``: files, then the bootstrap script."""
     hc_service, hc_timer = healthcheck_units(stack)
+    exporter = vendor_for(stack).exporter
+    exporter_unit, exporter_text = gpu_exporter_unit_for(stack)
     files = [
         # Secrets: root-only. (User data itself is readable through the provider's metadata service from
         # the machine, so this is no stronger than the instance's own isolation.)
@@ -208,14 +252,22 @@ def gpu_node_cloud_init(stack: ResolvedStack, node_index: int, api_key: str | No
         _file(HEALTHCHECK_PATH, healthcheck_script(stack), "0755"),
         _file(f"{SYSTEMD_DIR}/{HEALTHCHECK_UNIT}", hc_service),
         _file(f"{SYSTEMD_DIR}/{HEALTHCHECK_TIMER}", hc_timer),
-        _file(f"{SYSTEMD_DIR}/dcgm-exporter.service", dcgm_exporter_unit()),
+        *(_file(path, content) for path, content in exporter.files.items()),
+        _file(f"{SYSTEMD_DIR}/{exporter_unit}", exporter_text),
         _file(f"{SYSTEMD_DIR}/node-exporter.service", node_exporter_unit()),
         _file(BOOTSTRAP_PATH, gpu_node_bootstrap(stack), "0755"),
     ]
+    runcmd: list[list[str]] = [[BOOTSTRAP_PATH]]
+    if has_spot_watcher(stack, node_index):
+        # Spot nodes only (the on-demand floor is never reclaimed): the watcher first, so a notice during a
+        # long bootstrap is still seen.
+        files += [_file(SPOT_WATCHER_PATH, spot_watcher_script(stack), "0755"),
+                  _file(f"{SYSTEMD_DIR}/{SPOT_WATCHER_UNIT}", spot_watcher_unit())]
+        runcmd.insert(0, ["systemctl", "enable", "--now", SPOT_WATCHER_UNIT])
     doc = {
         "hostname": hostname_for(stack, node_name(node_index)),
         "write_files": files,
-        "runcmd": [[BOOTSTRAP_PATH]],
+        "runcmd": runcmd,
     }
     return _cloud_config(f"GPU node {node_name(node_index)} of stack {stack.name}: {_node_description(stack)}", doc)
 
@@ -242,19 +294,10 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     domain = stack.config.load_balancer.tls_domain
     tls = ""
     if domain:
-        cert, key = tls_paths(domain, paths)
-        tls = f"""
-# nginx refuses to start without the certificate it names: begin with a short-lived self-signed one
-# and let the operator install the real one (docs/runbooks.md#tls).
-if [[ ! -s {cert} ]]; then
-    log "no certificate for {domain} yet; creating a self-signed placeholder"
-    install -d -m 0755 {cert.rsplit("/", 1)[0]}
-    openssl req -x509 -newkey rsa:2048 -nodes -days {SELF_SIGNED_DAYS} -subj "/CN={domain}" \\
-        -keyout {key} -out {cert}
-    chmod 0600 {key}
-fi
-"""
+        tls = "\n" + placeholder_certificate(domain, paths, SELF_SIGNED_DAYS)
     auth = f"chmod 0600 {paths.auth_include}\n" if stack.config.api_key is not None else ""
+    # --no-block: the first issuance waits for DNS and the ACME server; first boot must not.
+    cert = f"systemctl enable {CERT_SERVICE}\nsystemctl start --no-block {CERT_SERVICE}\n" if domain else ""
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # First boot of the load balancer: nginx.conf was written by cloud-init after the nginx package.
@@ -263,26 +306,45 @@ set -euo pipefail
 log() {{ echo "gpu-inference-lb-bootstrap: $*"; }}
 {auth}{tls}
 nginx -t
-systemctl enable nginx.service prometheus-node-exporter.service
+systemctl daemon-reload
+systemctl enable nginx.service prometheus-node-exporter.service {LB_HEALTHCHECK_UNIT}
 systemctl restart nginx.service
 systemctl restart prometheus-node-exporter.service
-log "nginx is balancing over the GPU nodes"
+# After nginx: it reloads nginx whenever a node leaves or rejoins the rotation.
+systemctl restart {LB_HEALTHCHECK_UNIT}
+{cert}log "nginx is balancing over the GPU nodes; node health: journalctl -u {LB_HEALTHCHECK_UNIT}"
 """
 
 
 def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key: str | None) -> str:
     """#cloud-config for the Nginx host (Ubuntu/Debian image)."""
     paths = NginxPaths()
-    files = [_file("/etc/nginx/nginx.conf", nginx_conf(stack, backends, prefix_paths=paths), defer=True)]
+    checks = settings(stack, backends, paths)
+    files = [
+        _file("/etc/nginx/nginx.conf", nginx_conf(stack, backends, prefix_paths=paths, upstream_include=True),
+              defer=True),
+        # First boot: every node in; the health checker takes out those not answering /health yet.
+        _file(paths.upstream_include, upstream_include(checks), defer=True),
+        _file(LB_HEALTHCHECK_PATH, agent_script(), "0755", defer=True),
+        _file(LB_HEALTHCHECK_CONFIG, settings_json(checks), defer=True),
+        _file(f"{SYSTEMD_DIR}/{LB_HEALTHCHECK_UNIT}", healthcheck_unit(), defer=True),
+    ]  # fmt: skip
     if stack.config.api_key is not None:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
-    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     files += nginx_metrics_files()
-    packages = ["nginx", "prometheus-node-exporter", "mtail"]
+    # python3 runs the health checker (Ubuntu ships it, cloud-init itself is Python: a no-op there).
+    packages = ["nginx", "prometheus-node-exporter", "python3", "mtail"]
     if stack.config.load_balancer.tls_domain:
-        packages.append("openssl")
+        # certbot (Debian/Ubuntu package) brings certbot.timer, which renews twice a day.
+        packages += ["openssl", "certbot"]
+        files += [
+            _file(CERT_OBTAIN_PATH, obtain_script(stack, paths), "0755", defer=True),
+            _file(CERT_DEPLOY_HOOK_PATH, deploy_hook_script(stack, paths), "0755", defer=True),
+            _file(f"{SYSTEMD_DIR}/{CERT_SERVICE}", cert_unit(), defer=True),
+        ]
+    files.append(_file(LB_BOOTSTRAP_PATH, lb_bootstrap(stack, paths), "0755", defer=True))
     doc = {
         "hostname": hostname_for(stack, "lb"),
         "package_update": True,
@@ -386,6 +448,12 @@ if ! grep -qxF "$entry" /etc/fstab; then
     systemctl daemon-reload
 fi
 mountpoint -q "$data_dir" || mount "$data_dir"
+# `mount` exits 0 for a nofail entry whose UUID it cannot resolve (util-linux mount(8): nofail "do not report
+# errors for this device if it does not exist"), and the drop-in's ConditionPathIsMountPoint then skips
+# Prometheus without an error: only a real mount point counts. Exit 1 fails runcmd, so `cloud-init status`
+# reports an error instead of a host that logs "scraping" and runs nothing.
+mountpoint -q "$data_dir" || die "$device (UUID=$uuid) is not mounted at $data_dir after mount:" \
+    "Prometheus stays stopped; check 'journalctl -b' and /etc/fstab, then run $0 again"
 if [[ "$fstype" == ext4 ]]; then
     resize2fs "$device" >/dev/null 2>&1 || log "resize2fs $device failed; the filesystem keeps its size"
 fi

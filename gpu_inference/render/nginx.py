@@ -25,6 +25,9 @@ SEND_TIMEOUT_SECONDS = 60
 # With `resolve`, how long a DNS answer is trusted: a restarted pod comes back with a new IP, and nginx
 # must follow it within seconds rather than after the record's TTL.
 RESOLVER_VALID_SECONDS = 10
+# The upstream's backup: a loopback-only server block of this nginx that answers 503 in JSON. nginx sends a
+# request there only when no node is usable (every one marked down by the health checker or failed).
+FALLBACK_LISTEN = "127.0.0.1:8079"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,10 @@ class NginxPaths:
     # Edge API-key check (a map from the Authorization header), written 0600 next to nginx.conf.
     auth_include: str = "/etc/nginx/gpu-inference-auth.conf"
     tls_dir: str = "/etc/nginx/tls"
+    # The nodes' `server` lines, rewritten by the LB's active health checker (render/lb_healthcheck.py).
+    upstream_include: str = "/etc/nginx/gpu-inference-upstream.conf"
+    # certbot --webroot writes HTTP-01 tokens under <webroot>/.well-known/acme-challenge/ (render/acme.py).
+    acme_webroot: str = "/var/www/acme"
     # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
     user: str | None = "www-data"
 
@@ -53,12 +60,29 @@ class NginxPaths:
             temp_dir=str(prefix / "tmp"),
             auth_include=str(prefix / "auth.conf"),
             tls_dir=str(prefix / "tls"),
+            upstream_include=str(prefix / "upstream.conf"),
+            acme_webroot=str(prefix / "acme"),
             user=None,
         )
 
 
+# What a TLS domain may hold in nginx.conf, a path and a shell script: a DNS name. The config validates
+# loadBalancer.tlsDomain as one; this is the renderers' second line of defence (nginx has no quoting that
+# neutralises `$`, `;` or `{`), so anything else is refused rather than escaped.
+_DNS_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?")
+
+
+def checked_domain(domain: str) -> str:
+    """``domain`` if it is made of DNS-name characters only (no `..`), else ValueError."""
+    if not _DNS_NAME.fullmatch(domain) or ".." in domain:
+        raise ValueError(f"loadBalancer.tlsDomain {domain!r} is not a DNS name: refusing to render it")
+    return domain
+
+
 def tls_paths(domain: str, paths: NginxPaths) -> tuple[str, str]:
-    """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there."""
+    """(certificate, key) the TLS server block reads; the LB bootstrap puts a self-signed pair there and the
+    certbot deploy hook (render/acme.py) replaces it with the issued one."""
+    domain = checked_domain(domain)
     return f"{paths.tls_dir}/{domain}/fullchain.pem", f"{paths.tls_dir}/{domain}/privkey.pem"
 
 
@@ -78,12 +102,20 @@ def auth_map(api_key: str) -> str:
     )
 
 
-def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False) -> list[str]:
+def upstream_server(stack: ResolvedStack, backend: str, resolve: bool = False) -> str:
+    """One node's ``server`` line inside the upstream, without its ``;`` (the health checker appends
+    `` down;`` to take the node out of rotation)."""
     lb = stack.config.load_balancer
+    target = backend if ":" in backend else f"{backend}:{VLLM_PORT}"
     # `resolve` (open-source nginx >= 1.27.3) re-resolves the name in the background and keeps the peer
     # list in the zone below up to date; a name that does not resolve yet (a pod still loading) is
     # simply down instead of stopping nginx from starting.
     resolve_flag = " resolve" if resolve else ""
+    return f"server {target}{resolve_flag} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s"
+
+
+def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False, include: str | None = None,
+              fallback: str = FALLBACK_LISTEN) -> list[str]:  # fmt: skip
     lines = [
         "    upstream vllm_backend {",
         "        # Requests run from milliseconds to minutes: send each to the node with the fewest open ones.",
@@ -92,17 +124,85 @@ def _upstream(stack: ResolvedStack, backends: list[str], resolve: bool = False) 
         "        # least_conn balances across the whole host and a dead node is taken out once, not per worker.",
         "        zone vllm_backend 64k;",
     ]
-    for backend in backends:
-        target = backend if ":" in backend else f"{backend}:{VLLM_PORT}"
-        lines.append(
-            f"        server {target}{resolve_flag} max_fails={lb.max_fails} fail_timeout={lb.fail_timeout_seconds}s;"
-        )
+    if include:
+        lines += [
+            "        # The nodes, one `server` line each: the active health checker marks a node `down` here when",
+            "        # its /health fails and reloads nginx (open-source nginx has no active checks of its own).",
+            f"        include {include};",
+        ]
+    else:
+        lines += [f"        {upstream_server(stack, backend, resolve)};" for backend in backends]
     lines += [
+        "        # Used only when no node above is usable (all down or failed): answers 503 in JSON at once",
+        "        # instead of nginx's HTML 502. max_fails=0: never marked failed itself. (backup works with",
+        "        # least_conn, not with hash/ip_hash/random: nginx.org/en/docs/http/ngx_http_upstream_module.html)",
+        f"        server {fallback} backup max_fails=0;",
         f"        keepalive {UPSTREAM_KEEPALIVE};",
         f"        keepalive_timeout {UPSTREAM_KEEPALIVE_TIMEOUT_SECONDS}s;",
         "    }",
     ]
     return lines
+
+
+# Errors nginx itself answers (the edge key check, unknown paths, oversized bodies, no node reachable) in
+# the OpenAI error shape vLLM also uses, {"error": {"message", "type", "param", "code"}}, so a client's
+# error handling sees one format. vLLM's own error responses pass through untouched (no proxy_intercept_errors).
+JSON_ERRORS: dict[int, tuple[str, str]] = {
+    401: ("AuthenticationError", "Missing or invalid API key."),
+    404: ("NotFoundError", "Not found: the API is served under /v1/."),
+    413: ("RequestTooLargeError", "Request body too large."),
+    502: ("BadGatewayError", "No inference node could be reached; try again shortly."),
+    503: ("ServiceUnavailableError", "No inference node is ready (all are down or still loading the model); "
+          "try again shortly."),
+    504: ("GatewayTimeoutError", "The inference node did not answer in time."),
+}  # fmt: skip
+
+
+def json_error_body(status: int) -> str:
+    """The body nginx answers ``status`` with (an nginx string literal: no quote or backslash inside)."""
+    etype, message = JSON_ERRORS[status]
+    body = f'{{"error": {{"message": "{message}", "type": "{etype}", "param": null, "code": {status}}}}}'
+    if re.search(r"['\\$]", body):  # would end the literal, escape, or interpolate a variable
+        raise ValueError(f"error body for {status} cannot be an nginx string literal: {body}")
+    return body
+
+
+def _json_error_return(status: int, indent: str) -> str:
+    return f"{indent}return {status} '{json_error_body(status)}\\n';"
+
+
+def _json_error_pages() -> list[str]:
+    """error_page directives + one named location per status, for a server block that serves the API."""
+    codes = sorted(JSON_ERRORS)
+    lines = [
+        "        # nginx's own error pages are HTML; these answer in JSON (see JSON_ERRORS in render/nginx.py).",
+        *[f"        error_page {code} @json_{code};" for code in codes],
+    ]
+    for code in codes:
+        lines += [
+            f"        location @json_{code} {{",
+            "            default_type application/json;",
+            *(["            add_header Retry-After 10 always;"] if code == 503 else []),
+            _json_error_return(code, "            "),
+            "        }",
+        ]
+    return lines
+
+
+def _fallback_server(listen: str) -> list[str]:
+    """The upstream's backup: loopback only, answers every request with the JSON 503."""
+    return [
+        "    # Backup of vllm_backend (never reachable from outside): reached only when no node is in rotation.",
+        "    server {",
+        f"        listen {listen};",
+        "        access_log off;",
+        "        location / {",
+        "            default_type application/json;",
+        "            add_header Retry-After 10 always;",
+        _json_error_return(503, "            "),
+        "        }",
+        "    }",
+    ]
 
 
 def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
@@ -111,7 +211,7 @@ def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
         [
             "            # Checked here as well as by vLLM: a request without the key never takes an upstream slot.",
             "            if ($gpu_inference_authorized = 0) {",
-            '                return 401 \'{"error": "Unauthorized"}\\n\';',
+            _json_error_return(401, "                "),
             "            }",
         ]
         if require_key
@@ -131,11 +231,17 @@ def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
         "            proxy_set_header X-Forwarded-Proto $scheme;",
         "            # Authorization is passed through unchanged (nginx forwards client headers by default).",
         "",
-        "            # A node that refuses, times out or answers 502/503 (restarting, still loading) is skipped.",
-        "            # POSTs are retried too (non_idempotent): a completion has no side effect but its cost, and",
-        "            # nginx never retries once response bytes reached the client. next_upstream_timeout stops a",
-        "            # slow request from being re-sent after a long wait (which would double the load).",
-        "            proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
+        "            # A node that refuses, times out or answers 500/502/503/504 (broken engine, restarting, still",
+        "            # loading) is skipped, and each such answer counts toward its max_fails: nginx counts http_5xx",
+        "            # as a failed attempt only when listed here (nginx.org/r/proxy_next_upstream). Without http_500",
+        "            # a node failing fast attracts almost all traffic under least_conn (it is never busy).",
+        "            # POSTs are retried too: nginx never re-sends a POST once it reached a node unless",
+        "            # non_idempotent is listed (same page). Safe here: a completion has no side effect but its",
+        "            # cost, and nginx never retries once response bytes reached the client. The price: a request",
+        "            # that makes every node answer 500 is tried proxy_next_upstream_tries times, and counts against",
+        "            # each node it tried. next_upstream_timeout stops a slow request from being re-sent after a",
+        "            # long wait (which would double the load).",
+        "            proxy_next_upstream error timeout http_500 http_502 http_503 http_504 non_idempotent;",
         f"            proxy_next_upstream_tries {lb.proxy_next_upstream_tries};",
         f"            proxy_next_upstream_timeout {NEXT_UPSTREAM_TIMEOUT_SECONDS}s;",
         f"            proxy_connect_timeout {CONNECT_TIMEOUT_SECONDS}s;",
@@ -153,7 +259,7 @@ def _api_locations(stack: ResolvedStack, require_key: bool) -> list[str]:
         "        }",
         "",
         "        location / {",
-        "            return 404 '{\"error\": \"not found\"}\\n';",
+        _json_error_return(404, "            "),
         "        }",
     ]
 
@@ -169,6 +275,53 @@ def _health_location() -> list[str]:
     ]
 
 
+def _acme_redirect_server(listen: str, domain: str, paths: NginxPaths) -> list[str]:
+    """Port 80 with TLS: HTTP-01 challenges for certbot, and a redirect to HTTPS for everything else."""
+    return [
+        "    server {",
+        f"        listen {listen} default_server;",
+        "        server_name _;",
+        "",
+        "        # HTTP-01: the ACME server fetches http://<domain>/.well-known/acme-challenge/<token> on port 80;",
+        "        # `certbot certonly --webroot -w <root>` writes the token file under this root. ^~: no regex",
+        "        # location can take these requests over.",
+        "        location ^~ /.well-known/acme-challenge/ {",
+        f"            root {paths.acme_webroot};",
+        "            default_type text/plain;",
+        "            try_files $uri =404;",
+        "        }",
+        "",
+        "        # Everything else goes to HTTPS, to the configured name (not the client's Host header). 308 keeps",
+        "        # the method and body, so a POST sent to http:// is not silently turned into a GET.",
+        "        location / {",
+        f"            return 308 https://{checked_domain(domain)}$request_uri;",
+        "        }",
+        "    }",
+    ]
+
+
+def _tls_server(stack: ResolvedStack, listen: str, domain: str, paths: NginxPaths, require_key: bool) -> list[str]:
+    """Port 443: the API over TLS with the certificate certbot keeps current (a placeholder until then)."""
+    cert, key = tls_paths(domain, paths)
+    return [
+        "    server {",
+        f"        listen {listen} ssl default_server;",
+        f"        server_name {checked_domain(domain)};",
+        f"        ssl_certificate {cert};",
+        f"        ssl_certificate_key {key};",
+        "        ssl_protocols TLSv1.2 TLSv1.3;",
+        "        ssl_session_cache shared:SSL:10m;",
+        "        ssl_session_timeout 1h;",
+        "",
+        *_health_location(),
+        "",
+        *_json_error_pages(),
+        "",
+        *_api_locations(stack, require_key),
+        "    }",
+    ]
+
+
 def nginx_conf(
     stack: ResolvedStack,
     backends: list[str],
@@ -178,12 +331,18 @@ def nginx_conf(
     prefix_paths: NginxPaths | None = None,
     tls_listen: str | None = None,
     resolver: str | None = None,
+    upstream_include: bool = False,
+    fallback_listen: str = FALLBACK_LISTEN,
 ) -> str:
     """A complete nginx.conf (checkable with ``nginx -t -c``) for the load balancer host.
 
     ``resolver``: a DNS server (name or IP) for backends given by name whose addresses change (Kubernetes
     pods); the servers are then marked ``resolve``, which needs open-source nginx >= 1.27.3. None (the
     droplet LB, whose backends are fixed private IPs) leaves both out.
+
+    ``upstream_include``: the nodes' ``server`` lines come from ``paths.upstream_include`` (written by
+    :func:`gpu_inference.render.lb_healthcheck.upstream_include` and rewritten by the LB's active health
+    checker) instead of being inline. ``fallback_listen``: where the upstream's JSON-503 backup listens.
     """
     if not backends:
         raise ValueError("the load balancer needs at least one backend")
@@ -241,36 +400,20 @@ def nginx_conf(
             f"    resolver {resolver} valid={RESOLVER_VALID_SECONDS}s ipv6=off;",
             "",
         ]
-    out += _upstream(stack, backends, resolve=resolver is not None)
-    out += ["", "    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
-    out += _health_location()
+    out += _upstream(stack, backends, resolve=resolver is not None,
+                     include=paths.upstream_include if upstream_include else None, fallback=fallback_listen)
+    out += ["", *_fallback_server(fallback_listen)]
     out.append("")
     if domain:
-        out += [
-            "        # TLS is served on 443; plain HTTP only answers /health and redirects the rest.",
-            "        location / {",
-            "            return 308 https://$host$request_uri;",
-            "        }",
-            "    }",
-        ]
-        cert, key = tls_paths(domain, paths)
-        out += [
-            "",
-            "    server {",
-            f"        listen {tls_listen or f'0.0.0.0:{NGINX_HTTPS_PORT}'} ssl default_server;",
-            f"        server_name {domain};",
-            f"        ssl_certificate {cert};",
-            f"        ssl_certificate_key {key};",
-            "        ssl_protocols TLSv1.2 TLSv1.3;",
-            "        ssl_session_cache shared:SSL:10m;",
-            "        ssl_session_timeout 1h;",
-            "",
-            *_health_location(),
-            "",
-            *_api_locations(stack, require_key),
-            "    }",
-        ]
+        # TLS: port 80 only answers ACME challenges and redirects; the API is served on 443 alone.
+        out += _acme_redirect_server(listen, domain, paths)
+        out.append("")
+        out += _tls_server(stack, tls_listen or f"0.0.0.0:{NGINX_HTTPS_PORT}", domain, paths, require_key)
     else:
+        out += ["    server {", f"        listen {listen} default_server;", "        server_name _;", ""]
+        out += _health_location()
+        out.append("")
+        out += [*_json_error_pages(), ""]
         out += [*_api_locations(stack, require_key), "    }"]
     out += ["}", ""]
     return "\n".join(out)

@@ -4,35 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gpu_inference import checkpoint
 from gpu_inference.constants import VLLM_PORT
+from gpu_inference.gpu_vendor import vendor_for, vllm_image
 from gpu_inference.render._common import (
     CONTAINER_HF_CACHE,
     DOCKER_LOG_ARGS,
     MODEL_CACHE_DIR,
+    NETWORK_ENV_FILE,
+    PRIVATE_IP_VAR,
     RENDERED_BY,
     VLLM_CONTAINER,
     VLLM_ENV_FILE,
     check_secret,
     exec_line,
+    private_ip_publish,
     systemd_quote,
 )
 
 if TYPE_CHECKING:
     from gpu_inference.stack import ResolvedStack
-
-# Config quantization → vLLM --quantization. None: leave the flag out and let vLLM read the checkpoint's
-# own quantization_config. `none` means "the checkpoint is unquantized", which is vLLM's default too.
-# int8/int4 are checkpoint formats (compressed-tensors W8A8 / W4A16) that vLLM detects by itself; it has
-# no method called "int8" or "int4" and would refuse to start if given one.
-_QUANTIZATION_FLAG: dict[str, str | None] = {
-    "none": None,
-    "int8": None,
-    "int4": None,
-    "fp8": "fp8",
-    "awq": "awq",
-    "gptq": "gptq",
-    "mxfp4": "mxfp4",
-}
 
 # Pulling vllm/vllm-openai (~10 GB compressed) on a fresh node takes minutes; the pull runs in
 # ExecStartPre, which TimeoutStartSec bounds (the model download happens later, inside the running
@@ -59,10 +50,11 @@ def vllm_args(stack: ResolvedStack) -> list[str]:
         "--served-model-name", cfg.name_for_clients,
         "--dtype", cfg.dtype,
     ]
-    if cfg.quantization is not None:
-        flag = _QUANTIZATION_FLAG[cfg.quantization]
-        if flag is not None:
-            args += ["--quantization", flag]
+    # Only a method vLLM applies at load (fp8 on 16-bit weights); a pre-quantized checkpoint's own
+    # quantization_config picks the kernel (gpu_inference/checkpoint.py).
+    flag = checkpoint.quantization_flag(stack)
+    if flag is not None:
+        args += ["--quantization", flag]
     args += [
         "--max-model-len", str(cfg.max_model_len),
         "--max-num-seqs", str(cfg.max_num_seqs),
@@ -81,20 +73,20 @@ def docker_run_argv(stack: ResolvedStack) -> list[str]:
         "--name", VLLM_CONTAINER,
         # NCCL and PyTorch's shared-memory tensors between TP workers need more than Docker's 64 MB /dev/shm.
         "--ipc=host",
-        "--gpus", "all",
+        # The GPUs: --gpus all (NVIDIA runtime) or ROCm's device nodes and group (gpu_vendor.py).
+        *vendor_for(stack).docker_gpu_args,
         *DOCKER_LOG_ARGS,
         "--env-file", VLLM_ENV_FILE,
         "-v", f"{MODEL_CACHE_DIR}:{CONTAINER_HF_CACHE}",
-        "-p", f"{VLLM_PORT}:{VLLM_PORT}",
-        stack.config.vllm_image,
+        *private_ip_publish(VLLM_PORT),
+        vllm_image(stack),
         *vllm_args(stack),
     ]
 
 
 def vllm_unit(stack: ResolvedStack) -> str:
     """vllm.service: the pinned vllm/vllm-openai container, restarted forever by systemd."""
-    cfg = stack.config
-    image = cfg.vllm_image
+    image = vllm_image(stack)
     pull = f"docker image inspect {image} >/dev/null 2>&1 || docker pull {image}"
     return f"""# {RENDERED_BY}
 [Unit]
@@ -112,6 +104,8 @@ TimeoutStartSec={START_TIMEOUT_SECONDS}
 TimeoutStopSec={STOP_TIMEOUT_SECONDS + 15}
 Restart=always
 RestartSec={RESTART_SECONDS}
+# {PRIVATE_IP_VAR}: the address the port is published on (written by the first-boot script).
+EnvironmentFile={NETWORK_ENV_FILE}
 # A container left over from a crash would hold the name and the port; '-' ignores "no such container".
 ExecStartPre=-/usr/bin/docker stop {VLLM_CONTAINER}
 ExecStartPre=-/usr/bin/docker rm {VLLM_CONTAINER}

@@ -60,3 +60,18 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[..., Prometheus]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def healthchecker() -> Iterator[Callable[..., harness.HealthChecker]]:
+    """`healthchecker(stack, nginx, backends)` runs the LB's active health checker; stopped at teardown."""
+    started: list[harness.HealthChecker] = []
+
+    def start(stack: Any, lb: Nginx, backend_list: list[Backend | str]) -> harness.HealthChecker:
+        checker = harness.start_healthchecker(stack, lb, backend_list)
+        started.append(checker)
+        return checker
+
+    yield start
+    for checker in started:
+        checker.stop()

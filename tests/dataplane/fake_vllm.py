@@ -128,6 +128,14 @@ class Knobs:
     """When set, every /v1/* request answers this status (vLLM-style JSON error) at once."""
     health_status: int | None = None
     """When set, /health answers this status regardless of loading."""
+    # ---- smoke-test modes (issue 14) ----
+    drop_stream_after: int | None = None
+    """When set, a streaming completion aborts its connection after this many tokens (no [DONE])."""
+    malformed_stream: bool = False
+    """When set, a streaming completion sends a data line that is not JSON (a broken proxy, a wrong server)."""
+    hang: bool = False
+    """When true, every request but /admin/* is read and never answered (a hung node: the TCP connection is
+    accepted, no byte comes back) until the knob is cleared again."""
 
 
 @dataclass
@@ -140,6 +148,8 @@ class Stats:
     peak_inflight: int = 0
     peak_inflight_long: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
+    hung: int = 0
+    """Requests held without an answer by the `hang` knob."""
 
     def count_status(self, status: int) -> None:
         self.by_status[str(status)] = self.by_status.get(str(status), 0) + 1
@@ -337,6 +347,8 @@ class FakeVllm:
         self.loading_until = self.started
         self.server: asyncio.Server | None = None
         self._conn_tasks: set[asyncio.Task[None]] = set()
+        self._unhung = asyncio.Event()
+        self._unhung.set()
 
     def set_loading(self, seconds: float) -> None:
         self.loading_until = time.monotonic() + max(0.0, seconds)
@@ -381,6 +393,9 @@ class FakeVllm:
             await self._admin(req, out, path)
             return
         self.stats.requests_total += 1
+        if self.knobs.hang:
+            self.stats.hung += 1
+            await self._unhung.wait()
         try:
             status = await self._route(req, out, path)
         except HttpError as exc:
@@ -549,6 +564,7 @@ class FakeVllm:
                     if done:
                         choice["stop_reason"] = None
                     await out.stream(_sse(_chunk(rid, obj, created, self.knobs.model, choice)))
+                    await self._smoke_fault(out, i + 1)
             finished = "length"
             usage = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + generated, "completion_tokens": generated}
             if stream:
@@ -603,6 +619,15 @@ class FakeVllm:
                 if generated > 1:
                     eng.tpot.observe((end - scheduled) / generated)
 
+    async def _smoke_fault(self, out: ResponseWriter, sent: int) -> None:
+        """Smoke-test modes (issue 14): break a stream after ``sent`` tokens the way a crashing server does."""
+        if self.knobs.malformed_stream and sent == 1:
+            await out.stream(b"data: {this is not json\n\n")
+        if self.knobs.drop_stream_after is not None and sent >= self.knobs.drop_stream_after:
+            out.keep_alive = False
+            out.writer.transport.abort()  # RST, no terminating chunk: what a killed vLLM leaves behind
+            raise ConnectionResetError("fake_vllm: stream dropped (drop_stream_after)")
+
     # ---- admin (tests only) --------------------------------------------------------------------
 
     async def _admin(self, req: Request, out: ResponseWriter, path: str) -> None:
@@ -647,6 +672,10 @@ class FakeVllm:
                 self.set_loading(float(value))
             else:
                 setattr(self.knobs, key, value)
+        if self.knobs.hang:
+            self._unhung.clear()
+        else:
+            self._unhung.set()
 
 
 async def _error(out: ResponseWriter, status: int, message: str, etype: str, param: str | None = None) -> int:
@@ -744,6 +773,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--default-max-tokens", type=int, default=Knobs.default_max_tokens)
     p.add_argument("--long-threshold", type=int, default=Knobs.long_threshold, help="max_tokens ≥ this is 'long'")
     p.add_argument("--loading-seconds", type=float, default=0.0, help="/health and /v1/* answer 503 this long after start")
+    p.add_argument("--drop-stream-after", type=int, default=None, help="smoke tests: abort streams after N tokens")
+    p.add_argument("--malformed-stream", action="store_true", help="smoke tests: stream a chunk that is not JSON")
+    p.add_argument("--force-status", type=int, default=None, help="every /v1/* request answers this status at once")
+    p.add_argument("--hang", action="store_true", help="accept connections, never answer (a hung node)")
     p.add_argument("--lifetime", type=float, default=3600.0, help="exit by itself after this many seconds (safety net)")
     args = p.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
@@ -762,8 +795,13 @@ async def _main(args: argparse.Namespace) -> None:
         max_model_len=args.max_model_len,
         default_max_tokens=args.default_max_tokens,
         long_threshold=args.long_threshold,
+        drop_stream_after=args.drop_stream_after,
+        malformed_stream=args.malformed_stream,
+        force_status=args.force_status,
+        hang=args.hang,
     )
     app = FakeVllm(knobs)
+    app._apply({})  # sync the hang event with the start knobs
     app.set_loading(args.loading_seconds)
     port = await app.start(args.host, args.port)
     print(json.dumps({"port": port, "pid": os.getpid()}), flush=True)

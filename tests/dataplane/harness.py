@@ -234,9 +234,10 @@ def start_backend(log_dir: Path, **options: Any) -> Backend:
     argv = [sys.executable, "-m", "tests.dataplane.fake_vllm", "--host", LOOPBACK, "--port", "0", "--lifetime", "900"]
     options.setdefault("model", MODEL)  # the name the rendered stack serves (clients send it in `model`)
     for key, value in options.items():
-        if value is None:
+        if value is None or value is False:
             continue
-        argv += [f"--{key.replace('_', '-')}", str(value)]
+        flag = f"--{key.replace('_', '-')}"
+        argv += [flag] if value is True else [flag, str(value)]
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(tempfile.mkstemp(prefix="fake_vllm-", suffix=".log", dir=log_dir)[1])
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
@@ -286,6 +287,31 @@ class Nginx:
     def workers(self) -> int:
         return len(child_pids(self.proc.pid))
 
+    def control_argv(self, *args: str) -> list[str]:
+        """`nginx -p prefix -c conf ...` for this instance (`-s reload`, `-t -q`)."""
+        binary = nginx_binary()
+        assert binary is not None
+        return [binary, "-p", f"{self.prefix}/", "-c", str(self.conf_path),
+                "-e", str(self.prefix / "logs" / "control-error.log"), *args]  # fmt: skip
+
+    def reload(self) -> None:
+        result = subprocess.run(self.control_argv("-s", "reload"), capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise HarnessError(f"nginx -s reload failed: {result.stderr}")
+
+    def worker_pids(self) -> set[int]:
+        return set(child_pids(self.proc.pid))
+
+    def reloaded_since(self, old: set[int]) -> bool:
+        """Whether a reload after ``old`` was the worker set has fully taken effect: every old worker has
+        exited. (`nginx -s reload` returns once the master got the signal, and old workers keep accepting
+        until the new ones run; an old worker also stays while it still serves a request.)"""
+        now = self.worker_pids()
+        return bool(now) and not (now & old)
+
+    def upstream_include(self) -> Path:
+        return self.prefix / "upstream.conf"
+
     def stop(self) -> None:
         self.proc.stop()
 
@@ -329,6 +355,44 @@ def start_nginx(conf_text: str, prefix: Path, port: int, timeout: float = 10.0) 
         proc.stop()
         raise
     return Nginx(proc=proc, port=port, prefix=prefix, conf_path=conf_path)
+
+
+@dataclass
+class HealthChecker:
+    """The LB's active health checker (the shipped script, run as it is) driving one harness nginx."""
+
+    proc: ManagedProcess
+    config_path: Path
+
+    def log(self) -> str:
+        return self.proc.log_tail(200_000)
+
+    def reloads(self) -> int:
+        return self.log().count("nginx reloaded:")
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_healthchecker(stack: Any, nginx: Nginx, backends: Sequence[Backend | str]) -> HealthChecker:
+    """Render the checker's settings for `nginx`'s prefix (reload and test with its own -p/-c) and run the
+    rendered daemon source with this Python, exactly as the LB host's python3 runs it."""
+    from gpu_inference.render.lb_healthcheck import agent_script, settings, settings_json
+    from gpu_inference.render.nginx import NginxPaths
+
+    addrs = [b.addr if isinstance(b, Backend) else b for b in backends]
+    checks = settings(stack, addrs, NginxPaths.inside(nginx.prefix), reload_cmd=nginx.control_argv("-s", "reload"),
+                      test_cmd=nginx.control_argv("-t", "-q"))  # fmt: skip
+    config_path = nginx.prefix / "lb-healthcheck.json"
+    config_path.write_text(settings_json(checks))
+    script = nginx.prefix / "lb-healthcheck.py"
+    script.write_text(agent_script())
+    proc = ManagedProcess("lb-healthcheck", [sys.executable, str(script), "--config", str(config_path)],
+                          cwd=nginx.prefix, log_path=nginx.prefix / "logs" / "lb-healthcheck.log")  # fmt: skip
+    wait_until(lambda: not proc.alive() or "checking" in proc.log_tail(), 10, what="the health checker to start")
+    if not proc.alive():
+        raise HarnessError(f"the health checker exited:\n{proc.log_tail()}")
+    return HealthChecker(proc=proc, config_path=config_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -678,8 +742,12 @@ def build_stack(*, api_key: str | None = API_KEY, load_balancer: dict[str, Any] 
     return resolve_stack(config, name=name)
 
 
-def render_nginx(stack: Any, backends: Sequence[str], prefix: Path, port: int) -> str:
-    """The renderer's nginx.conf with loopback listen and every path inside `prefix` (plus the auth include)."""
+def render_nginx(stack: Any, backends: Sequence[str], prefix: Path, port: int, *, fallback_port: int | None = None,
+                 down: Sequence[str] = ()) -> str:  # fmt: skip
+    """The renderer's nginx.conf with loopback listen and every path inside `prefix`, plus the files it
+    includes: the auth map and the upstream include as the LB's first boot writes it (``down``: nodes the
+    health checker would have marked down)."""
+    from gpu_inference.render.lb_healthcheck import settings, upstream_include
     from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
 
     prepare_prefix(prefix)
@@ -687,17 +755,21 @@ def render_nginx(stack: Any, backends: Sequence[str], prefix: Path, port: int) -
     paths = NginxPaths.inside(prefix)
     if stack.config.api_key is not None:
         (prefix / "auth.conf").write_text(auth_map(stack.config.api_key.reveal()))
-    return nginx_conf(stack, list(backends), listen=f"{LOOPBACK}:{port}", prefix_paths=paths)
+    Path(paths.upstream_include).write_text(upstream_include(settings(stack, list(backends), paths), down))
+    return nginx_conf(stack, list(backends), listen=f"{LOOPBACK}:{port}", prefix_paths=paths, upstream_include=True,
+                      fallback_listen=f"{LOOPBACK}:{fallback_port or free_port()}")  # fmt: skip
 
 
-def start_rendered_nginx(stack: Any, backends: Sequence[Backend | str], prefix: Path, attempts: int = 3) -> Nginx:
+def start_rendered_nginx(stack: Any, backends: Sequence[Backend | str], prefix: Path, attempts: int = 3,
+                         down: Sequence[Backend | str] = ()) -> Nginx:  # fmt: skip
     """Render and start nginx on a free port (a lost race for the port is retried on another one)."""
     addrs = [b.addr if isinstance(b, Backend) else b for b in backends]
+    down_addrs = [b.addr if isinstance(b, Backend) else b for b in down]
     last: Exception | None = None
     for _ in range(attempts):
         port = free_port()
         try:
-            return start_nginx(render_nginx(stack, addrs, prefix, port), prefix, port)
+            return start_nginx(render_nginx(stack, addrs, prefix, port, down=down_addrs), prefix, port)
         except HarnessError as exc:
             last = exc
             if "Address already in use" not in str(exc):

@@ -6,7 +6,10 @@ set -euo pipefail
 log() { echo "gpu-inference-lb-bootstrap: $*"; }
 
 nginx -t
-systemctl enable nginx.service prometheus-node-exporter.service
+systemctl daemon-reload
+systemctl enable nginx.service prometheus-node-exporter.service gpu-inference-lb-healthcheck.service
 systemctl restart nginx.service
 systemctl restart prometheus-node-exporter.service
-log "nginx is balancing over the GPU nodes"
+# After nginx: it reloads nginx whenever a node leaves or rejoins the rotation.
+systemctl restart gpu-inference-lb-healthcheck.service
+log "nginx is balancing over the GPU nodes; node health: journalctl -u gpu-inference-lb-healthcheck.service"

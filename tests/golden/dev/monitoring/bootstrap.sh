@@ -51,6 +51,11 @@ if ! grep -qxF "$entry" /etc/fstab; then
     systemctl daemon-reload
 fi
 mountpoint -q "$data_dir" || mount "$data_dir"
+# `mount` exits 0 for a nofail entry whose UUID it cannot resolve (util-linux mount(8): nofail "do not report
+# errors for this device if it does not exist"), and the drop-in's ConditionPathIsMountPoint then skips
+# Prometheus without an error: only a real mount point counts. Exit 1 fails runcmd, so `cloud-init status`
+# reports an error instead of a host that logs "scraping" and runs nothing.
+mountpoint -q "$data_dir" || die "$device (UUID=$uuid) is not mounted at $data_dir after mount:"     "Prometheus stays stopped; check 'journalctl -b' and /etc/fstab, then run $0 again"
 if [[ "$fstype" == ext4 ]]; then
     resize2fs "$device" >/dev/null 2>&1 || log "resize2fs $device failed; the filesystem keeps its size"
 fi

@@ -60,6 +60,24 @@ fi
 install -d -m 0755 /opt/models
 chmod 0600 /etc/vllm/vllm.env
 
+# Containers publish their ports on the private interface only: its address from the metadata service.
+private_ipv4() {
+    curl -fsS --max-time 5 http://169.254.169.254/metadata/v1/interfaces/private/0/ipv4/address
+}
+private_ip=""
+for attempt in 1 2 3 4 5; do
+    if private_ip=$(private_ipv4) && [[ "$private_ip" =~ ^[0-9]{1,3}(\.[0-9]{1,3}){3}$ ]]; then
+        break
+    fi
+    private_ip=""
+    log "attempt $attempt to read the private IPv4 from the metadata service failed; retrying in 5s"
+    sleep 5
+done
+[[ -n "$private_ip" ]] || die "no private IPv4 from the metadata service: refusing to publish ports on every interface"
+install -d -m 0755 /etc/gpu-inference
+printf 'GPU_INFERENCE_PRIVATE_IP=%s\n' "$private_ip" > /etc/gpu-inference/network.env
+log "services listen on $private_ip (private) and 127.0.0.1"
+
 # Pull before starting: the pull is the slow part of a first boot and is worth its own log lines.
 for image in vllm/vllm-openai:v0.19.0 nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless quay.io/prometheus/node-exporter:v1.9.1; do
     retry docker pull -q "$image"
