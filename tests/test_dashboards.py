@@ -7,15 +7,18 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from render_fixtures import SCENARIOS, dev
+from render_fixtures import SCENARIOS, Scenario, amd, dev
 
+from gpu_inference.gpu_vendor import AMD, NVIDIA, GpuVendor
 from gpu_inference.render import dashboards as d
 from gpu_inference.render.prometheus import alerts
+from gpu_inference.stack import ResolvedStack
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "dashboards.md"
@@ -133,14 +136,38 @@ def test_serving_and_gpu_dashboards_cover_the_issue() -> None:
             "CPU busy", "Memory used", "Model-cache disk free"} <= gpu
 
 
-def test_a_second_gpu_vendor_plugs_in_from_its_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
-    other = d.GpuMetrics("other", "other-exporter", "gpu_util{{sel}}", "mem_ratio{{sel}}", "mem_bytes{{sel}}",
-                         "temp{{sel}}", "power{{sel}}", None)
-    monkeypatch.setitem(d.GPU_METRICS, "other", other)
-    panels = {p.title: p for p in d.gpu_nodes_dashboard(dev().stack).panels}
-    assert [q.expr for q in panels["GPU temperature"].queries] == [
-        'DCGM_FI_DEV_GPU_TEMP{node=~"$node"}', 'temp{node=~"$node"}']
-    assert len(panels["Last XID error code"].queries) == 1  # the other exporter has no XID signal
+def _gpu_row(stack: ResolvedStack) -> list[d.PanelSpec]:
+    return [p for r in d.gpu_nodes_dashboard(stack).rows if r.title == "GPUs" for p in r.panels]
+
+
+def _metric_names(exprs: list[str]) -> set[str]:
+    # Every name directly followed by a selector (the panels put one on each metric).
+    return set(re.findall(r"([A-Za-z_:][A-Za-z0-9_:]*)\{", " ".join(exprs)))
+
+
+@pytest.mark.parametrize(("scenario", "vendor"), [(dev, NVIDIA), (amd, AMD)])
+def test_gpu_panels_query_the_stack_vendors_exporter(scenario: Callable[[], Scenario], vendor: GpuVendor) -> None:
+    """The GPU row reads exactly the names gpu_vendor.py gives the stack's exporter (the alerts' source)."""
+    stack = scenario().stack
+    m = vendor.exporter.metrics
+    assert m is not None
+    panels = {p.title: p for p in _gpu_row(stack)}
+    exprs = [q.expr for p in panels.values() for q in p.queries]
+    assert _metric_names(exprs) == {m.utilisation_percent, m.memory_used, m.temperature, m.power_watts,
+                                    m.error_metric, *m.memory_series(0, m.memory_total)}
+    assert panels["GPU temperature"].queries[0].expr == m.temperature + '{node=~"$node"}'
+    assert m.error_panel_title in panels
+    assert all(q.legend == "{{node}} GPU {{" + m.gpu_label + "}}" for p in panels.values() for q in p.queries)
+    gpu_nodes = json.loads(scenario().render()["monitoring/dashboards/gpu-nodes.json"])
+    assert vendor.exporter.container in gpu_nodes["description"]
+
+
+def test_an_amd_stack_queries_no_dcgm_metric_and_keeps_the_host_panels() -> None:
+    exprs = [q.expr for p in d.gpu_nodes_dashboard(amd().stack).panels for q in p.queries]
+    assert not [e for e in exprs if "DCGM_" in e]
+    assert "increase(amd_gpu_ecc_uncorrect_total" in " ".join(exprs)  # a counter: new errors in the interval
+    assert {p.title for p in d.gpu_nodes_dashboard(amd().stack).rows[1].panels} == {
+        p.title for p in d.gpu_nodes_dashboard(dev().stack).rows[1].panels}
 
 
 def test_provisioning_documents_parse_and_point_at_the_local_prometheus() -> None:

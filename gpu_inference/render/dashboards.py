@@ -16,7 +16,8 @@ panel draws the line at exactly the value its alert fires at.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,9 +28,11 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 
+from gpu_inference.gpu_vendor import VENDORS, vendor_for
 from gpu_inference.render._common import MODEL_CACHE_MOUNTPOINT
 
 if TYPE_CHECKING:
+    from gpu_inference.gpu_vendor import GpuVendor
     from gpu_inference.stack import ResolvedStack
 
 # The template variables every query may use; the data-plane test substitutes them (see `concrete_query`).
@@ -95,54 +98,69 @@ class DashboardSpec:
 
 
 # ---------------------------------------------------------------------------------------------
-# GPU vendor metrics: one mapping per exporter, so another vendor's names plug in without new panels
+# GPU vendor metrics: the names come from gpu_vendor.py, the one source the alert rules read too
 # ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class GpuMetrics:
-    """PromQL per GPU signal for one exporter; ``{sel}`` is replaced by the label selector's inside.
-
-    Each expression yields one series per GPU with the ``node`` and ``gpu`` labels (the scrape config adds
-    ``node``); None means the exporter has no such signal (its panel gets no query for this vendor).
-    """
+class GpuQueries:
+    """PromQL per GPU signal for one vendor's exporter, built from its metric names
+    (``gpu_vendor.<VENDOR>.exporter.metrics``). Each yields one series per GPU with the ``node`` label (the
+    scrape config adds it) and the vendor's GPU label (``gpu`` for DCGM, ``gpu_id`` for AMD's exporter)."""
 
     vendor: str
     exporter: str
+    gpu_label: str
     utilisation_ratio: str
     memory_used_ratio: str
     memory_used_bytes: str
     temperature_celsius: str
     power_watts: str
-    xid: str | None
+    error: str
+    error_title: str
+    error_description: str
+    error_alert: str
 
 
-# NVIDIA dcgm-exporter's default counters (the names the alert rules in prometheus.py use): utilisation in
-# percent, framebuffer in MiB (NVIDIA/dcgm-exporter etc/default-counters.csv).
-DCGM = GpuMetrics(
-    vendor="nvidia",
-    exporter="dcgm-exporter",
-    utilisation_ratio="DCGM_FI_DEV_GPU_UTIL{{sel}} / 100",
-    memory_used_ratio="DCGM_FI_DEV_FB_USED{{sel}} / (DCGM_FI_DEV_FB_USED{{sel}} + DCGM_FI_DEV_FB_FREE{{sel}})",
-    memory_used_bytes="DCGM_FI_DEV_FB_USED{{sel}} * 1048576",
-    temperature_celsius="DCGM_FI_DEV_GPU_TEMP{{sel}}",
-    power_watts="DCGM_FI_DEV_POWER_USAGE{{sel}}",
-    xid="DCGM_FI_DEV_XID_ERRORS{{sel}}",
-)
-
-# vendor → its exporter's names. A vendor added here gets a query in every GPU panel.
-GPU_METRICS: dict[str, GpuMetrics] = {DCGM.vendor: DCGM}
+def _select(expr: str, metrics: Iterable[str], selector: str) -> str:
+    """``expr`` with ``selector`` (``{...}``) after every bare occurrence of the named metrics."""
+    for name in sorted(set(metrics), key=len, reverse=True):
+        expr = re.sub(rf"(?<![A-Za-z0-9_:]){re.escape(name)}(?![A-Za-z0-9_:{{])", name + selector, expr)
+    return expr
 
 
-def gpu_vendors(stack: ResolvedStack) -> tuple[str, ...]:
-    """The GPU vendors whose metrics the stack's nodes expose (every registered one: a panel query for a
-    vendor the stack does not run simply returns nothing, and one dashboard fits a mixed fleet)."""
-    del stack
-    return tuple(GPU_METRICS)
+def gpu_queries(vendor: GpuVendor) -> GpuQueries:
+    """The GPU panels' queries for ``vendor``'s exporter."""
+    m = vendor.exporter.metrics
+    if m is None:
+        raise ValueError(f"GPU vendor {vendor.name} names no exporter metrics")
+    sel = "{" + NODE + "}"
+    # The alerts' memory ratio (used / total, or used / (used + free)) over the series its promtool tests write.
+    memory_metrics = m.memory_series(0, m.memory_total)
+    error = f"{m.error_metric}{sel}"
+    return GpuQueries(
+        vendor=vendor.name,
+        exporter=vendor.exporter.container,
+        gpu_label=m.gpu_label,
+        utilisation_ratio=f"{m.utilisation_percent}{sel} / 100",
+        memory_used_ratio=_select(m.memory_ratio, memory_metrics, sel),
+        memory_used_bytes=f"{m.memory_used}{sel} * {m.memory_unit_bytes}",
+        temperature_celsius=f"{m.temperature}{sel}",
+        power_watts=f"{m.power_watts}{sel}",
+        error=f"increase({error}[{RATE}])" if m.error_counter else error,
+        error_title=m.error_panel_title,
+        error_description=m.error_panel_description,
+        error_alert=m.error_alert,
+    )
 
 
-def _gpu(template: str) -> str:
-    return template.replace("{{sel}}", "{" + NODE + "}")
+# vendor → its exporter's queries: every vendor gpu_vendor.py knows.
+GPU_METRICS: dict[str, GpuQueries] = {name: gpu_queries(v) for name, v in VENDORS.items()}
+
+
+def gpu_metrics(stack: ResolvedStack) -> GpuQueries:
+    """The queries of the exporter the stack's GPU nodes run (its GPU's vendor, a catalog fact)."""
+    return GPU_METRICS[vendor_for(stack).name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,44 +307,34 @@ def serving_dashboard(stack: ResolvedStack) -> DashboardSpec:
     )
 
 
-def _per_vendor(stack: ResolvedStack, signal: str) -> tuple[Query, ...]:
-    queries = []
-    for vendor in gpu_vendors(stack):
-        template = getattr(GPU_METRICS[vendor], signal)
-        if template is not None:
-            legend = "{{node}} GPU {{gpu}}" if len(gpu_vendors(stack)) == 1 else f"{{{{node}}}} {vendor} GPU {{{{gpu}}}}"
-            queries.append(Query(_gpu(template), legend))
-    return tuple(queries)
+def _per_gpu(stack: ResolvedStack, signal: str) -> tuple[Query, ...]:
+    gpu = gpu_metrics(stack)
+    return (Query(getattr(gpu, signal), f"{{{{node}}}} GPU {{{{{gpu.gpu_label}}}}}"),)
 
 
 _FS = f'{NODE},mountpoint="{MODEL_CACHE_MOUNTPOINT}",fstype!~"tmpfs|overlay|squashfs"'
 
 
 def gpu_nodes_dashboard(stack: ResolvedStack) -> DashboardSpec:
+    gpu = gpu_metrics(stack)
     gpus = RowSpec("GPUs", (
         PanelSpec("GPU utilisation", "Share of time a kernel ran on the GPU.", "percentunit",
-                  _per_vendor(stack, "utilisation_ratio"), max=1),
+                  _per_gpu(stack, "utilisation_ratio"), max=1),
         PanelSpec(
             "GPU framebuffer used",
             "Share of GPU memory in use. vLLM preallocates gpuMemoryUtilization of it at start; the line is "
             "the GPU memory alert (GpuMemoryNearlyFull).",
             "percentunit",
-            _per_vendor(stack, "memory_used_ratio"),
+            _per_gpu(stack, "memory_used_ratio"),
             threshold=_line(stack, "GpuMemoryNearlyFull"),
             max=1,
         ),
         PanelSpec("GPU framebuffer used (bytes)", "GPU memory in use.", "bytes",
-                  _per_vendor(stack, "memory_used_bytes")),
+                  _per_gpu(stack, "memory_used_bytes")),
         PanelSpec("GPU temperature", "The line is the temperature alert (GpuTemperatureHigh).", "celsius",
-                  _per_vendor(stack, "temperature_celsius"), threshold=_line(stack, "GpuTemperatureHigh")),
-        PanelSpec("GPU power draw", "Board power.", "watt", _per_vendor(stack, "power_watts")),
-        PanelSpec(
-            "Last XID error code",
-            "The last XID the driver reported (0: none since the exporter started; 13/31/43 follow an "
-            "application fault, 48/61/62/79 mean the GPU is failing). GpuXidErrors fires on a new code.",
-            "none",
-            _per_vendor(stack, "xid"),
-        ),
+                  _per_gpu(stack, "temperature_celsius"), threshold=_line(stack, "GpuTemperatureHigh")),
+        PanelSpec("GPU power draw", "Board power.", "watt", _per_gpu(stack, "power_watts")),
+        PanelSpec(gpu.error_title, gpu.error_description, "none", _per_gpu(stack, "error")),
     ))
     hosts = RowSpec("Hosts", (
         PanelSpec(
@@ -358,7 +366,7 @@ def gpu_nodes_dashboard(stack: ResolvedStack) -> DashboardSpec:
     return DashboardSpec(
         uid="gpu-inference-gpu-nodes",
         title="gpu-inference / GPU nodes",
-        description=f"GPU health ({', '.join(GPU_METRICS[v].exporter for v in gpu_vendors(stack))}) and host "
+        description=f"GPU health ({gpu.exporter}) and host "
                     f"CPU, memory and disk of stack {stack.name}.",
         file_name="gpu-nodes.json",
         rows=(gpus, hosts),
@@ -506,17 +514,27 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
         "generated one at first boot: `sudo cat /etc/grafana/gpu-inference/admin-password` on the host. Anonymous "
         "access and sign-up are off; the dashboards are provisioned read-only into the `gpu-inference` folder, "
         "with the local Prometheus as the default data source.",
+        "- **Plain HTTP, also with `loadBalancer.tlsDomain`:** the certificate (certbot, HTTP-01) lives on the load "
+        "balancer and names the API's domain; Grafana runs on the monitoring host, so `grafanaUrl` stays "
+        "`http://<monitoring address>:3000` and the login crosses the network unencrypted (to `allowedCidrs` only). "
+        "From a network you do not trust, open it through SSH instead: `ssh -L 3000:localhost:3000 "
+        "root@<monitoring address>`, then `http://localhost:3000`. Not built yet: TLS for Grafana itself (its own "
+        "certificate on the monitoring host, or a proxy through the load balancer's HTTPS server).",
         "- **Kubernetes:** no Grafana is installed; each dashboard is a ConfigMap labelled "
         "`grafana_dashboard: \"1\"` in the stack's namespace, which the Grafana sidecar of kube-prometheus-stack "
         "(or the Grafana Helm chart with `sidecar.dashboards.enabled`) loads. Pick the Prometheus that scrapes "
-        "the vLLM pods in the `Data source` variable. The GPU nodes dashboard stays empty there unless that "
+        "the vLLM pods in the `Data source` variable: the stack's NetworkPolicy admits only its own Nginx and "
+        "Prometheus pods to vLLM's port, so add that Prometheus (the stack output `prometheusUrl`, in-cluster) as "
+        "a data source rather than a cluster-wide one scraping the pods. The GPU nodes dashboard stays empty there unless that "
         "Prometheus scrapes DCGM and node_exporter with a `node` label: this stack runs no exporters on nodes it "
         "does not own; so do the Nginx panels (the Nginx Deployment runs no mtail).",
         "- `gpu-inference:monitoring.grafana: false` turns both off.",
         "",
-        "GPU panels take their metric names from one mapping per exporter (`GPU_METRICS` in "
-        "`gpu_inference/render/dashboards.py`): " + ", ".join(
-            f"{m.vendor}: {m.exporter}" for m in GPU_METRICS.values()) + ".",
+        "GPU panels query the exporter of the stack's GPU vendor, with the metric names the alert rules use "
+        "(`gpu_inference/gpu_vendor.py`, `GpuMetrics`): " + ", ".join(
+            f"{m.vendor}: {m.exporter}" for m in GPU_METRICS.values()) + f". The tables show stack "
+        f"`{stack.name}` ({gpu_metrics(stack).vendor}); [GPU queries per vendor](#gpu-queries-per-vendor) lists "
+        "every vendor's.",
         "",
     ]
     for d in dashboards(stack):
@@ -532,7 +550,23 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
                     lines.append(f"| {_md_cell(title)} | {unit} | `{_md_cell(q.expr)}` | "
                                  f"`{_md_cell(q.legend)}` | {threshold} |")
             lines.append("")
+    lines += _vendor_table(stack)
     return "\n".join(lines)
+
+
+def _vendor_table(stack: ResolvedStack) -> list[str]:
+    """The GPU row's queries for every vendor: an AMD (ROCm) stack's dashboard reads its exporter's names."""
+    vendors = list(GPU_METRICS.values())
+    panels = [p for r in gpu_nodes_dashboard(stack).rows if r.title == "GPUs" for p in r.panels]
+    signals = ["utilisation_ratio", "memory_used_ratio", "memory_used_bytes", "temperature_celsius", "power_watts",
+               "error"]
+    lines = ["## GPU queries per vendor", "",
+             "| panel | " + " | ".join(f"{v.vendor} ({v.exporter})" for v in vendors) + " |",
+             "|---|" + "---|" * len(vendors)]
+    for panel, signal in zip(panels, signals, strict=True):
+        title = panel.title if signal != "error" else " / ".join(v.error_title for v in vendors)
+        lines.append(f"| {_md_cell(title)} | " + " | ".join(f"`{_md_cell(getattr(v, signal))}`" for v in vendors) + " |")
+    return [*lines, ""]
 
 
 # ---------------------------------------------------------------------------------------------

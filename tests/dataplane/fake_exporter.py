@@ -1,10 +1,14 @@
-"""A stand-in for node_exporter or NVIDIA's dcgm-exporter on loopback: /metrics with their metric names.
+"""A stand-in for node_exporter, NVIDIA's dcgm-exporter or AMD's device metrics exporter on loopback: /metrics
+with their metric names.
 
 The names, types and labels are the exporters' own (node_exporter's cpu/meminfo/filesystem collectors;
-dcgm-exporter's default counters, etc/default-counters.csv); the values move a little on every scrape
-(counters grow, gauges wobble) so rates and gauges both have data. Run as a process by the harness:
+dcgm-exporter's default counters, etc/default-counters.csv; AMD's ROCm/device-metrics-exporter
+docs/configuration/metricslist.md field names, lower case behind the ``amd_`` prefix the rendered config sets,
+with the exporter's default labels), written here rather than read from gpu_inference/gpu_vendor.py so a wrong
+name there shows up as an empty panel. The values move a little on every scrape (counters grow, gauges wobble)
+so rates and gauges both have data. Run as a process by the harness:
 
-    python -m tests.dataplane.fake_exporter --kind node|dcgm --port 0   # first stdout line: {"port": N}
+    python -m tests.dataplane.fake_exporter --kind node|dcgm|amd --port 0   # first stdout line: {"port": N}
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class Metrics:
     def text(self) -> str:
         self.scrapes += 1
         t = time.monotonic() - self.started
-        return self._node(t) if self.kind == "node" else self._dcgm(t)
+        return {"node": self._node, "dcgm": self._dcgm, "amd": self._amd}[self.kind](t)
 
     def _node(self, t: float) -> str:
         lines = ["# HELP node_cpu_seconds_total Seconds the CPUs spent in each mode.",
@@ -72,6 +76,25 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+    def _amd(self, t: float) -> str:
+        labels = ('gpu_id="0",serial_number="692251001124",card_model="MI300X",hostname="dataplane-node",'
+                  'gpu_partition_id="0"')
+        used = 176000 + (self.scrapes % 3) * 10  # MB: vLLM preallocated ~90 % of a 196592 MB MI300X
+        values = {
+            ("amd_gpu_gfx_activity", "gauge", "Graphics engine usage percentage (0 - 100)."): 60 + self.scrapes % 30,
+            ("amd_gpu_used_vram", "gauge", "Total VRAM memory used in MB."): used,
+            ("amd_gpu_total_vram", "gauge", "Total VRAM available in MB."): 196592,
+            ("amd_gpu_junction_temperature", "gauge", "Hotspot temperature value in Celsius."): 60 + self.scrapes % 5,
+            ("amd_gpu_power_usage", "gauge", "GPU power usage in Watts."): 550.5 + self.scrapes % 7,
+            ("amd_gpu_ecc_uncorrect_total", "gauge", "Total Uncorrectable ECC error count."): 0,
+        }
+        lines = []
+        for (name, mtype, doc), value in values.items():
+            lines += [f"# HELP {name} {doc}", f"# TYPE {name} {mtype}", f"{name}{{{labels}}} {value}"]
+        del t
+        return "\n".join(lines) + "\n"
+
+
 def serve(kind: str, host: str, port: int, lifetime: float) -> None:
     metrics = Metrics(kind)
     lock = threading.Lock()
@@ -103,7 +126,7 @@ def serve(kind: str, host: str, port: int, lifetime: float) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m tests.dataplane.fake_exporter", description=__doc__.splitlines()[0])
-    p.add_argument("--kind", choices=("node", "dcgm"), required=True)
+    p.add_argument("--kind", choices=("node", "dcgm", "amd"), required=True)
     p.add_argument("--host", default="127.0.0.1", help="must be loopback (127.0.0.0/8)")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--lifetime", type=float, default=900.0, help="exit by itself after this many seconds")

@@ -721,16 +721,18 @@ MODEL = "Qwen/Qwen3-8B"
 
 
 def build_stack(*, api_key: str | None = API_KEY, load_balancer: dict[str, Any] | None = None,
-                monitoring: dict[str, Any] | None = None, name: str = "dataplane") -> Any:  # fmt: skip
-    """A resolved stack from a config as an operator would write it (camelCase keys, validated)."""
+                monitoring: dict[str, Any] | None = None, name: str = "dataplane",
+                gpu: str = "gpu-l40sx1-48gb", region: str = "tor1") -> Any:  # fmt: skip
+    """A resolved stack from a config as an operator would write it (camelCase keys, validated); ``gpu``/
+    ``region``: a DigitalOcean offering (an AMD one gives the ROCm path)."""
     from gpu_inference.config import parse_stack_config
     from gpu_inference.secrets import SecretValue
     from gpu_inference.stack import resolve_stack
 
     raw: dict[str, Any] = {
         "provider": "digitalocean",
-        "region": "tor1",
-        "gpu": "gpu-l40sx1-48gb",
+        "region": region,
+        "gpu": gpu,
         "model": MODEL,
         "monthlyBudgetUsd": 5000,
         "loadBalancer": load_balancer or {},
@@ -845,7 +847,8 @@ class Exporter:
 
 
 def start_exporter(log_dir: Path, kind: str) -> Exporter:
-    """tests/dataplane/fake_exporter.py as node_exporter (`node`) or dcgm-exporter (`dcgm`) on loopback."""
+    """tests/dataplane/fake_exporter.py as node_exporter (`node`), dcgm-exporter (`dcgm`) or AMD's device metrics
+    exporter (`amd`) on loopback."""
     argv = [sys.executable, "-m", "tests.dataplane.fake_exporter", "--kind", kind, "--host", LOOPBACK, "--port", "0"]
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = Path(tempfile.mkstemp(prefix=f"fake_{kind}-", suffix=".log", dir=log_dir)[1])

@@ -1,7 +1,8 @@
 """Every Grafana panel query, evaluated by a real Prometheus scraping the test servers, returns data.
 
 Prometheus runs with the rendered prometheus.yml (1 s scrapes) whose targets are fake vLLM backends
-(tests/dataplane/fake_vllm.py), node_exporter / dcgm-exporter stand-ins (tests/dataplane/fake_exporter.py) and
+(tests/dataplane/fake_vllm.py), node_exporter and GPU exporter stand-ins (tests/dataplane/fake_exporter.py: DCGM
+for the NVIDIA stack, AMD's device metrics exporter for the MI300X one, whose panels must query AMD's names) and
 a real mtail with the rendered program tailing the access log of a real Nginx with the rendered nginx.conf.
 After a bounded burst of requests through Nginx (some with a wrong API key, refused at the edge, and some for
 a model that is not served, answered 404 by vLLM: the error panels) each panel query, as Grafana sends it
@@ -61,23 +62,30 @@ def _has_number(result: list[dict[str, object]]) -> bool:
     return False
 
 
+# (GPU exporter stand-in, the stack's DigitalOcean offering): an AMD stack's panels query AMD's exporter.
+VENDORS = {"nvidia": ("dcgm", {}), "amd": ("amd", {"gpu": "gpu-mi300x1-192gb", "region": "atl1"})}
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
 def test_every_panel_query_returns_data_from_a_real_prometheus(
     backends: Callable[..., Backend], exporters: Callable[[str], Exporter], nginx: Callable[..., Nginx],
-    tmp_path: Path,
+    tmp_path: Path, vendor: str,
 ) -> None:
-    stack = harness.build_stack(monitoring={"scrapeIntervalSeconds": 1})
+    exporter_kind, offering = VENDORS[vendor]
+    stack = harness.build_stack(monitoring={"scrapeIntervalSeconds": 1}, **offering)
+    assert stack.gpu.vendor == vendor
     vllm = [backends(token_delay=0.005, api_key=API_KEY), backends(token_delay=0.005, api_key=API_KEY)]
     lb = nginx(stack, vllm)
     access_log = Path(NginxPaths.inside(lb.prefix).access_log)
     mtail = harness.start_mtail(tmp_path / "mtail", access_log)
     node = {node_name(i): exporters("node").addr for i in range(2)}
-    dcgm = [exporters("dcgm").addr, exporters("dcgm").addr]
+    dcgm = [exporters(exporter_kind).addr, exporters(exporter_kind).addr]
     prom = harness.start_rendered_prometheus_with_exporters(stack, vllm, node, dcgm, tmp_path / "prometheus",
                                                             nginx={"loadbalancer": mtail.addr})
     try:
         harness.wait_until(
             lambda: sum(t["health"] == "up" for t in prom.targets()) == 8, 20, interval=0.2,
-            what="2 vLLM, 2 node, 2 DCGM, 1 Nginx (mtail) targets and Prometheus itself up",
+            what="2 vLLM, 2 node, 2 GPU exporter, 1 Nginx (mtail) targets and Prometheus itself up",
         )
 
         def send(c: HttpClient, i: int) -> Any:
