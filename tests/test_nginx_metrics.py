@@ -109,3 +109,69 @@ def test_mtail_port_only_from_prometheus() -> None:
     assert len(opened) == 1, opened
     name, cidrs, peers = opened[0]
     assert name.endswith("-lb-fw") and cidrs == set() and len(peers) == 1, opened
+
+
+def _mtail_down_during_a_load(stack_name: str) -> str:
+    """promtool cases: node-0's vLLM loads for 10 minutes after a deploy (never up yet) while the load
+    balancer's mtail is down: TargetDown must name mtail's target (job nginx) and only it."""
+    lb = {"job": "nginx", "instance": f"10.0.0.10:{MTAIL_PORT}", "node": "loadbalancer"}
+    down_for = "1m"
+    doc = {
+        "rule_files": ["gpu-inference.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "name": f"{stack_name}: the LB's mtail down during a GPU node's loading window still fires",
+            "interval": "1m",
+            "input_series": [
+                {"series": 'up{job="vllm",instance="10.0.0.2:8000",node="node-0"}', "values": "0x10"},
+                {"series": 'up{job="dcgm",instance="10.0.0.2:9400",node="node-0"}', "values": "0x10"},
+                {"series": 'up{job="node",instance="10.0.0.2:9100",node="node-0"}', "values": "1x10"},
+                {"series": 'up{job="node",instance="10.0.0.10:9100",node="loadbalancer"}', "values": "1x10"},
+                {"series": 'up{' + ",".join(f'{k}="{v}"' for k, v in lb.items()) + '}', "values": "0x10"},
+            ],
+            "alert_rule_test": [{
+                "eval_time": "5m",
+                "alertname": "TargetDown",
+                "exp_alerts": [{
+                    "exp_labels": {**lb, "severity": "critical"},
+                    "exp_annotations": {
+                        "summary": "nginx target on loadbalancer is down",
+                        "description": f"Prometheus cannot scrape nginx at {lb['instance']} (loadbalancer) for "
+                                       f"{down_for}.",
+                        "runbook_url": "docs/runbooks.md#targetdown",
+                    },
+                }],
+            }],
+        }],
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _promtool_rules_test(tmp_path: Path, rules: str, tests: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "gpu-inference.yml").write_text(rules)
+    (tmp_path / "gpu-inference.test.yml").write_text(tests)
+    return run([tool("promtool"), "test", "rules", "gpu-inference.test.yml"], cwd=tmp_path)
+
+
+def test_mtail_down_fires_target_down_inside_a_gpu_nodes_loading_window(tmp_path: Path) -> None:
+    """main's loading window quiets only GPU-node targets (those beside a vLLM target): the load balancer's
+    mtail is not one, so its target going down pages as before while a node loads."""
+    from gpu_inference.render.prometheus import alert_rules
+
+    stack = dev().stack
+    assert stack.config.monitoring.target_down_for == "1m"
+    result = _promtool_rules_test(tmp_path, alert_rules(stack), _mtail_down_during_a_load("dev"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_window_over_every_target_would_hide_mtail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control: a loading window that quiets every never-up target (not only a GPU node's) fails."""
+    import gpu_inference.render.prometheus as prom
+
+    stack = dev().stack
+    window = prom.loading_window(stack)
+    monkeypatch.setattr(prom, "target_down_expr", lambda s: (
+        f"up == 0 unless on (job, instance, node) (max_over_time(up[{window}]) == 0 "
+        f"unless on (job, instance, node) (up offset {window}))"))
+    result = _promtool_rules_test(tmp_path, prom.alert_rules(stack), _mtail_down_during_a_load("dev"))
+    assert result.returncode != 0 and "mtail down during" in result.stdout + result.stderr
