@@ -16,7 +16,7 @@ from gpu_inference.bill import Registration
 from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets, nginx_metrics_targets
-from gpu_inference.render.grafana import grafana_enabled
+from gpu_inference.render.grafana import grafana_enabled, grafana_tls_note
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:MonitoringStack"
@@ -79,6 +79,8 @@ class MonitoringStack(pulumi.ComponentResource):
             self.prometheus_url = self._host(name, stack, args, secrets.grafana_admin_password)
             if grafana_enabled(stack):
                 self.grafana_url = pulumi.Output.concat("http://", self.public_ip, f":{GRAFANA_PORT}")
+            if note := grafana_tls_note(stack):
+                pulumi.log.warn(note)  # the offline preview lists it among its notes
         self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaUrl": self.grafana_url})
 
     def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs,

@@ -232,3 +232,14 @@ def test_kubernetes_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
         assert r.parent == monitoring.urn
     off = _program({"monitoring": {"grafana": False}}, stack=str(STACKS / "kubernetes.yaml"))
     assert not [r for r in off.recorded if r.type == "kubernetes:core/v1:ConfigMap" and "-dashboard-" in r.name]
+
+
+def test_a_tls_stack_notes_that_grafana_stays_plain_http() -> None:
+    """prod serves its API over HTTPS (loadBalancer.tlsDomain) but Grafana's certificate is not built: the
+    preview says so (a program warning), dev (plain HTTP everywhere) says nothing."""
+    from gpu_inference.preview_runner import run_preview
+
+    assert g.grafana_tls_note(dev().stack) is None
+    report = run_preview("prod", None)
+    assert [n for n in report.notes if n.startswith("grafanaUrl is plain HTTP")] == [g.grafana_tls_note(prod().stack)]
+    assert "https://llm.example.com" in str(g.grafana_tls_note(prod().stack))

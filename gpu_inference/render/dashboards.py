@@ -519,7 +519,8 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
         "`http://<monitoring address>:3000` and the login crosses the network unencrypted (to `allowedCidrs` only). "
         "From a network you do not trust, open it through SSH instead: `ssh -L 3000:localhost:3000 "
         "root@<monitoring address>`, then `http://localhost:3000`. Not built yet: TLS for Grafana itself (its own "
-        "certificate on the monitoring host, or a proxy through the load balancer's HTTPS server).",
+        "certificate on the monitoring host, or a proxy through the load balancer's HTTPS server); the preview notes "
+        "this for such a stack.",
         "- **Kubernetes:** no Grafana is installed; each dashboard is a ConfigMap labelled "
         "`grafana_dashboard: \"1\"` in the stack's namespace, which the Grafana sidecar of kube-prometheus-stack "
         "(or the Grafana Helm chart with `sidecar.dashboards.enabled`) loads. Pick the Prometheus that scrapes "

@@ -48,6 +48,17 @@ def grafana_enabled(stack: ResolvedStack) -> bool:
     return mon.enabled and mon.grafana and stack.cloud.layout == "machines"
 
 
+def grafana_tls_note(stack: ResolvedStack) -> str | None:
+    """The preview's note when the stack serves its API over HTTPS but Grafana stays plain HTTP: the certificate
+    (certbot on the load balancer, render/acme.py) names the API's domain and lives on another host."""
+    domain = stack.config.load_balancer.tls_domain
+    if not grafana_enabled(stack) or not domain:
+        return None
+    return (f"grafanaUrl is plain HTTP (port {GRAFANA_PORT}, allowedCidrs only) although the API is served at "
+            f"https://{domain}: the certificate is the load balancer's; from an untrusted network open Grafana "
+            f"through an SSH tunnel to the monitoring host (docs/dashboards.md)")
+
+
 def grafana_dropin() -> str:
     """grafana-server.service drop-in: every setting this stack needs, as Grafana's env overrides."""
     settings = {
