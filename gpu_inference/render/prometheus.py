@@ -780,7 +780,7 @@ def _loading_cases(stack: ResolvedStack, by_name: Mapping[str, Alert]) -> list[d
     absent_alert = _expected(
         absent, {"job": "vllm"},
         f"No vLLM target has reported vllm:num_requests_running for {absent.for_}: every node is down, "
-        f"or the pinned image ({stack.config.vllm_image}) renamed the metrics the alerts rely on.",
+        f"or the pinned image ({vllm_image(stack)}) renamed the metrics the alerts rely on.",
     )
     load = LOAD_MINUTES
     cases: list[dict[str, Any]] = [
