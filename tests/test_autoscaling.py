@@ -30,6 +30,9 @@ KUBE = {
 SCALING = {"minNodes": 1, "maxNodes": 4}
 L40S_MONTH = 1.57 * HOURS_PER_MONTH
 LB_MONTH = 12.00
+# Prometheus' TSDB claim (monitoring.storageGb, 20 GB default) priced as a DigitalOcean volume at $0.10/GB-month;
+# it does not scale with the pool, so it is in both ends of the range.
+CLAIM_MONTH = 20 * 0.10
 POOL = "digitalocean:index/kubernetesNodePool:KubernetesNodePool"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -144,8 +147,8 @@ def test_cost_json_shows_the_monthly_range_and_checks_the_budget_at_max(capsys: 
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     low, high = data["monthly_cost_range_usd"]
-    assert low == pytest.approx(L40S_MONTH + LB_MONTH, abs=0.01)
-    assert high == pytest.approx(4 * L40S_MONTH + LB_MONTH, abs=0.01)
+    assert low == pytest.approx(L40S_MONTH + LB_MONTH + CLAIM_MONTH, abs=0.01)
+    assert high == pytest.approx(4 * L40S_MONTH + LB_MONTH + CLAIM_MONTH, abs=0.01)
     assert data["monthly_cost_usd"] == pytest.approx(high) and data["within_budget"] is True
     # $/Mtok at the ceiling: maxNodes' bill for maxNodes' tokens (4 nodes at 1000 tok/s, half busy).
     per_mtok = high / HOURS_PER_MONTH / (4 * 1000 * 0.5 * 3600 / 1e6)
@@ -156,15 +159,15 @@ def test_cost_and_preview_text_print_the_range(capsys: pytest.CaptureFixture[str
     for command in ("cost", "preview"):
         main([command, str(AUTOSCALE)])
         out = capsys.readouterr().out
-        assert "$1,158.10 to $4,596.40 per month (autoscaling: minNodes to maxNodes" in out, command
+        assert "$1,160.10 to $4,598.40 per month (autoscaling: minNodes to maxNodes" in out, command
 
 
 def test_preview_json_carries_the_floor_and_exports_the_ceiling(autoscaled: ProgramRun) -> None:
     from gpu_inference.preview_runner import run_preview
 
     report = run_preview(str(AUTOSCALE), out_dir=None)
-    assert report.monthly_cost_min_usd == pytest.approx(L40S_MONTH + LB_MONTH, abs=0.01)
-    assert report.monthly_cost_usd == pytest.approx(4 * L40S_MONTH + LB_MONTH, abs=0.01)
+    assert report.monthly_cost_min_usd == pytest.approx(L40S_MONTH + LB_MONTH + CLAIM_MONTH, abs=0.01)
+    assert report.monthly_cost_usd == pytest.approx(4 * L40S_MONTH + LB_MONTH + CLAIM_MONTH, abs=0.01)
     assert autoscaled.outputs["monthlyCostUsd"] == pytest.approx(report.monthly_cost_usd)
     fixed = run_preview(str(STACKS / "kubernetes.yaml"), out_dir=None)
     assert fixed.monthly_cost_min_usd is None
