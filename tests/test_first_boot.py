@@ -174,7 +174,8 @@ def _install_order() -> list[str]:
     """The packages in the order the script installs them (its `cmd:package` list), every one of .ci/validators.txt
     that the script is responsible for."""
     text = INSTALL_VALIDATORS.read_text()
-    pairs = text.split("for cmd_pkg in ", 1)[1].split(";", 1)[0].split()
+    # The list continues over lines (`\` at a line's end): those are no pairs.
+    pairs = [p for p in text.split("for cmd_pkg in ", 1)[1].split(";", 1)[0].split() if p != "\\"]
     return [pair.split(":", 1)[1] for pair in pairs]
 
 
