@@ -507,7 +507,8 @@ def monitoring_cloud_init(
     doc = {
         "hostname": hostname_for(stack, "monitoring"),
         "package_update": True,
-        "packages": ["prometheus", "prometheus-node-exporter"],
+        # Grafana's bootstrap fetches its apt key over HTTPS: curl and the CA bundle, which minimal images lack.
+        "packages": ["prometheus", "prometheus-node-exporter", *(["curl", "ca-certificates"] if grafana_runcmd(stack) else [])],
         "write_files": files,
         "runcmd": [[MONITORING_BOOTSTRAP_PATH], *grafana_runcmd(stack)],
     }
