@@ -33,6 +33,9 @@ What stands in for what, and why:
   them present the bootstrap takes its "already installed" branches (as on the providers' GPU images), so
   its fallbacks (apt's docker.io, NVIDIA's container-toolkit repository, which this machine cannot reach)
   are not run; docker.service is not started (there is no daemon).
+- Grafana: its bootstrap installs from Grafana's apt repository, which this machine cannot reach, so the
+  Prometheus host's user data is rendered with `monitoring.grafana: false` (everything else as in the dev
+  stack); tests/test_grafana.py checks Grafana's files and bootstrap with their own validators.
 - The hosts are Ubuntu images in production; the packages they install (nginx, prometheus,
   prometheus-node-exporter) have the same names and paths on Debian bookworm, which this root is. No
   Ubuntu repository is used and nothing is mapped.
@@ -404,9 +407,16 @@ def render(work: Path) -> dict[str, Any]:
     lookup = stack.cloud.private_ipv4_lookup
     assert lookup is not None, f"{stack.cloud.name} renders no private IPv4 lookup"
     [metadata_url] = [w for w in shlex.split(lookup) if w.startswith("http://")]
+    # Grafana's bootstrap installs from Grafana's apt repository (apt.grafana.com), which this machine cannot
+    # reach: the Prometheus host boots without Grafana (monitoring.grafana false). Grafana's files, unit drop-in
+    # and bootstrap are checked by tests/test_grafana.py (provisioning schema, systemd-analyze, shellcheck).
+    cfg = stack.config
+    no_grafana = resolve_stack(cfg.model_copy(update={"monitoring": cfg.monitoring.model_copy(update={"grafana": False})}),
+                               "dev")
+    monitoring_user_data = render_all(no_grafana, [NODE_ADDRESS], NODE_ADDRESS, api_key, None)["monitoring/cloud-init.yaml"]
     return {
         "lb": {"user_data": files["loadbalancer/cloud-init.yaml"], "api_key": api_key, "model": stack.config.name_for_clients},
-        "monitoring": {"user_data": files["monitoring/cloud-init.yaml"], "model": stack.config.name_for_clients,
+        "monitoring": {"user_data": monitoring_user_data, "model": stack.config.name_for_clients,
                        "data_dir": PROMETHEUS_DATA_DIR, "by_id": devices[0]},
         "gpu": {"network_env_file": NETWORK_ENV_FILE, "user_data": (preview / "nodes/node-0/cloud-init.yaml").read_text(),
                 # systemd expands ${GPU_INFERENCE_PRIVATE_IP} from network.env (so does the systemctl stub).

@@ -89,6 +89,12 @@ class MonitoringArgs(TypedDict, total=False):
     """Alert when a GPU runs hotter than this."""
     disk_free_ratio: pulumi.Input[float]
     """Alert when the model-cache filesystem has less than this fraction free."""
+    grafana: pulumi.Input[bool]
+    """Install Grafana on the monitoring host (machine clouds) with the stack's dashboards and Prometheus as its data
+    source, on port 3000 reachable from allowedCidrs only; on Kubernetes the dashboards become ConfigMaps for the
+    cluster's own Grafana instead."""
+    grafana_version: pulumi.Input[str]
+    """Grafana OSS release installed from Grafana's apt repository (apt.grafana.com), pinned (X.Y.Z)."""
 
 
 class LoadBalancerArgs(TypedDict, total=False):
@@ -184,6 +190,9 @@ class StackArgs(TypedDict, total=False):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: pulumi.Input[str]
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    grafana_admin_password: pulumi.Input[str]
+    """Grafana's `admin` password on the monitoring host; set with `pulumi config set --secret`. Unset: the host generates
+    one at first boot into a root-only file (/etc/grafana/gpu-inference/admin-password)."""
     ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
@@ -261,6 +270,9 @@ class GpuInferenceNodeArgs(TypedDict, total=False):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: pulumi.Input[str]
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    grafana_admin_password: pulumi.Input[str]
+    """Grafana's `admin` password on the monitoring host; set with `pulumi config set --secret`. Unset: the host generates
+    one at first boot into a root-only file (/etc/grafana/gpu-inference/admin-password)."""
     ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
@@ -344,6 +356,9 @@ class VllmServiceArgs(TypedDict, total=False):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: pulumi.Input[str]
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    grafana_admin_password: pulumi.Input[str]
+    """Grafana's `admin` password on the monitoring host; set with `pulumi config set --secret`. Unset: the host generates
+    one at first boot into a root-only file (/etc/grafana/gpu-inference/admin-password)."""
     ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]
@@ -427,6 +442,9 @@ class MonitoringStackArgs(TypedDict, total=False):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: pulumi.Input[str]
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    grafana_admin_password: pulumi.Input[str]
+    """Grafana's `admin` password on the monitoring host; set with `pulumi config set --secret`. Unset: the host generates
+    one at first boot into a root-only file (/etc/grafana/gpu-inference/admin-password)."""
     ssh_keys: pulumi.Input[Sequence[pulumi.Input[str]]]
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: pulumi.Input[bool]

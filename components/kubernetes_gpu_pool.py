@@ -542,3 +542,24 @@ def _pod_spec(stack: ResolvedStack, pool_name: pulumi.Input[str], secret_name: p
             k8s.core.v1.VolumeArgs(name="dshm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory")),
         ],
     )
+
+
+def dashboard_config_maps(monitoring: pulumi.Resource, stack: ResolvedStack,
+                          cluster: ClusterPlacementArgs) -> list[k8s.core.v1.ConfigMap]:
+    """The Grafana dashboards as ConfigMaps labelled for the Grafana sidecar (``grafana_dashboard: "1"``), one
+    per dashboard in the pool's namespace: clusters usually run their own Grafana (kube-prometheus-stack), whose
+    sidecar loads them. Children of the MonitoringStack ``monitoring``."""
+    from gpu_inference.render.dashboards import SIDECAR_LABEL, dashboard_json, dashboards
+
+    pool = str(cluster["instance"])
+    maps = []
+    for spec in dashboards(stack):
+        maps.append(k8s.core.v1.ConfigMap(
+            f"{pool}-dashboard-{spec.uid}",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                namespace=cluster["namespace"], name=spec.uid, labels={**_labels("grafana-dashboard", pool),
+                                                                      **SIDECAR_LABEL}),
+            data={spec.file_name: dashboard_json(spec)},
+            opts=pulumi.ResourceOptions(parent=monitoring),
+        ))
+    return maps

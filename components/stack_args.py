@@ -20,7 +20,7 @@ from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
 from gpu_inference.stack import ResolvedStack, check_stack_name, resolve_stack
 
-SECRET_KEYS = ("api_key", "hf_token")
+SECRET_KEYS = ("api_key", "hf_token", "grafana_admin_password")
 # What the config holds for a secret that travels as a Pulumi Output: that there is one, never its value.
 _SECRET_MARKER = SecretValue(ciphertext="pulumi-secret-output")
 
@@ -31,6 +31,7 @@ class Secrets:
 
     api_key: pulumi.Output[str | None]
     hf_token: pulumi.Output[str | None]
+    grafana_admin_password: pulumi.Output[str | None]
 
 
 def from_config(cfg: StackConfig, secrets: Secrets) -> StackArgs:
@@ -42,6 +43,8 @@ def from_config(cfg: StackConfig, secrets: Secrets) -> StackArgs:
         args["api_key"] = secrets.api_key
     if cfg.hf_token is not None:
         args["hf_token"] = secrets.hf_token
+    if cfg.grafana_admin_password is not None:
+        args["grafana_admin_password"] = secrets.grafana_admin_password
     return cast(StackArgs, args)
 
 
@@ -50,6 +53,8 @@ def secrets_of(cfg: StackConfig) -> Secrets:
     return Secrets(
         api_key=pulumi.Output.secret(cfg.api_key.reveal()) if cfg.api_key else pulumi.Output.from_input(None),
         hf_token=pulumi.Output.secret(cfg.hf_token.reveal()) if cfg.hf_token else pulumi.Output.from_input(None),
+        grafana_admin_password=pulumi.Output.secret(cfg.grafana_admin_password.reveal())
+        if cfg.grafana_admin_password else pulumi.Output.from_input(None),
     )
 
 
@@ -99,6 +104,8 @@ def resolve(args: Mapping[str, Any], own_keys: Iterable[str] = ()) -> tuple[Reso
     secrets = Secrets(
         api_key=pulumi.Output.secret(args["api_key"]) if args.get("api_key") is not None else pulumi.Output.from_input(None),
         hf_token=pulumi.Output.secret(args["hf_token"]) if args.get("hf_token") is not None else pulumi.Output.from_input(None),
+        grafana_admin_password=pulumi.Output.secret(args["grafana_admin_password"])
+        if args.get("grafana_admin_password") is not None else pulumi.Output.from_input(None),
     )
     return stack, secrets
 

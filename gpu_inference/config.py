@@ -22,7 +22,14 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from gpu_inference import clouds
-from gpu_inference.constants import PROJECT_DIR, PROJECT_NAME, SMOKE_TIMEOUT_SECONDS, VLLM_IMAGE, VLLM_VERSION
+from gpu_inference.constants import (
+    GRAFANA_VERSION,
+    PROJECT_DIR,
+    PROJECT_NAME,
+    SMOKE_TIMEOUT_SECONDS,
+    VLLM_IMAGE,
+    VLLM_VERSION,
+)
 from gpu_inference.errors import ConfigError
 from gpu_inference.secrets import SecretValue
 from gpu_inference.vocabulary import (
@@ -218,6 +225,12 @@ class MonitoringConfig(_Model):
     """Alert when a GPU runs hotter than this."""
     disk_free_ratio: float = Field(0.10, gt=0, lt=1)
     """Alert when the model-cache filesystem has less than this fraction free."""
+    grafana: bool = True
+    """Install Grafana on the monitoring host (machine clouds) with the stack's dashboards and Prometheus as its
+    data source, on port 3000 reachable from allowedCidrs only; on Kubernetes the dashboards become ConfigMaps for
+    the cluster's own Grafana instead."""
+    grafana_version: str = Field(GRAFANA_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$")
+    """Grafana OSS release installed from Grafana's apt repository (apt.grafana.com), pinned (X.Y.Z)."""
 
 
 # loadBalancer.acme* / dnsZone (pydantic's Rust regex: `$` is the end of the text, never before a newline).
@@ -343,6 +356,9 @@ class StackConfig(_Model):
     """API key clients must send (Bearer); set with `pulumi config set --secret`."""
     hf_token: SecretValue | None = None
     """Hugging Face token for gated models; set with `pulumi config set --secret`."""
+    grafana_admin_password: SecretValue | None = None
+    """Grafana's `admin` password on the monitoring host; set with `pulumi config set --secret`. Unset: the host
+    generates one at first boot into a root-only file (/etc/grafana/gpu-inference/admin-password)."""
     ssh_keys: list[SshKeyRef] = Field(default_factory=list)
     """SSH keys for the machines: the cloud's SSH key IDs/fingerprints, or a key pair name (first entry)."""
     spot: bool = False

@@ -22,6 +22,14 @@ DCGM_EXPORTER_PORT = 9400
 # AMD Device Metrics Exporter's default port (ROCm/device-metrics-exporter docs: http://localhost:5000/metrics).
 AMD_METRICS_EXPORTER_PORT = 5000
 PROMETHEUS_PORT = 9090
+# mtail's default HTTP port (`mtail -port`): the load balancer's Nginx request metrics.
+MTAIL_PORT = 3903
+# Grafana's default HTTP port (grafana.ini [server] http_port).
+GRAFANA_PORT = 3000
+# Grafana OSS release the monitoring host installs from apt.grafana.com unless the stack pins another
+# (monitoring.grafanaVersion): 12.3.0, released 2025-11-19 (grafana/grafana's changelog, as quoted in
+# @grafana/data's release notes).
+GRAFANA_VERSION = "12.3.0"
 NGINX_HTTP_PORT = 80
 NGINX_HTTPS_PORT = 443
 

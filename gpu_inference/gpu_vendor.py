@@ -18,6 +18,8 @@ Sources (checked 2026-12-02 through the code index):
   exporter's own ConfigMap example sets ``amd_``, and we write the config so the names never depend on a default.
   Labels: ``gpu_id``, ``serial_number``, ``card_model``, ``hostname``, ``gpu_partition_id`` (the exporter's default
   label set).
+  Dashboards (render/dashboards.py) read GPU_GFX_ACTIVITY (percent), GPU_USED_VRAM (MB, i.e. MiB as amd-smi
+  counts: an MI300X reports 196592 of its 192 GiB) and GPU_POWER_USAGE (W, MI2xx and MI3xx) from the same list.
 - amd-smi: ``amd-smi static --asic --vram`` prints each GPU's ASIC and VRAM (ROCm amdsmi CLI; the static
   subcommand with --asic / --vram filters).
 """
@@ -68,6 +70,19 @@ class GpuMetrics:
     """The promtool case's name."""
     error_test_description: str
     """The description the test expects once the error alert fires."""
+    # The Grafana GPU nodes dashboard (render/dashboards.py) reads these beside the alerts' names above.
+    utilisation_percent: str
+    """Metric: the GPU's busy share in percent (0-100)."""
+    memory_used: str
+    """Metric: GPU memory in use, in ``memory_unit_bytes`` units."""
+    memory_unit_bytes: int
+    """Bytes per unit of the memory metrics."""
+    power_watts: str
+    """Metric: the board's power draw in W."""
+    error_counter: bool
+    """``error_metric`` counts up (the panel shows its increase) rather than holding the last code."""
+    error_panel_title: str
+    error_panel_description: str
 
 
 @dataclass(frozen=True)
@@ -197,6 +212,17 @@ NVIDIA = GpuVendor(
                 f"GPU 0 on node-0 reported XID 79 (the last XID code, new within {XID_WINDOW}); check dmesg and "
                 "consider replacing the node."
             ),
+            # dcgm-exporter's default counters (etc/default-counters.csv): utilisation in %, framebuffer in MiB.
+            utilisation_percent="DCGM_FI_DEV_GPU_UTIL",
+            memory_used="DCGM_FI_DEV_FB_USED",
+            memory_unit_bytes=1048576,
+            power_watts="DCGM_FI_DEV_POWER_USAGE",
+            error_counter=False,
+            error_panel_title="Last XID error code",
+            error_panel_description=(
+                "The last XID the driver reported (0: none since the exporter started; 13/31/43 follow an "
+                "application fault, 48/61/62/79 mean the GPU is failing). GpuXidErrors fires on a new code."
+            ),
         ),
     ),
 )
@@ -281,6 +307,16 @@ AMD = GpuVendor(
             error_test_description=(
                 f"GPU 0 on node-0 counted new uncorrectable ECC errors within {ERROR_WINDOW}; its memory is "
                 "failing: drain the node and replace it."
+            ),
+            utilisation_percent=f"{AMD_METRICS_PREFIX}gpu_gfx_activity",
+            memory_used=f"{AMD_METRICS_PREFIX}gpu_used_vram",
+            memory_unit_bytes=1048576,
+            power_watts=f"{AMD_METRICS_PREFIX}gpu_power_usage",
+            error_counter=True,
+            error_panel_title="Uncorrectable ECC errors",
+            error_panel_description=(
+                "New uncorrectable ECC errors per GPU in the interval (0: none); any means failing GPU memory. "
+                "GpuEccUncorrectable fires on an increase."
             ),
         ),
     ),

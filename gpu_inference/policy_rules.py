@@ -34,6 +34,7 @@ from gpu_inference.config import NAMESPACE, parse_stack_config
 from gpu_inference.constants import (
     AMD_METRICS_EXPORTER_PORT,
     DCGM_EXPORTER_PORT,
+    MTAIL_PORT,
     NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
     VLLM_PORT,
@@ -55,6 +56,7 @@ SENSITIVE_PORTS: dict[int, str] = {
     DCGM_EXPORTER_PORT: "DCGM exporter",
     AMD_METRICS_EXPORTER_PORT: "AMD device metrics exporter",
     PROMETHEUS_PORT: "Prometheus",
+    MTAIL_PORT: "mtail (Nginx metrics)",
 }
 SSH_PORT = 22
 PUBLIC_PORTS = (80, 443)

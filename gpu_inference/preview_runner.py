@@ -468,6 +468,7 @@ def write_files(stack: ResolvedStack, out_dir: Path, nodes: list[str], lb: str,
         cfg.api_key.reveal() if cfg.api_key else None,
         cfg.hf_token.reveal() if cfg.hf_token else None,
         monitoring_volume,
+        cfg.grafana_admin_password.reveal() if cfg.grafana_admin_password else None,
     )
     written: list[str] = []
     for rel, content in sorted(files.items()):

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs the real tools that check every rendered machine file and run the data-plane tests:
 # nginx (nginx -t, and a real load balancer on loopback), prometheus (promtool + a real server),
-# cloud-init (cloud-init schema), shellcheck; systemd-analyze comes with systemd; certbot and pebble (an ACME
-# test CA) for the load balancer's certificate issuance and renewal on loopback (tests/dataplane/test_acme.py);
-# debootstrap builds the Debian root the boot test (bench/boot.py) runs the rendered cloud-init in (iproute2: its
-# loopback-only network namespace).
+# cloud-init (cloud-init schema), shellcheck; systemd-analyze comes with systemd; mtail (the load balancer's
+# Nginx metrics: -compile_only and a real one in the data plane); certbot and pebble (an ACME test CA) for the
+# load balancer's certificate issuance and renewal on loopback (tests/dataplane/test_acme.py); debootstrap builds
+# the Debian root the boot test (bench/boot.py) runs the rendered cloud-init in (iproute2: its loopback-only
+# network namespace).
 # Debian/Ubuntu, as root (or via sudo). Services are NOT started: the tests run their own copies.
 set -euo pipefail
 
-packages=(nginx prometheus cloud-init shellcheck systemd certbot pebble debootstrap iproute2)
+packages=(nginx prometheus cloud-init shellcheck systemd mtail certbot pebble debootstrap iproute2)
 missing=()
 for cmd_pkg in nginx:nginx promtool:prometheus cloud-init:cloud-init shellcheck:shellcheck systemd-analyze:systemd \
-    certbot:certbot pebble:pebble debootstrap:debootstrap ip:iproute2; do
+    mtail:mtail certbot:certbot pebble:pebble debootstrap:debootstrap ip:iproute2; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || missing+=("${cmd_pkg##*:}")
 done
 if [ "${#missing[@]}" -eq 0 ]; then

@@ -144,7 +144,9 @@ def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) ->
 
     out = tmp_path / "out"
     written = sorted(str(Path(f).relative_to(out)) for f in data["files"])
-    assert written == ["kubernetes/vllm-network-policy.yaml", "loadbalancer/nginx.conf", "monitoring/prometheus.yml",
+    assert written == ["kubernetes/vllm-network-policy.yaml", "loadbalancer/nginx.conf",
+                       "monitoring/dashboards/gpu-nodes.json", "monitoring/dashboards/serving.json",
+                       "monitoring/prometheus.yml",
                        "monitoring/rules/gpu-inference.test.yml", "monitoring/rules/gpu-inference.yml"]
     # The files on disk are exactly what the ConfigMaps carry.
     recorded = {r["name"]: r for r in data["resources"]}
@@ -153,6 +155,9 @@ def test_kubernetes_stack_previews_its_objects_bill_and_files(tmp_path: Path) ->
     prom = recorded["gpu-inference-prometheus-conf"]["inputs"]["data"]
     assert (out / "monitoring/prometheus.yml").read_text() == prom["prometheus.yml"]
     assert (out / "monitoring/rules/gpu-inference.yml").read_text() == prom["gpu-inference.rules.yml"]
+    for uid, file_name in (("gpu-inference-serving", "serving.json"), ("gpu-inference-gpu-nodes", "gpu-nodes.json")):
+        dashboard = recorded[f"gpu-inference-dashboard-{uid}"]["inputs"]["data"][file_name]
+        assert (out / "monitoring/dashboards" / file_name).read_text() == dashboard
     assert "server vllm-1.vllm-pods.llm.svc.cluster.local:8000 resolve" in nginx_conf
     assert "Bearer" not in nginx_conf  # the key is only in the nginx-auth Secret
 

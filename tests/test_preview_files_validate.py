@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_grafana import check_dashboard_json, check_provisioning, verify_grafana_dropin
+from test_nginx_metrics import check_mtail_program
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
 from gpu_inference.preview_runner import run_preview
@@ -123,6 +125,15 @@ def test_every_file_the_preview_writes_passes_its_validator(
         elif path.name == "prometheus-data-volume.conf":
             result = verify_prometheus_dropin(tmp_path / "dropin", path.read_text())
             assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.parent.name == "dashboards" and path.suffix == ".json":
+            check_dashboard_json(path.read_text(), tmp_path)
+        elif path.parent.parent.name == "grafana" and path.suffix == ".yaml":
+            check_provisioning(path)
+        elif path.parent.name == "grafana-server.service.d":
+            result = verify_grafana_dropin(tmp_path / "grafana-dropin", path.read_text())
+            assert result.returncode == 0 and result.stderr.strip() == "", result.stderr
+        elif path.suffix == ".mtail":
+            check_mtail_program(path.read_text(), tmp_path / "mtail")
         elif path.name == "amd-metrics-exporter-config.json":
             _validate_amd_exporter_config(path)
         elif path.suffix in {".service", ".timer"}:
@@ -141,7 +152,9 @@ def test_every_file_the_preview_writes_passes_its_validator(
                     LB_HEALTHCHECK_PATH: "lb-healthcheck.py"}  # fmt: skip
         scripts = {path: (node_dir / name).read_text() for path, name in programs.items() if (node_dir / name).exists()}
         if node_dir.name == "loadbalancer":
+            # Packaged binaries the LB's units run: the health checker's interpreter, mtail (Nginx metrics).
             scripts["/usr/bin/python3"] = "#!/bin/sh\nexit 0\n"
+            scripts["/usr/bin/mtail"] = "#!/bin/sh\nexit 0\n"
         root = systemd_root(tmp_path / node_dir.name, units, scripts)
         result = systemd_verify(root, sorted(units))
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

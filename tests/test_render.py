@@ -572,8 +572,8 @@ def test_render_all_without_monitoring() -> None:
 
 
 def test_user_data_fits_ec2_limits() -> None:
-    """EC2 caps user data at 16 KB: a GPU node fits as text; the LB and a Prometheus host fit gzipped, for every
-    pool size the config allows (nodeCount <= 64)."""
+    """EC2 caps user data at 16 KB: a GPU node fits as text; the LB (health-check daemon) and the Prometheus host
+    (Grafana's dashboards included) fit gzipped, for every pool size the config allows (nodeCount <= 64)."""
     import base64
     import gzip
 
@@ -598,7 +598,8 @@ def test_user_data_fits_ec2_limits() -> None:
     # big Prometheus host, on the program always sending user data gzipped (components/clouds/aws.py).
     assert not fits_aws_user_data(files["loadbalancer/cloud-init.yaml"])  # why the gzip path matters here
     assert packed_size(files["loadbalancer/cloud-init.yaml"]) <= margin
-    assert fits_aws_user_data(files["monitoring/cloud-init.yaml"])
+    # Grafana's dashboards make the Prometheus host's text bigger than 16 KB too; gzipped it keeps the margin.
+    assert packed_size(files["monitoring/cloud-init.yaml"]) <= margin
     # The LB (an upstream server and a health-check target per node) and Prometheus (a target per node) grow
     # with the pool: the biggest pool the config accepts must still fit.
     addresses = [f"10.0.{i // 200}.{i % 200 + 2}" for i in range(64)]

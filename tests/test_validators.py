@@ -380,7 +380,9 @@ def monitoring_dir(scenario: str, tmp_path: Path) -> Path:
     rules = write(tmp_path / "rules" / "gpu-inference.yml", files["monitoring/rules/gpu-inference.yml"])
     write(tmp_path / "rules" / "gpu-inference.test.yml", files["monitoring/rules/gpu-inference.test.yml"])
     production = yaml.safe_load(files["monitoring/prometheus.yml"])
-    prom = yaml.safe_load(prometheus_config(s.stack, *_targets(production), rule_files=[str(rules)]))
+    jobs = {j["job_name"]: j for j in production["scrape_configs"]}
+    nginx = {sc["labels"]["node"]: sc["targets"][0] for sc in jobs["nginx"]["static_configs"]} if "nginx" in jobs else None
+    prom = yaml.safe_load(prometheus_config(s.stack, *_targets(production), rule_files=[str(rules)], nginx_targets=nginx))
     # Apart from where the rules live, the checked config is the rendered one.
     assert {**production, "rule_files": prom["rule_files"]} == prom
     write(tmp_path / "prometheus.yml", yaml.safe_dump(prom))

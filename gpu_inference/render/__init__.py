@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gpu_inference.constants import DCGM_EXPORTER_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.constants import DCGM_EXPORTER_PORT, MTAIL_PORT, NODE_EXPORTER_PORT, VLLM_PORT
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render._common import node_name
 from gpu_inference.render.acme import cert_unit, deploy_hook_script, obtain_script
@@ -24,9 +24,11 @@ from gpu_inference.render.cloud_init import (
     node_exporter_unit,
     prometheus_data_dropin,
 )
+from gpu_inference.render.dashboards import dashboard_files
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.lb_healthcheck import agent_script, healthcheck_unit, settings, settings_json, upstream_include
 from gpu_inference.render.nginx import NginxPaths, nginx_conf
+from gpu_inference.render.nginx_metrics import MTAIL_UNIT, mtail_program, mtail_unit
 from gpu_inference.render.prometheus import alert_rule_tests, alert_rules, alerts, prometheus_config
 from gpu_inference.render.spot import has_spot_watcher, spot_watcher_script, spot_watcher_unit
 from gpu_inference.render.vllm import vllm_args, vllm_env_file, vllm_unit
@@ -47,6 +49,7 @@ __all__ = [
     "monitoring_cloud_init",
     "monitoring_targets",
     "nginx_conf",
+    "nginx_metrics_targets",
     "node_exporter_unit",
     "prometheus_config",
     "render_all",
@@ -70,6 +73,11 @@ def monitoring_targets(
     return vllm, nodes, dcgm
 
 
+def nginx_metrics_targets(lb_address: str) -> dict[str, str]:
+    """The load balancer's mtail (Nginx requests by status), named like its node_exporter target."""
+    return {"loadbalancer": f"{lb_address}:{MTAIL_PORT}"}
+
+
 def render_all(
     stack: ResolvedStack,
     node_addresses: list[str],
@@ -77,6 +85,7 @@ def render_all(
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
+    grafana_admin_password: str | None = None,
 ) -> dict[str, str]:
     """Relative path → content of every rendered file (what the offline preview writes).
 
@@ -111,20 +120,26 @@ def render_all(
     files["loadbalancer/gpu-inference-lb-healthcheck.service"] = healthcheck_unit()
     files["loadbalancer/cloud-init.yaml"] = load_balancer_cloud_init(stack, backends, api_key)
     files["loadbalancer/bootstrap.sh"] = lb_bootstrap(stack)
+    files["loadbalancer/nginx.mtail"] = mtail_program()
+    files[f"loadbalancer/{MTAIL_UNIT}"] = mtail_unit()
     if stack.config.load_balancer.tls_domain:
         files["loadbalancer/cert-obtain.sh"] = obtain_script(stack)
         files["loadbalancer/cert-deploy.sh"] = deploy_hook_script(stack)
         files["loadbalancer/gpu-inference-cert.service"] = cert_unit()
     if stack.config.monitoring.enabled:
         vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address, exporter.port)
-        files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm)
+        nginx = nginx_metrics_targets(lb_address)
+        files["monitoring/prometheus.yml"] = prometheus_config(stack, vllm, nodes, dcgm, nginx_targets=nginx)
         files["monitoring/rules/gpu-inference.yml"] = alert_rules(stack)
         files["monitoring/rules/gpu-inference.test.yml"] = alert_rule_tests(stack)
         cloud = stack.cloud
         devices = cloud.volume_devices(monitoring_volume or cloud.placeholder_volume(stack.name))
-        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices)
+        files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices,
+                                                                    grafana_admin_password, nginx)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
+        files.update(_dashboard_files(stack))
+        files.update(_grafana_files(stack))
     return files
 
 
@@ -135,11 +150,41 @@ def render_stack(
     api_key: str | None,
     hf_token: str | None,
     monitoring_volume: str | None = None,
+    grafana_admin_password: str | None = None,
 ) -> dict[str, str]:
     """Every file the stack's layout puts on its machines (or, on Kubernetes, mounts into its pods)."""
     if stack.cloud.layout == "kubernetes":
         # Pods, not machines: no cloud-init or units, only the files the ConfigMaps carry.
         from gpu_inference.render.kubernetes import render_kubernetes
 
-        return render_kubernetes(stack)
-    return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume)
+        files = render_kubernetes(stack)
+        if stack.config.monitoring.enabled and stack.config.monitoring.grafana:
+            # The dashboards the ConfigMaps carry for the cluster's Grafana sidecar.
+            files.update(_dashboard_files(stack))
+        return files
+    return render_all(stack, node_addresses, lb_address, api_key, hf_token, monitoring_volume, grafana_admin_password)
+
+
+def _dashboard_files(stack: ResolvedStack) -> dict[str, str]:
+    """The Grafana dashboards (JSON) the monitoring host provisions, one file each."""
+    return {f"monitoring/dashboards/{name}": text for name, text in dashboard_files(stack).items()}
+
+
+def _grafana_files(stack: ResolvedStack) -> dict[str, str]:
+    """Grafana's provisioning files on the monitoring host (also inside its cloud-init), for review and tests."""
+    from gpu_inference.render.grafana import (
+        grafana_bootstrap,
+        grafana_dashboard_provider_file,
+        grafana_datasource_file,
+        grafana_dropin,
+        grafana_enabled,
+    )
+
+    if not grafana_enabled(stack):
+        return {}
+    return {
+        "monitoring/grafana/datasources/gpu-inference.yaml": grafana_datasource_file(),
+        "monitoring/grafana/dashboards/gpu-inference.yaml": grafana_dashboard_provider_file(),
+        "monitoring/grafana/grafana-server.service.d/gpu-inference.conf": grafana_dropin(),
+        "monitoring/grafana/bootstrap.sh": grafana_bootstrap(stack, stack.config.grafana_admin_password is not None),
+    }

@@ -45,6 +45,7 @@ from gpu_inference.render.acme import (
     obtain_script,
     placeholder_certificate,
 )
+from gpu_inference.render.grafana import grafana_cloud_init_files, grafana_runcmd
 from gpu_inference.render.healthcheck import healthcheck_script, healthcheck_units
 from gpu_inference.render.lb_healthcheck import (
     LB_HEALTHCHECK_CONFIG,
@@ -57,6 +58,7 @@ from gpu_inference.render.lb_healthcheck import (
     upstream_include,
 )
 from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
+from gpu_inference.render.nginx_metrics import nginx_metrics_files, nginx_metrics_runcmd
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.spot import (
     SPOT_WATCHER_PATH,
@@ -333,8 +335,9 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
+    files += nginx_metrics_files()
     # python3 runs the health checker (Ubuntu ships it, cloud-init itself is Python: a no-op there).
-    packages = ["nginx", "prometheus-node-exporter", "python3"]
+    packages = ["nginx", "prometheus-node-exporter", "python3", "mtail"]
     if stack.config.load_balancer.tls_domain:
         # certbot (Debian/Ubuntu package) brings certbot.timer, which renews twice a day.
         packages += ["openssl", "certbot"]
@@ -349,7 +352,7 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         "package_update": True,
         "packages": packages,
         "write_files": files,
-        "runcmd": [[LB_BOOTSTRAP_PATH]],
+        "runcmd": [[LB_BOOTSTRAP_PATH], *nginx_metrics_runcmd()],
     }
     return _cloud_config(f"Load balancer of stack {stack.name}: least_conn over {len(backends)} node(s).", doc)
 
@@ -475,8 +478,10 @@ def monitoring_cloud_init(
     node_targets: list[str] | dict[str, str],
     dcgm_targets: list[str],
     data_devices: list[str],
+    grafana_admin_password: str | None = None,
+    nginx_targets: dict[str, str] | None = None,
 ) -> str:
-    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package).
+    """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package), with Grafana beside it.
 
     ``data_devices``: the TSDB volume's stable device paths (:func:`volume_devices`); the bootstrap mounts
     it at the data directory before Prometheus starts. The promtool tests of the rules are not shipped:
@@ -489,7 +494,8 @@ def monitoring_cloud_init(
     files = [
         # Not deferred: in place before the package's postinst tries to start Prometheus.
         _file(PROMETHEUS_DROPIN, prometheus_data_dropin()),
-        _file("/etc/prometheus/prometheus.yml", prometheus_config(stack, vllm_targets, node_targets, dcgm_targets),
+        _file("/etc/prometheus/prometheus.yml",
+              prometheus_config(stack, vllm_targets, node_targets, dcgm_targets, nginx_targets=nginx_targets),
               defer=True),
         _file(RULES_PATH, alert_rules(stack), defer=True),
         # Debian's prometheus.service passes $ARGS from this file to the server.
@@ -498,12 +504,14 @@ def monitoring_cloud_init(
               f'--storage.tsdb.retention.time={retention} --storage.tsdb.retention.size={retention_size_gb}GB"\n',
               defer=True),
         _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack, data_devices), "0755", defer=True),
+        *grafana_cloud_init_files(stack, grafana_admin_password),
     ]
     doc = {
         "hostname": hostname_for(stack, "monitoring"),
         "package_update": True,
-        "packages": ["prometheus", "prometheus-node-exporter"],
+        # Grafana's bootstrap fetches its apt key over HTTPS: curl and the CA bundle, which minimal images lack.
+        "packages": ["prometheus", "prometheus-node-exporter", *(["curl", "ca-certificates"] if grafana_runcmd(stack) else [])],
         "write_files": files,
-        "runcmd": [[MONITORING_BOOTSTRAP_PATH]],
+        "runcmd": [[MONITORING_BOOTSTRAP_PATH], *grafana_runcmd(stack)],
     }
     return _cloud_config(f"Prometheus host of stack {stack.name}.", doc)

@@ -150,10 +150,13 @@ def prometheus_config(
     dcgm_targets: Sequence[str] | Mapping[str, str],
     rule_files: Sequence[str] = (RULES_PATH,),
     vllm_discovery: Mapping[str, Any] | None = None,
+    nginx_targets: Mapping[str, str] | None = None,
 ) -> str:
     """prometheus.yml. Targets are host:port; a list is named node-0, node-1, …; a mapping gives names.
     ``vllm_discovery`` (service-discovery keys of the vllm job) replaces its static targets when the
-    replicas come and go (an autoscaled pool)."""
+    replicas come and go (an autoscaled pool).
+    ``nginx_targets``: the load balancer's mtail (Nginx requests by status, render/nginx_metrics.py), if any.
+    """
     mon = stack.config.monitoring
     interval = f"{mon.scrape_interval_seconds}s"
     doc: dict[str, Any] = {
@@ -176,6 +179,7 @@ def prometheus_config(
             {"job_name": "node", "static_configs": _static(node_targets)},
             # The GPU vendor's exporter (job dcgm on NVIDIA, amd-metrics on AMD).
             {"job_name": _gpu_metrics(stack).job, "static_configs": _static(dcgm_targets)},
+            *([{"job_name": "nginx", "static_configs": _static(nginx_targets)}] if nginx_targets else []),
             {
                 "job_name": "prometheus",
                 "static_configs": [{"targets": ["localhost:9090"], "labels": {"node": "monitoring"}}],

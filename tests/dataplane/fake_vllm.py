@@ -342,6 +342,7 @@ class FakeVllm:
         self.knobs = knobs
         self.engine = Engine(knobs)
         self.stats = Stats()
+        self.http_requests: dict[tuple[str, str, str], int] = {}
         self.started = time.monotonic()
         self.loading_until = self.started
         self.server: asyncio.Server | None = None
@@ -400,6 +401,11 @@ class FakeVllm:
         except HttpError as exc:
             status = await _error(out, exc.status, str(exc), "BadRequestError")
         self.stats.count_status(status)
+        if path.startswith("/v1"):
+            # vLLM's API server counts requests with prometheus_fastapi_instrumentator: status grouped by
+            # class ("2xx"), /metrics and /health excluded (vllm docs/design/v1/metrics.md). Never reset.
+            key = (path, req.method, f"{status // 100}xx")
+            self.http_requests[key] = self.http_requests.get(key, 0) + 1
 
     async def _route(self, req: Request, out: ResponseWriter, path: str) -> int:
         if path == "/health":
@@ -407,7 +413,8 @@ class FakeVllm:
             await out.send(status, b"", "application/json")
             return status
         if path == "/metrics":
-            await out.send(200, self.engine.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            text = self.engine.metrics_text() + self._http_metrics_text()
+            await out.send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
             return 200
         if path == "/version":
             await out.send_json(200, {"version": VLLM_VERSION})
@@ -429,6 +436,13 @@ class FakeVllm:
                     return await _error(out, 405, "Method Not Allowed", "MethodNotAllowed")
                 return await self._completion(req, out, chat=path.endswith("chat/completions"))
         return await _error(out, 404, "Not Found", "NotFoundError")
+
+    def _http_metrics_text(self) -> str:
+        lines = ["# HELP http_requests_total Total number of requests by method, status and handler.",
+                 "# TYPE http_requests_total counter"]
+        for (handler, method, status), n in sorted(self.http_requests.items()):
+            lines.append(f'http_requests_total{{handler="{handler}",method="{method}",status="{status}"}} {float(n)!r}')
+        return "\n".join(lines) + "\n"
 
     async def _models(self, out: ResponseWriter) -> int:
         name = self.knobs.model

@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -745,16 +745,18 @@ MODEL = "Qwen/Qwen3-8B"
 
 
 def build_stack(*, api_key: str | None = API_KEY, load_balancer: dict[str, Any] | None = None,
-                monitoring: dict[str, Any] | None = None, name: str = "dataplane") -> Any:  # fmt: skip
-    """A resolved stack from a config as an operator would write it (camelCase keys, validated)."""
+                monitoring: dict[str, Any] | None = None, name: str = "dataplane",
+                gpu: str = "gpu-l40sx1-48gb", region: str = "tor1") -> Any:  # fmt: skip
+    """A resolved stack from a config as an operator would write it (camelCase keys, validated); ``gpu``/
+    ``region``: a DigitalOcean offering (an AMD one gives the ROCm path)."""
     from gpu_inference.config import parse_stack_config
     from gpu_inference.secrets import SecretValue
     from gpu_inference.stack import resolve_stack
 
     raw: dict[str, Any] = {
         "provider": "digitalocean",
-        "region": "tor1",
-        "gpu": "gpu-l40sx1-48gb",
+        "region": region,
+        "gpu": gpu,
         "model": MODEL,
         "monthlyBudgetUsd": 5000,
         "loadBalancer": load_balancer or {},
@@ -847,3 +849,82 @@ def child_pids(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 out.append(int(stat.parent.name))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Exporter stand-ins (node_exporter, dcgm-exporter) and a Prometheus scraping every kind of target
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Exporter:
+    proc: ManagedProcess
+    port: int
+    kind: str
+
+    @property
+    def addr(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_exporter(log_dir: Path, kind: str) -> Exporter:
+    """tests/dataplane/fake_exporter.py as node_exporter (`node`), dcgm-exporter (`dcgm`) or AMD's device metrics
+    exporter (`amd`) on loopback."""
+    argv = [sys.executable, "-m", "tests.dataplane.fake_exporter", "--kind", kind, "--host", LOOPBACK, "--port", "0"]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = Path(tempfile.mkstemp(prefix=f"fake_{kind}-", suffix=".log", dir=log_dir)[1])
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = ManagedProcess(f"fake_{kind}", argv, cwd=REPO_ROOT, log_path=log_path, env=env, capture_stdout=True)
+    line = _read_first_line(proc.popen.stdout, timeout=15)
+    try:
+        port = int(json.loads(line)["port"])
+    except (ValueError, KeyError, TypeError):
+        proc.stop()
+        raise HarnessError(f"fake_exporter did not report its port (got {line!r}); log:\n{proc.log_tail()}") from None
+    wait_until(lambda: port_open(port), 10, what=f"fake_exporter on {port}")
+    return Exporter(proc=proc, port=port, kind=kind)
+
+
+def start_rendered_prometheus_with_exporters(stack: Any, vllm: Sequence[Backend], node: Mapping[str, str],
+                                             dcgm: Sequence[str], workdir: Path,
+                                             nginx: Mapping[str, str] | None = None) -> Prometheus:  # fmt: skip
+    """Like start_rendered_prometheus, with node_exporter (name → address), DCGM and Nginx (mtail) targets too."""
+    from gpu_inference.render.prometheus import alert_rules, prometheus_config
+
+    rules_name = "gpu-inference.yml"
+    port = free_port()
+    text = prometheus_config(stack, [b.addr for b in vllm], dict(node), list(dcgm), rule_files=[str(workdir / rules_name)],
+                             nginx_targets=dict(nginx or {}))
+    text = text.replace("localhost:9090", f"{LOOPBACK}:{port}")
+    return start_prometheus(text, workdir, port, rule_files={rules_name: alert_rules(stack)})
+
+
+def mtail_binary() -> str | None:
+    return shutil.which("mtail")
+
+
+def start_mtail(workdir: Path, access_log: Path, timeout: float = 15.0) -> Exporter:
+    """Real mtail with the rendered program (render/nginx_metrics.py), tailing a (real) Nginx access log."""
+    from gpu_inference.render.nginx_metrics import MTAIL_PROGRAM_FILE, mtail_program
+
+    binary = mtail_binary()
+    if binary is None:
+        raise HarnessError("mtail binary not found")
+    progs = workdir / "progs"
+    progs.mkdir(parents=True, exist_ok=True)
+    (progs / MTAIL_PROGRAM_FILE).write_text(mtail_program())
+    port = free_port()
+    argv = [binary, "-progs", str(progs), "-logs", str(access_log), "-address", LOOPBACK, "-port", str(port),
+            "-logtostderr"]
+    proc = ManagedProcess("mtail", argv, cwd=workdir, log_path=workdir / "mtail.log")
+    try:
+        wait_until(lambda: not proc.alive() or port_open(port), timeout, what=f"mtail on {port}")
+        if not proc.alive():
+            raise HarnessError(f"mtail exited ({proc.popen.returncode}):\n{proc.log_tail()}")
+    except HarnessError:
+        proc.stop()
+        raise
+    return Exporter(proc=proc, port=port, kind="mtail")
