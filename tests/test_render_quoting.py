@@ -162,7 +162,10 @@ def test_the_certbot_script_keeps_unvalidated_acme_values_literal(tmp_path: Path
 def test_yaml_files_keep_a_hostile_stack_name_in_its_comment() -> None:
     stack = dataclasses.replace(dev().stack, name="x\nruncmd: [[touch, /tmp/pwned]]")
     doc = yaml.safe_load(load_balancer_cloud_init(stack, ["10.0.0.2"], None))
-    assert doc["runcmd"] == [["/usr/local/sbin/gpu-inference-lb-bootstrap"]]
+    # The runcmd is the renderer's own (the bootstrap, then mtail's unit): the name did not add a command.
+    assert doc["runcmd"][0] == ["/usr/local/sbin/gpu-inference-lb-bootstrap"]
+    assert ["touch", "/tmp/pwned"] not in doc["runcmd"]
+    assert doc["runcmd"] == yaml.safe_load(load_balancer_cloud_init(dev().stack, ["10.0.0.2"], None))["runcmd"]
     with pytest.raises(ValueError, match="comment lines only"):  # a header that would break out is refused
         prometheus_config(stack, ["10.0.0.2:8000"], ["10.0.0.2:9100"], ["10.0.0.2:9400"])
 
