@@ -8,8 +8,16 @@ from components.stack_args import resolve
 from components.vllm_service import VllmService
 from gpu_inference import naming
 from gpu_inference.bill import Registration
-from gpu_inference.constants import MTAIL_PORT, NGINX_HTTP_PORT, NGINX_HTTPS_PORT, NODE_EXPORTER_PORT, VLLM_PORT
+from gpu_inference.constants import (
+    GRAFANA_REGISTRAR_PORT,
+    MTAIL_PORT,
+    NGINX_HTTP_PORT,
+    NGINX_HTTPS_PORT,
+    NODE_EXPORTER_PORT,
+    VLLM_PORT,
+)
 from gpu_inference.render import load_balancer_cloud_init
+from gpu_inference.render.grafana_proxy import grafana_behind_lb
 from gpu_inference.service_spec import ServiceSpec
 from gpu_inference.stack import ResolvedStack
 
@@ -31,6 +39,9 @@ def lb_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
         rules = [IngressRule(NGINX_HTTP_PORT, "OpenAI API via Nginx (HTTP)", cidrs=clients)]
     rules.append(IngressRule(NODE_EXPORTER_PORT, "node_exporter: Prometheus only", peers=("monitoring",)))
     rules.append(IngressRule(MTAIL_PORT, "mtail (Nginx request metrics): Prometheus only", peers=("monitoring",)))
+    if grafana_behind_lb(stack):
+        rules.append(IngressRule(GRAFANA_REGISTRAR_PORT, "Grafana registration: the monitoring host only",
+                                 peers=("monitoring",)))
     rules.append(IngressRule(22, "SSH from allowedCidrs", cidrs=tuple(cfg.allowed_cidrs)))
     return tuple(rules)
 

@@ -16,7 +16,8 @@ from gpu_inference.bill import Registration
 from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets, nginx_metrics_targets
-from gpu_inference.render.grafana import grafana_enabled, grafana_tls_note
+from gpu_inference.render.grafana import grafana_enabled
+from gpu_inference.render.grafana_proxy import grafana_behind_lb, grafana_public_url
 from gpu_inference.stack import ResolvedStack
 
 TOKEN = "gpu-inference:index:MonitoringStack"
@@ -32,9 +33,13 @@ def monitoring_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
 
 
 def grafana_ingress(stack: ResolvedStack) -> tuple[IngressRule, ...]:
-    """Grafana's port, from allowedCidrs only (like Prometheus'), when the host runs Grafana."""
+    """Grafana's port when the host runs Grafana: from the load balancer only when it serves Grafana over TLS
+    (render/grafana_proxy.py), else from allowedCidrs (like Prometheus')."""
     if not grafana_enabled(stack):
         return ()
+    if grafana_behind_lb(stack):
+        return (IngressRule(GRAFANA_PORT, "Grafana: the load balancer only (it serves /grafana/ over TLS)",
+                            peers=("lb",)),)
     return (IngressRule(GRAFANA_PORT, "Grafana from allowedCidrs", cidrs=tuple(stack.config.allowed_cidrs)),)
 
 
@@ -77,10 +82,10 @@ class MonitoringStack(pulumi.ComponentResource):
                 self.dashboards = dashboard_config_maps(self, stack, args["cluster"])
         else:
             self.prometheus_url = self._host(name, stack, args, secrets.grafana_admin_password)
-            if grafana_enabled(stack):
+            if grafana_behind_lb(stack):
+                self.grafana_url = pulumi.Output.from_input(grafana_public_url(stack))
+            elif grafana_enabled(stack):
                 self.grafana_url = pulumi.Output.concat("http://", self.public_ip, f":{GRAFANA_PORT}")
-            if note := grafana_tls_note(stack):
-                pulumi.log.warn(note)  # the offline preview lists it among its notes
         self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaUrl": self.grafana_url})
 
     def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs,
@@ -100,7 +105,7 @@ class MonitoringStack(pulumi.ComponentResource):
             targets = monitoring_targets(values[0], values[1], vendor_for(stack).exporter.port)
             return monitoring_cloud_init(stack, *targets, data_devices=values[2],
                                          grafana_admin_password=values[3],
-                                         nginx_targets=nginx_metrics_targets(values[1]))
+                                         nginx_targets=nginx_metrics_targets(values[1]), lb_address=values[1])
 
         host_name = naming.prometheus_host(name)
         # The TSDB's volume comes first and owes nothing to the host: a host replaced by a scale-out (its

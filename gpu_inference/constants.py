@@ -26,6 +26,9 @@ PROMETHEUS_PORT = 9090
 MTAIL_PORT = 3903
 # Grafana's default HTTP port (grafana.ini [server] http_port).
 GRAFANA_PORT = 3000
+# With a TLS domain the load balancer proxies https://<domain>/grafana/ to Grafana; the monitoring host tells it
+# its address on this port (render/grafana_registrar_agent.py); clear of every port the hosts already use.
+GRAFANA_REGISTRAR_PORT = 9101
 # Grafana OSS release the monitoring host installs from apt.grafana.com unless the stack pins another
 # (monitoring.grafanaVersion): 12.3.0, released 2025-11-19 (grafana/grafana's changelog, as quoted in
 # @grafana/data's release notes).

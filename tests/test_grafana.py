@@ -15,6 +15,7 @@ from test_validators import run, systemd_root, systemd_verify, tool
 
 from gpu_inference.render import dashboards as d
 from gpu_inference.render import grafana as g
+from gpu_inference.render import grafana_proxy as gp
 from gpu_inference.render import render_all
 from gpu_inference.render.dashboards import concrete_query
 
@@ -99,7 +100,10 @@ def test_monitoring_cloud_init_provisions_grafana(scenario: str, tmp_path: Path)
         path.write_text(files[rel])
         check_provisioning(path)
     doc = yaml.safe_load(files["monitoring/cloud-init.yaml"])
-    assert doc["runcmd"][-1] == [g.GRAFANA_BOOTSTRAP_PATH]
+    # Grafana's bootstrap after Prometheus'; behind the load balancer, the registration timer after Grafana.
+    behind_lb = gp.grafana_behind_lb(SCENARIOS[scenario]().stack)
+    registering = [["systemctl", "enable", "--now", gp.REGISTER_TIMER]] if behind_lb else []
+    assert doc["runcmd"][1:] == [[g.GRAFANA_BOOTSTRAP_PATH], *registering]
     bootstrap = str(written[g.GRAFANA_BOOTSTRAP_PATH]["content"])
     assert 'grafana=$version' in bootstrap and "version=12.3.0" in bootstrap
     assert g.GRAFANA_APT_SOURCE in bootstrap and g.GRAFANA_APT_KEY_URL in bootstrap
@@ -234,12 +238,80 @@ def test_kubernetes_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
     assert not [r for r in off.recorded if r.type == "kubernetes:core/v1:ConfigMap" and "-dashboard-" in r.name]
 
 
-def test_a_tls_stack_notes_that_grafana_stays_plain_http() -> None:
-    """prod serves its API over HTTPS (loadBalancer.tlsDomain) but Grafana's certificate is not built: the
-    preview says so (a program warning), dev (plain HTTP everywhere) says nothing."""
-    from gpu_inference.preview_runner import run_preview
+def _opening(program, port: int):  # type: ignore[no-untyped-def]
+    """(firewall name, CIDR sources, peer sources) of every inbound rule that opens ``port``."""
+    from test_program import firewalls, ingress
 
-    assert g.grafana_tls_note(dev().stack) is None
-    report = run_preview("prod", None)
-    assert [n for n in report.notes if n.startswith("grafanaUrl is plain HTTP")] == [g.grafana_tls_note(prod().stack)]
-    assert "https://llm.example.com" in str(g.grafana_tls_note(prod().stack))
+    return [(r.name, cidrs, peers) for r in firewalls(program) for low, high, cidrs, peers in ingress(r)
+            if low <= port <= high]
+
+
+@pytest.mark.parametrize("stack", ["prod", "aws-tls"])
+def test_a_tls_stack_serves_grafana_through_the_load_balancer(stack: str) -> None:
+    """With a tlsDomain, grafanaUrl is https://<domain>/grafana/, Grafana's port admits the load balancer only
+    (no CIDR), and the load balancer's registration port admits the monitoring host only: on DigitalOcean (tags)
+    and on AWS (security groups)."""
+    from test_program import LB, PROMETHEUS, STACKS
+
+    if stack == "aws-tls":
+        program = _program({"loadBalancer": {"tlsDomain": "llm.example.com"}}, stack=str(STACKS / "aws-spot.yaml"))
+    else:
+        program = _program(stack="prod")
+    assert program.outputs["grafanaUrl"] == "https://llm.example.com/grafana/"
+    grafana = _opening(program, g.GRAFANA_PORT)
+    assert len(grafana) == 1, grafana
+    (name, cidrs, peers) = grafana[0]
+    assert name.startswith(PROMETHEUS) and not cidrs and len(peers) == 1, grafana
+    registration = _opening(program, gp.GRAFANA_REGISTRAR_PORT)
+    assert len(registration) == 1, registration
+    (lb_fw, reg_cidrs, reg_peers) = registration[0]
+    assert lb_fw.startswith(LB) and not reg_cidrs and len(reg_peers) == 1, registration
+    # The peer each admits is the other host's identity (a tag / a security group), not one the GPU nodes share.
+    assert peers != reg_peers
+    # And the monitoring host registers with the address the load balancer really has.
+    ns = program.namespace
+    from test_program import value
+
+    instance = ns["monitoring"].host.instance
+    user_data = value(instance.user_data)
+    if user_data is None:  # AWS: gzip, base64 (components/clouds/aws.py)
+        import base64
+        import gzip
+
+        user_data = gzip.decompress(base64.b64decode(value(instance.user_data_base64))).decode()
+    lb_ip = value(ns["pool"].lb_private_ip)
+    assert f"-X POST http://{lb_ip}:{gp.GRAFANA_REGISTRAR_PORT}/grafana" in user_data
+    assert gp.REGISTER_TIMER in user_data
+
+
+def test_without_a_domain_grafana_stays_on_its_own_port() -> None:
+    """dev (no tlsDomain): nothing of the proxy is rendered, no registration port is opened."""
+    s = dev()
+    files = render_all(s.stack, s.node_addresses, s.lb_address, None, HF_TOKEN)
+    assert not gp.grafana_behind_lb(s.stack)
+    assert "/grafana/" not in files["loadbalancer/nginx.conf"]
+    assert gp.REGISTRAR_UNIT not in files["loadbalancer/cloud-init.yaml"]
+    assert gp.REGISTER_TIMER not in files["monitoring/cloud-init.yaml"]
+    dropin = files["monitoring/grafana/grafana-server.service.d/gpu-inference.conf"]
+    assert "GF_SECURITY_COOKIE_SECURE=false" in dropin and "ROOT_URL" not in dropin
+    assert not _opening(_program(), gp.GRAFANA_REGISTRAR_PORT)
+
+
+def test_behind_the_load_balancer_grafana_knows_its_public_sub_path() -> None:
+    s = prod()
+    files = render_all(s.stack, s.node_addresses, s.lb_address, API_KEY, HF_TOKEN)
+    dropin = files["monitoring/grafana/grafana-server.service.d/gpu-inference.conf"]
+    # Grafana's reverse-proxy guide: root_url with the sub path, serve_from_sub_path, and secure cookies on HTTPS.
+    for line in ('Environment="GF_SERVER_ROOT_URL=https://llm.example.com/grafana/"',
+                 'Environment="GF_SERVER_SERVE_FROM_SUB_PATH=true"',
+                 'Environment="GF_SECURITY_COOKIE_SECURE=true"'):  # fmt: skip
+        assert line in dropin.splitlines(), dropin
+    assert "GF_SECURITY_COOKIE_SECURE=false" not in dropin
+    conf = files["loadbalancer/nginx.conf"]
+    tls_server = conf[conf.index("listen 0.0.0.0:443"):]
+    block = tls_server[tls_server.index("location /grafana/ {"):]
+    block = block[:block.index("}")]
+    assert [ln.strip() for ln in block.splitlines() if ln.strip().startswith(("allow", "deny"))] == [
+        *(f"allow {c};" for c in s.stack.config.allowed_cidrs), "deny all;"]
+    # Port 80 serves no Grafana (only ACME and the redirect).
+    assert "/grafana/" not in conf[:conf.index("listen 0.0.0.0:443")]

@@ -18,8 +18,11 @@ from test_grafana import check_dashboard_json, check_provisioning, verify_grafan
 from test_nginx_metrics import check_mtail_program
 from test_validators import nginx_test, relocate, run, systemd_root, systemd_verify, tool, verify_prometheus_dropin, write
 
+from gpu_inference.constants import GRAFANA_REGISTRAR_PORT
 from gpu_inference.preview_runner import run_preview
 from gpu_inference.render.acme import CERT_OBTAIN_PATH, placeholder_certificate
+from gpu_inference.render.grafana_proxy import REGISTRAR_PATH
+from gpu_inference.render.grafana_registrar_agent import Settings as RegistrarSettings
 from gpu_inference.render.lb_healthcheck import LB_HEALTHCHECK_PATH
 from gpu_inference.render.lb_healthcheck_agent import Settings
 from gpu_inference.render.nginx import NginxPaths, auth_map
@@ -59,6 +62,8 @@ def _validate_nginx(path: Path, tmp: Path) -> None:
     write(tmp / "auth.conf", auth_map("PLACEHOLDER-api-key"))
     # The node list the preview wrote beside it (the LB's first-boot upstream include).
     write(tmp / "upstream.conf", (path.parent / "gpu-inference-upstream.conf").read_text())
+    if (grafana := path.parent / "gpu-inference-grafana.conf").exists():  # the Grafana upstream's include
+        write(tmp / "grafana.conf", grafana.read_text())
     # Listen on a loopback port instead of :80 so the check needs no privileged, free port 80.
     text = text.replace("listen 0.0.0.0:80 ", "listen 127.0.0.1:18081 ").replace("listen 0.0.0.0:443 ", "listen 127.0.0.1:18444 ")
     # TLS: the self-signed placeholder the LB bootstrap creates (its own lines) before certbot has run.
@@ -105,15 +110,21 @@ def test_every_file_the_preview_writes_passes_its_validator(
             _validate_shell(path)
         elif path.name == "nginx.conf":
             _validate_nginx(path, tmp_path / "nginx")
-            checked.add(path.parent / "gpu-inference-upstream.conf")  # nginx -t read it as the include
-        elif path.name == "gpu-inference-upstream.conf":
+            # nginx -t read them as its includes
+            checked.update(p for p in (path.parent / "gpu-inference-upstream.conf",
+                                       path.parent / "gpu-inference-grafana.conf") if p.exists())  # fmt: skip
+        elif path.name in {"gpu-inference-upstream.conf", "gpu-inference-grafana.conf"}:
             continue
-        elif path.name == "lb-healthcheck.py":
+        elif path.name in {"lb-healthcheck.py", "grafana-registrar.py"}:
             result = run([sys.executable, "-m", "py_compile", str(path)])
             assert result.returncode == 0, result.stderr
         elif path.name == "lb-healthcheck.json":
             settings = Settings.from_json(json.loads(path.read_text()))
             assert settings.include_path == NginxPaths().upstream_include
+        elif path.name == "grafana-registrar.json":
+            registrar = RegistrarSettings.from_json(json.loads(path.read_text()))
+            assert registrar.include_path == NginxPaths().grafana_include
+            assert registrar.listen_port == GRAFANA_REGISTRAR_PORT
         elif path.name == "prometheus.yml":
             _validate_prometheus(path, out / "monitoring" / "rules", tmp_path / "prom")
         elif path.name.endswith(".test.yml"):
@@ -149,12 +160,14 @@ def test_every_file_the_preview_writes_passes_its_validator(
         # The programs the units run, as rendered beside them (the LB's certificate unit runs cert-obtain,
         # its health checker lb-healthcheck.py under python3).
         programs = {"/usr/local/bin/vllm-healthcheck": "vllm-healthcheck.sh", CERT_OBTAIN_PATH: "cert-obtain.sh",
-                    LB_HEALTHCHECK_PATH: "lb-healthcheck.py"}  # fmt: skip
+                    LB_HEALTHCHECK_PATH: "lb-healthcheck.py", REGISTRAR_PATH: "grafana-registrar.py"}  # fmt: skip
         scripts = {path: (node_dir / name).read_text() for path, name in programs.items() if (node_dir / name).exists()}
         if node_dir.name == "loadbalancer":
             # Packaged binaries the LB's units run: the health checker's interpreter, mtail (Nginx metrics).
             scripts["/usr/bin/python3"] = "#!/bin/sh\nexit 0\n"
             scripts["/usr/bin/mtail"] = "#!/bin/sh\nexit 0\n"
+        if node_dir.name == "monitoring":
+            scripts["/usr/bin/curl"] = "#!/bin/sh\nexit 0\n"  # the Grafana registration's client (a package)
         root = systemd_root(tmp_path / node_dir.name, units, scripts)
         result = systemd_verify(root, sorted(units))
         assert result.returncode == 0 and result.stderr.strip() == "", result.stderr

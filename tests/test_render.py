@@ -498,7 +498,7 @@ def test_lb_and_monitoring_cloud_init() -> None:
     assert all(f.get("defer") for f in lb["write_files"])  # after the nginx package, not before
     devices = cloud_for("digitalocean").volume_devices("gpu-inference-prod-prometheus-data")
     mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
-                                               devices))
+                                               devices, lb_address="10.0.1.9"))
     assert {"prometheus", "prometheus-node-exporter"} <= set(mon["packages"])
     paths = {f["path"]: f for f in mon["write_files"]}
     assert "--storage.tsdb.retention.time=30d" in paths["/etc/default/prometheus"]["content"]
@@ -514,7 +514,7 @@ def test_monitoring_cloud_init_mounts_the_tsdb_volume_before_prometheus_starts()
     devices = cloud_for("digitalocean").volume_devices("gpu-inference-prod-prometheus-data")
     assert devices == ["/dev/disk/by-id/scsi-0DO_Volume_gpu-inference-prod-prometheus-data"]
     mon = yaml.safe_load(monitoring_cloud_init(s.stack, ["10.0.1.2:8000"], ["10.0.1.2:9100"], ["10.0.1.2:9400"],
-                                               devices))
+                                               devices, lb_address="10.0.1.9"))
     paths = {f["path"]: f for f in mon["write_files"]}
     # The drop-in is written before the packages (not deferred): the package's own start of Prometheus, and
     # any boot where the volume is missing, cannot put a TSDB on the root disk.

@@ -22,9 +22,10 @@ from render_fixtures import API_KEY, SCENARIOS, Scenario, kube
 
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import alert_rule_tests, alert_rules, prometheus_config
+from gpu_inference.render.grafana_proxy import placeholder_include
 from gpu_inference.render.lb_healthcheck import settings as lb_settings
 from gpu_inference.render.lb_healthcheck import upstream_include
-from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf, tls_paths
+from gpu_inference.render.nginx import FALLBACK_LISTEN, NginxPaths, auth_map, nginx_conf, tls_paths
 
 pytestmark = pytest.mark.validators
 
@@ -156,6 +157,8 @@ def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPat
         assert made.returncode == 0, made.stderr
     backends = [f"{a}:8000" for a in scenario.node_addresses]
     write(Path(paths.upstream_include), upstream_include(lb_settings(stack, backends, paths)))
+    # The Grafana upstream's first-boot include (nginx's fallback until the monitoring host registers).
+    write(Path(paths.grafana_include), placeholder_include(FALLBACK_LISTEN))
     text = (
         conf_text(paths)
         if conf_text
@@ -165,7 +168,8 @@ def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPat
     return write(prefix / "nginx.conf", text)
 
 
-PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir", "upstream_include")
+PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir", "upstream_include",
+               "grafana_include")
 
 
 def relocate(conf: str, src: NginxPaths, dst: NginxPaths, fields: tuple[str, ...] = PATH_FIELDS) -> str:
@@ -196,7 +200,7 @@ def test_nginx_rendered_config_differs_from_the_tested_one_only_in_paths(scenari
     s = SCENARIOS[scenario]()
     production = rendered(scenario)["loadbalancer/nginx.conf"]
     tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S",
-                     upstream_include="U", user=None)  # fmt: skip
+                     upstream_include="U", grafana_include="G", user=None)  # fmt: skip
     tested = nginx_conf(s.stack, [f"{a}:8000" for a in s.node_addresses], prefix_paths=tmp, upstream_include=True)
     assert relocate(production, NginxPaths(), tmp) == tested
 

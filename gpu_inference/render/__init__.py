@@ -126,6 +126,7 @@ def render_all(
         files["loadbalancer/cert-obtain.sh"] = obtain_script(stack)
         files["loadbalancer/cert-deploy.sh"] = deploy_hook_script(stack)
         files["loadbalancer/gpu-inference-cert.service"] = cert_unit()
+    files.update(_grafana_proxy_files(stack, lb_address))
     if stack.config.monitoring.enabled:
         vllm, nodes, dcgm = monitoring_targets(node_addresses, lb_address, exporter.port)
         nginx = nginx_metrics_targets(lb_address)
@@ -135,7 +136,7 @@ def render_all(
         cloud = stack.cloud
         devices = cloud.volume_devices(monitoring_volume or cloud.placeholder_volume(stack.name))
         files["monitoring/cloud-init.yaml"] = monitoring_cloud_init(stack, vllm, nodes, dcgm, devices,
-                                                                    grafana_admin_password, nginx)
+                                                                    grafana_admin_password, nginx, lb_address)
         files["monitoring/bootstrap.sh"] = monitoring_bootstrap(stack, devices)
         files["monitoring/prometheus-data-volume.conf"] = prometheus_data_dropin()
         files.update(_dashboard_files(stack))
@@ -170,6 +171,25 @@ def _dashboard_files(stack: ResolvedStack) -> dict[str, str]:
     return {f"monitoring/dashboards/{name}": text for name, text in dashboard_files(stack).items()}
 
 
+def _grafana_proxy_files(stack: ResolvedStack, lb_address: str) -> dict[str, str]:
+    """Grafana behind the load balancer's TLS: the registrar on the load balancer, the registering units on
+    the monitoring host (all also inside the two cloud-inits)."""
+    from gpu_inference.render import grafana_proxy as gp
+    from gpu_inference.render.nginx import FALLBACK_LISTEN, NginxPaths
+
+    if not gp.grafana_behind_lb(stack):
+        return {}
+    service, timer = gp.register_units(lb_address)
+    return {
+        "loadbalancer/gpu-inference-grafana.conf": gp.placeholder_include(FALLBACK_LISTEN),
+        "loadbalancer/grafana-registrar.py": gp.registrar_script(),
+        "loadbalancer/grafana-registrar.json": gp.registrar_settings_json(gp.registrar_settings(NginxPaths())),
+        f"loadbalancer/{gp.REGISTRAR_UNIT}": gp.registrar_unit(),
+        f"monitoring/{gp.REGISTER_SERVICE}": service,
+        f"monitoring/{gp.REGISTER_TIMER}": timer,
+    }
+
+
 def _grafana_files(stack: ResolvedStack) -> dict[str, str]:
     """Grafana's provisioning files on the monitoring host (also inside its cloud-init), for review and tests."""
     from gpu_inference.render.grafana import (
@@ -185,6 +205,6 @@ def _grafana_files(stack: ResolvedStack) -> dict[str, str]:
     return {
         "monitoring/grafana/datasources/gpu-inference.yaml": grafana_datasource_file(),
         "monitoring/grafana/dashboards/gpu-inference.yaml": grafana_dashboard_provider_file(),
-        "monitoring/grafana/grafana-server.service.d/gpu-inference.conf": grafana_dropin(),
+        "monitoring/grafana/grafana-server.service.d/gpu-inference.conf": grafana_dropin(stack),
         "monitoring/grafana/bootstrap.sh": grafana_bootstrap(stack, stack.config.grafana_admin_password is not None),
     }

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_inference.clouds import CLOUDS
 from gpu_inference.constants import NODE_EXPORTER_PORT
 from gpu_inference.gpu_vendor import Exporter, vendor_for, vllm_image
+from gpu_inference.render import grafana_proxy
 from gpu_inference.render._common import (
     BOOTSTRAP_PATH,
     DOCKER_LOG_ARGS,
@@ -57,7 +58,7 @@ from gpu_inference.render.lb_healthcheck import (
     settings_json,
     upstream_include,
 )
-from gpu_inference.render.nginx import NginxPaths, auth_map, nginx_conf
+from gpu_inference.render.nginx import FALLBACK_LISTEN, NginxPaths, auth_map, nginx_conf
 from gpu_inference.render.nginx_metrics import nginx_metrics_files, nginx_metrics_runcmd
 from gpu_inference.render.prometheus import RULES_PATH, alert_rules, prometheus_config
 from gpu_inference.render.spot import (
@@ -300,6 +301,9 @@ def lb_bootstrap(stack: ResolvedStack, paths: NginxPaths | None = None) -> str:
     auth = f"chmod 0600 {paths.auth_include}\n" if stack.config.api_key is not None else ""
     # --no-block: the first issuance waits for DNS and the ACME server; first boot must not.
     cert = f"systemctl enable {CERT_SERVICE}\nsystemctl start --no-block {CERT_SERVICE}\n" if domain else ""
+    if grafana_proxy.grafana_behind_lb(stack):
+        # After nginx: it rewrites the Grafana upstream when the monitoring host registers, and reloads nginx.
+        cert += f"systemctl enable --now {grafana_proxy.REGISTRAR_UNIT}\n"
     return f"""#!/usr/bin/env bash
 # {RENDERED_BY}
 # First boot of the load balancer: nginx.conf was written by cloud-init after the nginx package.
@@ -335,6 +339,15 @@ def load_balancer_cloud_init(stack: ResolvedStack, backends: list[str], api_key:
         if api_key is None:
             raise ValueError("the stack has an apiKey: pass its value so the load balancer can check it")
         files.append(_file(paths.auth_include, auth_map(api_key), "0600", defer=True))
+    if grafana_proxy.grafana_behind_lb(stack):
+        registrar = grafana_proxy.registrar_settings(paths)
+        files += [
+            # First boot: nginx's fallback until the monitoring host registers (and after a replacement of this host).
+            _file(paths.grafana_include, grafana_proxy.placeholder_include(FALLBACK_LISTEN), defer=True),
+            _file(grafana_proxy.REGISTRAR_PATH, grafana_proxy.registrar_script(), "0755", defer=True),
+            _file(grafana_proxy.REGISTRAR_CONFIG, grafana_proxy.registrar_settings_json(registrar), defer=True),
+            _file(f"{SYSTEMD_DIR}/{grafana_proxy.REGISTRAR_UNIT}", grafana_proxy.registrar_unit(), defer=True),
+        ]
     files += nginx_metrics_files()
     # python3 runs the health checker (Ubuntu ships it, cloud-init itself is Python: a no-op there).
     packages = ["nginx", "prometheus-node-exporter", "python3", "mtail"]
@@ -480,12 +493,14 @@ def monitoring_cloud_init(
     data_devices: list[str],
     grafana_admin_password: str | None = None,
     nginx_targets: dict[str, str] | None = None,
+    lb_address: str | None = None,
 ) -> str:
     """#cloud-config for the Prometheus host (Debian/Ubuntu `prometheus` package), with Grafana beside it.
 
     ``data_devices``: the TSDB volume's stable device paths (:func:`volume_devices`); the bootstrap mounts
     it at the data directory before Prometheus starts. The promtool tests of the rules are not shipped:
-    CI runs them, and AWS caps user data at 16 KB.
+    CI runs them, and AWS caps user data at 16 KB. ``lb_address``: the load balancer's private address, which
+    the host registers Grafana with when the load balancer serves it over TLS (render/grafana_proxy.py).
     """
     if not data_devices:
         raise ValueError("the Prometheus host needs its data volume's device paths")
@@ -506,12 +521,20 @@ def monitoring_cloud_init(
         _file(MONITORING_BOOTSTRAP_PATH, monitoring_bootstrap(stack, data_devices), "0755", defer=True),
         *grafana_cloud_init_files(stack, grafana_admin_password),
     ]
+    runcmd: list[list[str]] = [[MONITORING_BOOTSTRAP_PATH], *grafana_runcmd(stack)]
+    if grafana_proxy.grafana_behind_lb(stack):
+        if lb_address is None:
+            raise ValueError("Grafana is served by the load balancer: pass its private address to register with")
+        service, timer = grafana_proxy.register_units(lb_address)
+        files += [_file(f"{SYSTEMD_DIR}/{grafana_proxy.REGISTER_SERVICE}", service, defer=True),
+                  _file(f"{SYSTEMD_DIR}/{grafana_proxy.REGISTER_TIMER}", timer, defer=True)]
+        runcmd.append(["systemctl", "enable", "--now", grafana_proxy.REGISTER_TIMER])
     doc = {
         "hostname": hostname_for(stack, "monitoring"),
         "package_update": True,
         # Grafana's bootstrap fetches its apt key over HTTPS: curl and the CA bundle, which minimal images lack.
         "packages": ["prometheus", "prometheus-node-exporter", *(["curl", "ca-certificates"] if grafana_runcmd(stack) else [])],
         "write_files": files,
-        "runcmd": [[MONITORING_BOOTSTRAP_PATH], *grafana_runcmd(stack)],
+        "runcmd": runcmd,
     }
     return _cloud_config(f"Prometheus host of stack {stack.name}.", doc)

@@ -48,19 +48,10 @@ def grafana_enabled(stack: ResolvedStack) -> bool:
     return mon.enabled and mon.grafana and stack.cloud.layout == "machines"
 
 
-def grafana_tls_note(stack: ResolvedStack) -> str | None:
-    """The preview's note when the stack serves its API over HTTPS but Grafana stays plain HTTP: the certificate
-    (certbot on the load balancer, render/acme.py) names the API's domain and lives on another host."""
-    domain = stack.config.load_balancer.tls_domain
-    if not grafana_enabled(stack) or not domain:
-        return None
-    return (f"grafanaUrl is plain HTTP (port {GRAFANA_PORT}, allowedCidrs only) although the API is served at "
-            f"https://{domain}: the certificate is the load balancer's; from an untrusted network open Grafana "
-            f"through an SSH tunnel to the monitoring host (docs/dashboards.md)")
-
-
-def grafana_dropin() -> str:
+def grafana_dropin(stack: ResolvedStack) -> str:
     """grafana-server.service drop-in: every setting this stack needs, as Grafana's env overrides."""
+    from gpu_inference.render.grafana_proxy import grafana_server_settings
+
     settings = {
         "GF_SERVER_HTTP_PORT": str(GRAFANA_PORT),
         # Nobody sees a dashboard without logging in; nobody can sign up.
@@ -70,12 +61,14 @@ def grafana_dropin() -> str:
         "GF_SECURITY_ADMIN_USER": "admin",
         # Expanded by Grafana itself from the root:grafana 0640 file (see the module docstring).
         "GF_SECURITY_ADMIN_PASSWORD": f"$__file{{{ADMIN_PASSWORD_FILE}}}",
-        "GF_SECURITY_COOKIE_SECURE": "false",  # plain HTTP on port 3000 (no TLS termination here yet)
+        # Plain HTTP on port 3000 from allowedCidrs; behind the load balancer's TLS it becomes true (below).
+        "GF_SECURITY_COOKIE_SECURE": "false",
         # The host talks to its Prometheus and the package mirror only; no phoning home.
         "GF_ANALYTICS_REPORTING_ENABLED": "false",
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
         "GF_NEWS_NEWS_FEED_ENABLED": "false",
+        **grafana_server_settings(stack),
     }
     lines = [f"# {RENDERED_BY}", "[Service]"]
     # systemd takes Environment= values literally except for %-specifiers (none here) and quotes.
@@ -153,7 +146,7 @@ def grafana_cloud_init_files(stack: ResolvedStack, admin_password: str | None) -
     import json
 
     files = [
-        _write(GRAFANA_DROPIN, grafana_dropin()),
+        _write(GRAFANA_DROPIN, grafana_dropin(stack)),
         _write(DATASOURCE_FILE, grafana_datasource_file()),
         _write(DASHBOARD_PROVIDER_FILE, grafana_dashboard_provider_file()),
         *(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gpu_inference.constants import NGINX_HTTP_PORT, NGINX_HTTPS_PORT, VLLM_PORT
+from gpu_inference.render import grafana_proxy
 from gpu_inference.render._common import RENDERED_BY
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class NginxPaths:
     tls_dir: str = "/etc/nginx/tls"
     # The nodes' `server` lines, rewritten by the LB's active health checker (render/lb_healthcheck.py).
     upstream_include: str = "/etc/nginx/gpu-inference-upstream.conf"
+    # Grafana's one `server` line, rewritten when the monitoring host registers (render/grafana_proxy.py).
+    grafana_include: str = "/etc/nginx/gpu-inference-grafana.conf"
     # certbot --webroot writes HTTP-01 tokens under <webroot>/.well-known/acme-challenge/ (render/acme.py).
     acme_webroot: str = "/var/www/acme"
     # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
@@ -68,6 +71,7 @@ class NginxPaths:
             auth_include=str(prefix / "auth.conf"),
             tls_dir=str(prefix / "tls"),
             upstream_include=str(prefix / "upstream.conf"),
+            grafana_include=str(prefix / "grafana.conf"),
             acme_webroot=str(prefix / "acme"),
             user=None,
         )
@@ -351,6 +355,7 @@ def _tls_server(stack: ResolvedStack, listen: str, domain: str, paths: NginxPath
         *_json_error_pages(),
         "",
         *_api_locations(stack, require_key),
+        *(["", *grafana_proxy.nginx_locations(stack, FALLBACK_STATUS)] if grafana_proxy.grafana_behind_lb(stack) else []),
         "    }",
     ]
 
@@ -437,6 +442,8 @@ def nginx_conf(
                      include=paths.upstream_include if upstream_include else None, fallback=fallback_listen)
     out += ["", *_fallback_server(fallback_listen)]
     out.append("")
+    if domain and grafana_proxy.grafana_behind_lb(stack):
+        out += [*grafana_proxy.nginx_http_blocks(paths.grafana_include), ""]
     if domain:
         # TLS: port 80 only answers ACME challenges and redirects; the API is served on 443 alone.
         out += _acme_redirect_server(listen, domain, paths)

@@ -25,4 +25,5 @@ systemctl restart prometheus-node-exporter.service
 systemctl restart gpu-inference-lb-healthcheck.service
 systemctl enable gpu-inference-cert.service
 systemctl start --no-block gpu-inference-cert.service
+systemctl enable --now gpu-inference-grafana-registrar.service
 log "nginx is balancing over the GPU nodes; node health: journalctl -u gpu-inference-lb-healthcheck.service"
