@@ -91,8 +91,8 @@ class MonitoringArgs(TypedDict, total=False):
     """Alert when the model-cache filesystem has less than this fraction free."""
     grafana: pulumi.Input[bool]
     """Install Grafana on the monitoring host (machine clouds) with the stack's dashboards and Prometheus as its data
-    source, on port 3000 reachable from allowedCidrs only; on Kubernetes the dashboards become ConfigMaps for the
-    cluster's own Grafana instead."""
+    source, for allowedCidrs only: at https://<tlsDomain>/grafana/ through the load balancer when the stack has a
+    domain, else on port 3000; on Kubernetes the dashboards become ConfigMaps for the cluster's own Grafana instead."""
     grafana_version: pulumi.Input[str]
     """Grafana OSS release installed from Grafana's apt repository (apt.grafana.com), pinned (X.Y.Z)."""
 

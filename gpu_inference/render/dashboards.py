@@ -508,19 +508,23 @@ def dashboards_markdown(stack: ResolvedStack) -> str:
         "## Where to open them",
         "",
         "- **Machine clouds:** the monitoring host runs Grafana (pinned `gpu-inference:monitoring.grafanaVersion`, from "
-        "Grafana's apt repository) at the stack output `grafanaUrl` (port 3000, reachable from `allowedCidrs` "
-        "only; plain HTTP). Log in as `admin` with `gpu-inference:grafanaAdminPassword` (a Pulumi secret: "
+        "Grafana's apt repository) at the stack output `grafanaUrl`. Log in as `admin` with "
+        "`gpu-inference:grafanaAdminPassword` (a Pulumi secret: "
         "`pulumi config set --secret gpu-inference:grafanaAdminPassword ...`); when it is not set, the host "
         "generated one at first boot: `sudo cat /etc/grafana/gpu-inference/admin-password` on the host. Anonymous "
         "access and sign-up are off; the dashboards are provisioned read-only into the `gpu-inference` folder, "
         "with the local Prometheus as the default data source.",
-        "- **Plain HTTP, also with `loadBalancer.tlsDomain`:** the certificate (certbot, HTTP-01) lives on the load "
-        "balancer and names the API's domain; Grafana runs on the monitoring host, so `grafanaUrl` stays "
-        "`http://<monitoring address>:3000` and the login crosses the network unencrypted (to `allowedCidrs` only). "
-        "From a network you do not trust, open it through SSH instead: `ssh -L 3000:localhost:3000 "
-        "root@<monitoring address>`, then `http://localhost:3000`. Not built yet: TLS for Grafana itself (its own "
-        "certificate on the monitoring host, or a proxy through the load balancer's HTTPS server); the preview notes "
-        "this for such a stack.",
+        "- **With `loadBalancer.tlsDomain`:** `grafanaUrl` is `https://<domain>/grafana/`: the load balancer's "
+        "nginx, which holds the stack's certificate, serves it on 443 to `allowedCidrs` only (403 for anyone else) "
+        "and proxies it to Grafana on the monitoring host, whose port 3000 then admits the load balancer alone. "
+        "The monitoring host registers its address with the load balancer a minute after boot and every 5 minutes "
+        "(`gpu-inference-grafana-register.timer` → `gpu-inference-grafana-registrar.service` on the load balancer, "
+        "port 9101, monitoring host only); until then the page answers 503 \"not registered yet\". Why a "
+        "registration: the monitoring host is created after the load balancer (Prometheus scrapes it) and "
+        "not every cloud can reserve a machine's private address in advance (`gpu_inference/render/grafana_proxy.py`).",
+        "- **Without a domain:** `grafanaUrl` is `http://<monitoring address>:3000`, reachable from `allowedCidrs` "
+        "only, plain HTTP: the login crosses the network unencrypted. From a network you do not trust, open it "
+        "through SSH instead: `ssh -L 3000:localhost:3000 root@<monitoring address>`, then `http://localhost:3000`.",
         "- **Kubernetes:** no Grafana is installed; each dashboard is a ConfigMap labelled "
         "`grafana_dashboard: \"1\"` in the stack's namespace, which the Grafana sidecar of kube-prometheus-stack "
         "(or the Grafana Helm chart with `sidecar.dashboards.enabled`) loads. Pick the Prometheus that scrapes "

@@ -5,8 +5,9 @@ only name the stack has. Grafana then listens to the load balancer alone; people
 admits ``allowedCidrs`` only for ``/grafana/``.
 
 How the load balancer learns where Grafana is: the monitoring host is created after the load balancer (its
-Prometheus scrapes the load balancer by private address) and DigitalOcean cannot reserve a droplet's private
-address in advance, so no renderer knows Grafana's address when the load balancer's user data is written. The
+Prometheus scrapes the load balancer by private address) and a droplet's private address cannot be reserved in
+advance (the Droplet API takes no address; AWS could, with a fixed ENI address, but one mechanism serves both
+clouds), so no renderer knows Grafana's address when the load balancer's user data is written. The
 monitoring host registers itself instead (``gpu-inference-grafana-register.timer``: ``POST /grafana`` to the
 load balancer's private address, port GRAFANA_REGISTRAR_PORT, which the cloud firewall opens to the monitoring
 role only), and the load balancer's registrar daemon (grafana_registrar_agent.py) writes the connection's source

@@ -32,7 +32,8 @@ import pytest
 
 from gpu_inference.config import StackConfig
 from gpu_inference.render.acme import CertbotPaths, deploy_hook_script, obtain_script, placeholder_certificate
-from gpu_inference.render.nginx import NginxPaths, nginx_conf, tls_paths
+from gpu_inference.render.grafana_proxy import placeholder_include
+from gpu_inference.render.nginx import FALLBACK_LISTEN, NginxPaths, nginx_conf, tls_paths
 from gpu_inference.stack import resolve_stack
 from tests.dataplane import harness
 from tests.dataplane.harness import LOOPBACK, ManagedProcess, free_port, port_open, wait_until
@@ -174,6 +175,8 @@ def test_lb_obtains_serves_and_renews_its_certificate_from_an_acme_server(tmp_pa
     prefix = tmp_path / "lb"
     harness.prepare_prefix(prefix)
     paths = NginxPaths.inside(prefix)
+    # The stack has Grafana (the default), which the TLS server proxies: its first-boot upstream include.
+    Path(paths.grafana_include).write_text(placeholder_include(FALLBACK_LISTEN))
     made = run(["bash", "-c", 'set -euo pipefail; log() { echo "$*"; }\n' + placeholder_certificate(DOMAIN, paths, 30)])
     assert made.returncode == 0, made.stderr
     conf = nginx_conf(stack, [f"{LOOPBACK}:{free_port()}"], listen=f"{LOOPBACK}:{http_port}", prefix_paths=paths,

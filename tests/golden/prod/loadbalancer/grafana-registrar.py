@@ -1,11 +1,7 @@
 #!/usr/bin/env python3
-"""gpu-inference-grafana-registrar: points the load balancer's nginx /grafana/ at the monitoring host.
-
-The monitoring host sends ``POST /grafana``; the connection's source address (never the body) becomes the one
-``server`` line of nginx's Grafana upstream include, checked with ``nginx -t`` (the old one is put back if it
-fails), then nginx reloads. Only private or loopback addresses are accepted; the cloud firewall admits the
-monitoring host alone. Why: gpu_inference/render/grafana_proxy.py. Standard library only.
-"""
+"""gpu-inference-grafana-registrar: the monitoring host's `POST /grafana` makes the connection's source address
+(a private one, never the body) nginx's Grafana upstream; `nginx -t` or the old include is back; reload.
+Why and how: gpu_inference/render/grafana_proxy.py. Standard library only."""
 
 from __future__ import annotations
 
@@ -26,8 +22,6 @@ REGISTER_PATH = "/grafana"
 
 @dataclass(frozen=True)
 class Settings:
-    """What the daemon reads from its JSON file (keys as the field names)."""
-
     listen_host: str
     listen_port: int
     include_path: str
@@ -38,15 +32,10 @@ class Settings:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
-        return cls(
-            listen_host=str(data["listen_host"]),
-            listen_port=int(data["listen_port"]),
-            include_path=str(data["include_path"]),
-            grafana_port=int(data["grafana_port"]),
-            reload_cmd=tuple(str(a) for a in data["reload_cmd"]),
-            test_cmd=tuple(str(a) for a in data.get("test_cmd", ())),
-            header=str(data.get("header", "")),
-        )
+        cmds = {k: tuple(str(a) for a in data.get(k, ())) for k in ("reload_cmd", "test_cmd")}
+        return cls(listen_host=str(data["listen_host"]), listen_port=int(data["listen_port"]),
+                   include_path=str(data["include_path"]), grafana_port=int(data["grafana_port"]),
+                   header=str(data.get("header", "")), **cmds)  # fmt: skip
 
 
 # Where a VPC's hosts can be: RFC 1918, the shared space AWS VPCs may also use (RFC 6598), IPv6 ULA (RFC 4193),
@@ -56,7 +45,6 @@ PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
 
 
 def registrable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The peer address as an IP when it may host Grafana (a private network or loopback), else None."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -67,25 +55,21 @@ def registrable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
 
 
 def render_include(settings: Settings, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """The upstream include naming Grafana at ``ip`` (an address nginx itself saw: no quoting is needed)."""
+    # An address nginx's peer really had: nothing to quote.
     host = f"[{ip}]" if ip.version == 6 else str(ip)
     header = f"{settings.header}\n" if settings.header else ""
     return f"{header}server {host}:{settings.grafana_port};\n"
 
 
 class Registrar:
-    """Writes the include for a registered address, checks it, reloads nginx; one registration at a time."""
-
     def __init__(self, settings: Settings, run: Callable[[Sequence[str]], int] | None = None,
                  log: Callable[[str], None] | None = None) -> None:  # fmt: skip
         self.settings = settings
         self.run = run or _run
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.lock = threading.Lock()
-        self.reloads = 0
 
     def register(self, peer: str) -> tuple[int, str]:
-        """(HTTP status, one-line message) for a registration from ``peer``."""
         ip = registrable(peer)
         if ip is None:
             self.log(f"refused a registration from {peer}: not a private address")
@@ -108,38 +92,25 @@ class Registrar:
             if code != 0:
                 self.log(f"reload ({' '.join(s.reload_cmd)}) exited {code}")
                 return 500, "nginx reload failed"
-            self.reloads += 1
         self.log(f"Grafana registered at {ip}:{s.grafana_port}; nginx reloaded")
         return 200, f"registered: Grafana at {ip}:{s.grafana_port}"
 
 
 def make_server(registrar: Registrar) -> ThreadingHTTPServer:
-    s = registrar.settings
-
     class Handler(BaseHTTPRequestHandler):
-        server_version = "gpu-inference-grafana-registrar"
-
         def do_POST(self) -> None:
-            if self.path != REGISTER_PATH:
-                self._reply(404, "not found")
-                return
-            status, message = registrar.register(self.client_address[0])
-            self._reply(status, message)
-
-        def do_GET(self) -> None:
-            self._reply(405, f"POST {REGISTER_PATH} only")
-
-        def _reply(self, status: int, message: str) -> None:
+            found = self.path == REGISTER_PATH
+            status, message = registrar.register(self.client_address[0]) if found else (404, "not found")
             body = (message + "\n").encode()
             self.send_response(status)
-            self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:
-            return  # the registrar logs what matters itself
+            return
 
+    s = registrar.settings
     server = ThreadingHTTPServer((s.listen_host, s.listen_port), Handler)
     server.daemon_threads = True
     return server
@@ -172,24 +143,17 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="gpu-inference-grafana-registrar")
     parser.add_argument("--config", required=True, help="JSON settings (listen_port, include_path, ...)")
-    args = parser.parse_args(argv)
+    path = parser.parse_args(argv).config
     try:
-        with open(args.config, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             settings = Settings.from_json(json.load(handle))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"gpu-inference-grafana-registrar: bad --config {args.config}: {exc}", file=sys.stderr)
+        print(f"gpu-inference-grafana-registrar: bad --config {path}: {exc}", file=sys.stderr)
         return 2
-    server = make_server(Registrar(settings))
-    print(f"gpu-inference-grafana-registrar: listening on {settings.listen_host}:{settings.listen_port}",
-          file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    print(f"gpu-inference-grafana-registrar: on {settings.listen_host}:{settings.listen_port}", file=sys.stderr, flush=True)
+    make_server(Registrar(settings)).serve_forever()
     return 0
 
 
