@@ -24,6 +24,9 @@ class InferenceStack(pulumi.ComponentResource):
     """The GPU nodes' private addresses (empty on Kubernetes: the Service is the address)."""
     prometheus_url: pulumi.Output[str | None]
     """Prometheus' URL (None when monitoring is disabled)."""
+    grafana_url: pulumi.Output[str | None]
+    """Grafana's URL: https://<tlsDomain>/grafana/ through the load balancer, else the monitoring host's port 3000
+    (None on Kubernetes, where the cluster's own Grafana loads the dashboards, or with Grafana off)."""
     monthly_cost_usd: pulumi.Output[float | None]
     """The stack's monthly bill (730 h, catalog list prices); None when the catalog cannot price a size."""
     kv_cache_tokens_per_node: pulumi.Output[int]
@@ -38,11 +41,13 @@ class InferenceStack(pulumi.ComponentResource):
         self.endpoint = layout.endpoint
         self.node_addresses = pulumi.Output.from_input(layout.node_addresses)
         self.prometheus_url = pulumi.Output.from_input(layout.prometheus_url)
+        self.grafana_url = layout.monitoring.grafana_url if layout.monitoring else pulumi.Output.from_input(None)
         self.monthly_cost_usd = pulumi.Output.from_input(layout.monthly_cost_usd())
         self.kv_cache_tokens_per_node = pulumi.Output.from_input(stack.sizing.kv_cache_tokens)
         self.max_concurrency_per_node = pulumi.Output.from_input(stack.sizing.max_concurrency)
         self.register_outputs({
             "endpoint": self.endpoint, "nodeAddresses": self.node_addresses, "prometheusUrl": self.prometheus_url,
+            "grafanaUrl": self.grafana_url,
             "monthlyCostUsd": self.monthly_cost_usd, "kvCacheTokensPerNode": self.kv_cache_tokens_per_node,
             "maxConcurrencyPerNode": self.max_concurrency_per_node,
         })

@@ -71,8 +71,10 @@ def provider() -> package.GpuInferenceProvider:
 
 def test_construct_an_inference_stack_from_another_languages_inputs(monitor: RecordingMonitor) -> None:
     inputs = {**DO_INPUTS, "apiKey": pulumi.Output.secret(KEY)}
-    provider().construct("llm", "gpu-inference:index:InferenceStack", inputs)
+    result = provider().construct("llm", "gpu-inference:index:InferenceStack", inputs)
     settle()
+    # The stack's outputs are the component's, Grafana's URL among them (the monitoring host's port 3000 here).
+    assert {"endpoint", "prometheusUrl", "grafanaUrl", "monthlyCostUsd"} <= set(result.state)
     [stack] = [r for r in monitor.recorded if r.type == "gpu-inference:index:InferenceStack"]
     [pool] = [r for r in monitor.recorded if r.type == "gpu-inference:index:LoadBalancedPool"]
     assert stack.name == pool.name == "llm" and pool.parent == stack.urn
