@@ -34,6 +34,7 @@ from gpu_inference.config import NAMESPACE, parse_stack_config
 from gpu_inference.constants import (
     AMD_METRICS_EXPORTER_PORT,
     DCGM_EXPORTER_PORT,
+    GRAFANA_REGISTRAR_PORT,
     MTAIL_PORT,
     NODE_EXPORTER_PORT,
     PROMETHEUS_PORT,
@@ -57,6 +58,8 @@ SENSITIVE_PORTS: dict[int, str] = {
     AMD_METRICS_EXPORTER_PORT: "AMD device metrics exporter",
     PROMETHEUS_PORT: "Prometheus",
     MTAIL_PORT: "mtail (Nginx metrics)",
+    # Whoever reaches it from a private address repoints the load balancer's /grafana/ (render/grafana_proxy.py).
+    GRAFANA_REGISTRAR_PORT: "Grafana registrar",
 }
 SSH_PORT = 22
 PUBLIC_PORTS = (80, 443)

@@ -203,7 +203,7 @@ def test_budget_refuses_what_it_cannot_price() -> None:
 # --- security -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("port", [8000, 9100, 9400, 9090])
+@pytest.mark.parametrize("port", [8000, 9100, 9400, 9090, 3903, 9101])
 def test_security_fails_for_world_open_internal_ports(port: int) -> None:
     views = [firewall("fw", {"protocol": "tcp", "portRange": str(port), "sourceAddresses": ["0.0.0.0/0"]})]
     [(name, message)] = check_security(views)
@@ -213,7 +213,7 @@ def test_security_fails_for_world_open_internal_ports(port: int) -> None:
 def test_security_catches_ipv6_world_and_all_port_ranges() -> None:
     views = [firewall("fw", {"protocol": "tcp", "portRange": "all", "sourceAddresses": ["::/0"]})]
     messages = [m for _, m in check_security(views)]
-    assert len(messages) == 7  # 8000, 9100, 9400 (DCGM), 5000 (AMD exporter), 9090, 3903 (mtail) and SSH
+    assert len(messages) == 8  # 8000, 9100, 9400 (DCGM), 5000 (AMD exporter), 9090, 3903 (mtail), 9101 and SSH
     assert all("::/0" in m for m in messages)
 
 
@@ -246,7 +246,7 @@ def test_security_aws_security_group_rules() -> None:
     all_traffic = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "-1", "fromPort": 0, "toPort": 0, "ipv6CidrBlocks": ["::/0"]},
     ]})
-    assert len(check_security([all_traffic])) == 7  # 8000, 9100, 9400, 5000, 9090, 3903 (mtail) and SSH
+    assert len(check_security([all_traffic])) == 8  # 8000, 9100, 9400, 5000, 9090, 3903, 9101 (registrar), SSH
     peers_only = ResourceView(type=AWS_SECURITY_GROUP, name="sg", props={"ingress": [
         {"protocol": "tcp", "fromPort": 8000, "toPort": 8000, "securityGroups": ["sg-123"]},
     ]})
