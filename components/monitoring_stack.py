@@ -16,7 +16,7 @@ from gpu_inference.bill import Registration
 from gpu_inference.constants import GRAFANA_PORT, PROMETHEUS_PORT
 from gpu_inference.gpu_vendor import vendor_for
 from gpu_inference.render import monitoring_cloud_init, monitoring_targets, nginx_metrics_targets
-from gpu_inference.render.grafana import grafana_enabled
+from gpu_inference.render.grafana import grafana_enabled, grafana_unreachable_note
 from gpu_inference.render.grafana_proxy import grafana_behind_lb, grafana_public_url
 from gpu_inference.stack import ResolvedStack
 
@@ -86,6 +86,8 @@ class MonitoringStack(pulumi.ComponentResource):
                 self.grafana_url = pulumi.Output.from_input(grafana_public_url(stack))
             elif grafana_enabled(stack):
                 self.grafana_url = pulumi.Output.concat("http://", self.public_ip, f":{GRAFANA_PORT}")
+            if note := grafana_unreachable_note(stack):
+                pulumi.log.warn(note)  # the offline preview lists it among its notes
         self.register_outputs({"prometheusUrl": self.prometheus_url, "grafanaUrl": self.grafana_url})
 
     def _host(self, name: str, stack: ResolvedStack, args: MonitoringStackArgs,

@@ -298,8 +298,14 @@ def test_without_a_domain_grafana_stays_on_its_own_port() -> None:
 
 
 def test_behind_the_load_balancer_grafana_knows_its_public_sub_path() -> None:
+    from render_fixtures import prod_config
+
+    from gpu_inference.stack import resolve_stack
+
     s = prod()
-    files = render_all(s.stack, s.node_addresses, s.lb_address, API_KEY, HF_TOKEN)
+    cidrs = ["198.51.100.0/24", "2001:db8::/32"]
+    stack = resolve_stack(prod_config().model_copy(update={"allowed_cidrs": cidrs}), name="prod")
+    files = render_all(stack, s.node_addresses, s.lb_address, API_KEY, HF_TOKEN)
     dropin = files["monitoring/grafana/grafana-server.service.d/gpu-inference.conf"]
     # Grafana's reverse-proxy guide: root_url with the sub path, serve_from_sub_path, and secure cookies on HTTPS.
     for line in ('Environment="GF_SERVER_ROOT_URL=https://llm.example.com/grafana/"',
@@ -309,9 +315,16 @@ def test_behind_the_load_balancer_grafana_knows_its_public_sub_path() -> None:
     assert "GF_SECURITY_COOKIE_SECURE=false" not in dropin
     conf = files["loadbalancer/nginx.conf"]
     tls_server = conf[conf.index("listen 0.0.0.0:443"):]
-    block = tls_server[tls_server.index("location /grafana/ {"):]
-    block = block[:block.index("}")]
-    assert [ln.strip() for ln in block.splitlines() if ln.strip().startswith(("allow", "deny"))] == [
-        *(f"allow {c};" for c in s.stack.config.allowed_cidrs), "deny all;"]
+    for location in ("location /grafana/ {", "location /grafana/api/live/ {"):
+        block = tls_server[tls_server.index(location):]
+        block = block[:block.index("}")]
+        assert [ln.strip() for ln in block.splitlines() if ln.strip().startswith(("allow", "deny"))] == [
+            *(f"allow {c};" for c in cidrs), "deny all;"], block
+        assert "access_log /var/log/nginx/grafana-access.log upstream;" in block
+    assert g.grafana_unreachable_note(stack) is None
+    assert g.grafana_unreachable_note(prod().stack) is not None  # the fixture has no allowedCidrs
+    assert g.grafana_unreachable_note(resolve_stack(prod_config().model_copy(
+        update={"allowed_cidrs": [], "monitoring": prod_config().monitoring.model_copy(update={"grafana": False})}),
+        name="prod")) is None  # fmt: skip
     # Port 80 serves no Grafana (only ACME and the redirect).
     assert "/grafana/" not in conf[:conf.index("listen 0.0.0.0:443")]

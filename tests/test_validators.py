@@ -169,7 +169,7 @@ def nginx_prefix(scenario: Scenario, prefix: Path, conf_text: Callable[[NginxPat
 
 
 PATH_FIELDS = ("pid", "error_log", "access_log", "temp_dir", "auth_include", "tls_dir", "upstream_include",
-               "grafana_include")
+               "grafana_include", "grafana_access_log")
 
 
 def relocate(conf: str, src: NginxPaths, dst: NginxPaths, fields: tuple[str, ...] = PATH_FIELDS) -> str:
@@ -200,7 +200,8 @@ def test_nginx_rendered_config_differs_from_the_tested_one_only_in_paths(scenari
     s = SCENARIOS[scenario]()
     production = rendered(scenario)["loadbalancer/nginx.conf"]
     tmp = NginxPaths(pid="P", error_log="E", access_log="A", temp_dir="T", auth_include="I", tls_dir="S",
-                     upstream_include="U", grafana_include="G", user=None)  # fmt: skip
+                     upstream_include="U", grafana_include="G", grafana_access_log="L",
+                     user=None)  # fmt: skip
     tested = nginx_conf(s.stack, [f"{a}:8000" for a in s.node_addresses], prefix_paths=tmp, upstream_include=True)
     assert relocate(production, NginxPaths(), tmp) == tested
 

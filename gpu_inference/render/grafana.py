@@ -48,6 +48,15 @@ def grafana_enabled(stack: ResolvedStack) -> bool:
     return mon.enabled and mon.grafana and stack.cloud.layout == "machines"
 
 
+def grafana_unreachable_note(stack: ResolvedStack) -> str | None:
+    """The preview's note when grafanaUrl admits nobody: Grafana (its port, or /grafana/ on the load balancer)
+    is for allowedCidrs only, and the stack has none."""
+    if not grafana_enabled(stack) or stack.config.allowed_cidrs:
+        return None
+    return ("grafanaUrl admits nobody: Grafana is for allowedCidrs only and allowedCidrs is empty; add your "
+            "network to gpu-inference:allowedCidrs")
+
+
 def grafana_dropin(stack: ResolvedStack) -> str:
     """grafana-server.service drop-in: every setting this stack needs, as Grafana's env overrides."""
     from gpu_inference.render.grafana_proxy import grafana_server_settings

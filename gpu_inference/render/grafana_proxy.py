@@ -103,9 +103,12 @@ def nginx_http_blocks(include_path: str) -> list[str]:
     ]
 
 
-def nginx_locations(stack: ResolvedStack, fallback_status: int) -> list[str]:
-    """The /grafana/ locations of the TLS server: allowedCidrs only, the path passed through unchanged."""
-    access = [f"            allow {cidr};" for cidr in stack.config.allowed_cidrs] + ["            deny all;"]
+def nginx_locations(stack: ResolvedStack, fallback_status: int, paths: NginxPaths) -> list[str]:
+    """The /grafana/ locations of the TLS server: allowedCidrs only, the path passed through unchanged; logged
+    apart from the API (mtail counts the API's log: dashboard refreshes, strangers' 403s and the unregistered 503
+    are not API traffic)."""
+    access = [f"            allow {cidr};" for cidr in stack.config.allowed_cidrs] + ["            deny all;",
+              f"            access_log {paths.grafana_access_log} upstream;"]
     proxy = [
         "            proxy_pass http://grafana;",
         "            proxy_set_header Host $host;",
@@ -130,6 +133,7 @@ def nginx_locations(stack: ResolvedStack, fallback_status: int) -> list[str]:
         *proxy,
         "        }",
         "        location @grafana_unregistered {",
+        f"            access_log {paths.grafana_access_log} upstream;",
         "            default_type text/plain;",
         "            add_header Retry-After 60 always;",
         f"            return 503 '{UNREGISTERED_MESSAGE}\\n';",
@@ -141,13 +145,16 @@ def nginx_locations(stack: ResolvedStack, fallback_status: int) -> list[str]:
 
 
 def registrar_script() -> str:
-    """The daemon's source, as the load balancer runs it (its first line is the python3 shebang)."""
-    return Path(agent.__file__).read_text(encoding="utf-8")
+    """The daemon's source, as the load balancer runs it: its shebang, then the code without its comment lines
+    (the same program, tests/dataplane/test_grafana_proxy.py compares the syntax trees) — the load balancer's
+    user data is bounded (16 KB on EC2, tests/test_render.py::test_user_data_fits_ec2_limits)."""
+    shebang, *rest = Path(agent.__file__).read_text(encoding="utf-8").splitlines()
+    return "\n".join([shebang, *(line for line in rest if not line.lstrip().startswith("#"))]) + "\n"
 
 
 def registrar_settings(paths: NginxPaths, *, listen_host: str = "0.0.0.0", listen_port: int = GRAFANA_REGISTRAR_PORT,
                        reload_cmd: Sequence[str] = RELOAD_COMMAND, test_cmd: Sequence[str] = TEST_COMMAND,
-                       grafana_port: int = GRAFANA_PORT) -> agent.Settings:  # fmt: skip
+                       grafana_port: int = GRAFANA_PORT, allow_loopback: bool = False) -> agent.Settings:  # fmt: skip
     """The daemon's settings; tests pass their own nginx prefix, port and commands.
 
     It listens on every address: the load balancer's private address is not known to its own user data, and the
@@ -160,6 +167,7 @@ def registrar_settings(paths: NginxPaths, *, listen_host: str = "0.0.0.0", liste
         reload_cmd=tuple(reload_cmd),
         test_cmd=tuple(test_cmd),
         header=f"# {RENDERED_BY}\n# Written by {REGISTRAR_UNIT}: the address the monitoring host registered from.",
+        allow_loopback=allow_loopback,
     )
 
 
@@ -172,6 +180,7 @@ def registrar_settings_json(s: agent.Settings) -> str:
         "reload_cmd": list(s.reload_cmd),
         "test_cmd": list(s.test_cmd),
         "header": s.header,
+        "allow_loopback": s.allow_loopback,
     }
     return json.dumps(data, indent=2) + "\n"
 
@@ -216,7 +225,7 @@ Wants=network-online.target
 
 [Service]
 Type=oneshot
-ExecStart=/usr/bin/curl -fsS --max-time 10 -X POST {url}
+ExecStart=/usr/bin/curl -fsS --max-time 10 --retry 5 --retry-connrefused --retry-delay 10 -X POST {url}
 """
     timer = f"""# {RENDERED_BY}
 [Unit]

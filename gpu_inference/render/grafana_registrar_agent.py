@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 REGISTER_PATH = "/grafana"
@@ -29,29 +29,37 @@ class Settings:
     reload_cmd: tuple[str, ...]
     test_cmd: tuple[str, ...] = ()
     header: str = ""
+    # Loopback registers only in tests: on the load balancer any local process could otherwise point /grafana/
+    # at a listener of its own on 127.0.0.1.
+    allow_loopback: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Settings:
         cmds = {k: tuple(str(a) for a in data.get(k, ())) for k in ("reload_cmd", "test_cmd")}
         return cls(listen_host=str(data["listen_host"]), listen_port=int(data["listen_port"]),
                    include_path=str(data["include_path"]), grafana_port=int(data["grafana_port"]),
-                   header=str(data.get("header", "")), **cmds)  # fmt: skip
+                   header=str(data.get("header", "")), allow_loopback=bool(data.get("allow_loopback", False)),
+                   **cmds)  # fmt: skip
 
 
-# Where a VPC's hosts can be: RFC 1918, the shared space AWS VPCs may also use (RFC 6598), IPv6 ULA (RFC 4193),
-# loopback. Not ipaddress's is_private, which also counts documentation and benchmarking ranges as private.
+# Where a VPC's hosts can be: RFC 1918, the shared space AWS VPCs may also use (RFC 6598), IPv6 ULA (RFC 4193).
+# Not ipaddress's is_private, which also counts documentation and benchmarking ranges as private.
 PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8", "fc00::/7", "::1/128"))
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
+LOOPBACK_NETWORKS = tuple(ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128"))
+# A stalled client holds its connection at most this long; one registration at a time is all there is.
+REQUEST_TIMEOUT_SECONDS = 10
 
 
-def registrable(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def registrable(address: str, *, allow_loopback: bool = False) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
-    return ip if any(ip in net for net in PRIVATE_NETWORKS) else None
+    networks = PRIVATE_NETWORKS + (LOOPBACK_NETWORKS if allow_loopback else ())
+    return ip if any(ip in net for net in networks) else None
 
 
 def render_include(settings: Settings, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -68,9 +76,12 @@ class Registrar:
         self.run = run or _run
         self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self.lock = threading.Lock()
+        # The include nginx has loaded (set only after a reload succeeded): a registration whose include is on
+        # disk but whose reload failed is applied again rather than answered "unchanged".
+        self.applied: str | None = None
 
     def register(self, peer: str) -> tuple[int, str]:
-        ip = registrable(peer)
+        ip = registrable(peer, allow_loopback=self.settings.allow_loopback)
         if ip is None:
             self.log(f"refused a registration from {peer}: not a private address")
             return 403, f"refused: {peer} is not a private address"
@@ -78,7 +89,7 @@ class Registrar:
         text = render_include(s, ip)
         with self.lock:
             old = _read(s.include_path)
-            if old == text:
+            if old == text and self.applied == text:
                 return 200, f"unchanged: Grafana at {ip}:{s.grafana_port}"
             _write_atomic(s.include_path, text)
             if s.test_cmd and self.run(s.test_cmd) != 0:
@@ -92,12 +103,15 @@ class Registrar:
             if code != 0:
                 self.log(f"reload ({' '.join(s.reload_cmd)}) exited {code}")
                 return 500, "nginx reload failed"
+            self.applied = text
         self.log(f"Grafana registered at {ip}:{s.grafana_port}; nginx reloaded")
         return 200, f"registered: Grafana at {ip}:{s.grafana_port}"
 
 
-def make_server(registrar: Registrar) -> ThreadingHTTPServer:
+def make_server(registrar: Registrar) -> HTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT_SECONDS
+
         def do_POST(self) -> None:
             found = self.path == REGISTER_PATH
             status, message = registrar.register(self.client_address[0]) if found else (404, "not found")
@@ -111,9 +125,8 @@ def make_server(registrar: Registrar) -> ThreadingHTTPServer:
             return
 
     s = registrar.settings
-    server = ThreadingHTTPServer((s.listen_host, s.listen_port), Handler)
-    server.daemon_threads = True
-    return server
+    # One connection at a time (registrations are serialised anyway): no thread per stalled client.
+    return HTTPServer((s.listen_host, s.listen_port), Handler)
 
 
 def _read(path: str) -> str | None:

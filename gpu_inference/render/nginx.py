@@ -54,6 +54,8 @@ class NginxPaths:
     upstream_include: str = "/etc/nginx/gpu-inference-upstream.conf"
     # Grafana's one `server` line, rewritten when the monitoring host registers (render/grafana_proxy.py).
     grafana_include: str = "/etc/nginx/gpu-inference-grafana.conf"
+    # Grafana's requests, apart from the API's log that mtail counts (render/grafana_proxy.py).
+    grafana_access_log: str = "/var/log/nginx/grafana-access.log"
     # certbot --webroot writes HTTP-01 tokens under <webroot>/.well-known/acme-challenge/ (render/acme.py).
     acme_webroot: str = "/var/www/acme"
     # Debian's nginx runs workers as www-data; None leaves the directive out (non-root test runs).
@@ -72,6 +74,7 @@ class NginxPaths:
             tls_dir=str(prefix / "tls"),
             upstream_include=str(prefix / "upstream.conf"),
             grafana_include=str(prefix / "grafana.conf"),
+            grafana_access_log=str(prefix / "logs" / "grafana-access.log"),
             acme_webroot=str(prefix / "acme"),
             user=None,
         )
@@ -355,7 +358,7 @@ def _tls_server(stack: ResolvedStack, listen: str, domain: str, paths: NginxPath
         *_json_error_pages(),
         "",
         *_api_locations(stack, require_key),
-        *(["", *grafana_proxy.nginx_locations(stack, FALLBACK_STATUS)] if grafana_proxy.grafana_behind_lb(stack) else []),
+        *(["", *grafana_proxy.nginx_locations(stack, FALLBACK_STATUS, paths)] if grafana_proxy.grafana_behind_lb(stack) else []),
         "    }",
     ]
 

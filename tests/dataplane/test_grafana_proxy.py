@@ -132,7 +132,8 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Any, int, FakeGrafana, ManagedProc
     grafana.start()
     # The shipped registrar, run as the load balancer's python3 runs it, reloading this nginx.
     registrar = gp.registrar_settings(paths, listen_host=LB, reload_cmd=lb.control_argv("-s", "reload"),
-                                      test_cmd=lb.control_argv("-t", "-q"), grafana_port=grafana.port)
+                                      test_cmd=lb.control_argv("-t", "-q"), grafana_port=grafana.port,
+                                      allow_loopback=True)  # every address here is a loopback one
     config = prefix / "grafana-registrar.json"
     config.write_text(gp.registrar_settings_json(registrar))
     script = prefix / "grafana-registrar.py"
@@ -144,7 +145,7 @@ def proxied(tmp_path: Path) -> Iterator[tuple[Any, int, FakeGrafana, ManagedProc
     try:
         wait_until(lambda: not proc.alive() or port_open(GRAFANA_REGISTRAR_PORT, LB), 10, what="the registrar")
         assert proc.alive(), proc.log_tail()
-        yield stack, https_port, grafana, proc, Path(paths.grafana_include)
+        yield paths, https_port, grafana, proc, Path(paths.grafana_include)
     finally:
         proc.stop()
         grafana.stop()
@@ -171,7 +172,7 @@ def _register() -> str:
 def test_grafana_is_served_over_the_load_balancers_tls_once_the_monitoring_host_registers(proxied) -> None:  # type: ignore[no-untyped-def]
     from gpu_inference.render import grafana_proxy as gp
 
-    _, https_port, grafana, registrar, include = proxied
+    paths, https_port, grafana, registrar, include = proxied
     status, text = _get(https_port, "/grafana/api/health", CLIENT)
     assert (status, text.strip()) == (503, gp.UNREGISTERED_MESSAGE)
     assert _get(https_port, "/grafana/api/health", STRANGER)[0] == 403
@@ -205,6 +206,14 @@ def test_grafana_is_served_over_the_load_balancers_tls_once_the_monitoring_host_
     assert _register().startswith("unchanged:")
     assert registrar.log_tail().count("nginx reloaded") == 1
 
+    # Grafana's requests (served, refused, unregistered) go to their own log: the API's log is what mtail counts.
+    api_log = Path(paths.access_log).read_text() if Path(paths.access_log).exists() else ""
+    assert "/grafana/" not in api_log, api_log
+    grafana_log = Path(paths.grafana_access_log).read_text()
+    for line in ("GET /grafana/api/health HTTP/1.1\" 503", "GET /grafana/login HTTP/1.1\" 403",
+                 "GET /grafana/api/health HTTP/1.1\" 200"):  # fmt: skip
+        assert line in grafana_log, grafana_log
+
 
 def test_the_registrar_refuses_a_public_address_and_keeps_nginx_valid(tmp_path: Path) -> None:
     """The daemon in-process (the same code the load balancer runs): a public peer is refused, an include nginx
@@ -222,7 +231,9 @@ def test_the_registrar_refuses_a_public_address_and_keeps_nginx_valid(tmp_path: 
         return verdict["test"] if tuple(argv) == ("nginx", "-t", "-q") else 0
 
     registrar = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
-    for public in ("203.0.113.9", "8.8.8.8", "0.0.0.0", "169.254.169.254", "2001:db8::1", "fe80::1%eth0", "not-an-ip"):
+    # Loopback too: on the load balancer a local process could otherwise point /grafana/ at its own listener.
+    for public in ("203.0.113.9", "8.8.8.8", "0.0.0.0", "169.254.169.254", "2001:db8::1", "fe80::1%eth0", "not-an-ip",
+                   "127.0.0.1", "127.3.2.1", "::1", "::ffff:127.0.0.1"):
         assert registrar.register(public)[0] == 403, public
     assert not Path(paths.grafana_include).exists() and not calls
     Path(paths.grafana_include).write_text("server 10.0.0.7:3000;\n")
@@ -234,3 +245,68 @@ def test_the_registrar_refuses_a_public_address_and_keeps_nginx_valid(tmp_path: 
     assert registrar.register("::ffff:10.0.0.8") == (200, "registered: Grafana at 10.0.0.8:3000")
     assert Path(paths.grafana_include).read_text().endswith("server 10.0.0.8:3000;\n")
     assert calls[-1] == ("systemctl", "reload", "nginx.service")
+
+
+def test_a_registration_whose_reload_failed_is_applied_again() -> None:
+    """The include on disk is not what nginx serves until a reload succeeded: the next registration from the same
+    address tests and reloads again instead of answering "unchanged"."""
+    import tempfile
+
+    from gpu_inference.render import grafana_proxy as gp
+    from gpu_inference.render import grafana_registrar_agent as agent
+    from gpu_inference.render.nginx import NginxPaths
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = NginxPaths.inside(Path(tmp))
+        Path(paths.grafana_include).write_text("server 127.0.0.1:9;\n")
+        reloads = {"ok": False, "count": 0}
+
+        def run(argv: Any) -> int:
+            if tuple(argv) == gp.RELOAD_COMMAND:
+                reloads["count"] += 1
+                return 0 if reloads["ok"] else 1
+            return 0
+
+        registrar = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
+        assert registrar.register("10.0.0.8") == (500, "nginx reload failed")
+        reloads["ok"] = True
+        assert registrar.register("10.0.0.8") == (200, "registered: Grafana at 10.0.0.8:3000")
+        assert reloads["count"] == 2
+        assert registrar.register("10.0.0.8")[1].startswith("unchanged:")
+        assert reloads["count"] == 2
+        # A restarted daemon has applied nothing yet: its first registration reloads even if the file matches.
+        again = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
+        assert again.register("10.0.0.8")[0] == 200 and reloads["count"] == 3
+
+
+def test_loopback_registers_only_when_the_settings_allow_it() -> None:
+    from gpu_inference.render import grafana_proxy as gp
+    from gpu_inference.render import grafana_registrar_agent as agent
+    from gpu_inference.render.nginx import NginxPaths
+
+    shipped = agent.Settings.from_json(json.loads(gp.registrar_settings_json(gp.registrar_settings(NginxPaths()))))
+    assert shipped.allow_loopback is False
+    assert agent.registrable("127.0.0.1") is None and agent.registrable("10.1.2.3") is not None
+    assert agent.registrable("127.0.0.1", allow_loopback=True) is not None
+    # A client that stalls is dropped after the timeout, and no thread is spawned per connection.
+    from socketserver import ThreadingMixIn
+
+    server = agent.make_server(agent.Registrar(gp.registrar_settings(NginxPaths(), listen_host="127.0.0.1", listen_port=0)))
+    try:
+        assert server.RequestHandlerClass.timeout == agent.REQUEST_TIMEOUT_SECONDS  # type: ignore[attr-defined]
+        assert not isinstance(server, ThreadingMixIn)
+    finally:
+        server.server_close()
+
+
+def test_the_shipped_registrar_is_the_module_without_its_comments() -> None:
+    import ast
+
+    from gpu_inference.render import grafana_proxy as gp
+    from gpu_inference.render import grafana_registrar_agent as agent
+
+    source = Path(agent.__file__).read_text(encoding="utf-8")
+    shipped = gp.registrar_script()
+    assert shipped.startswith("#!/usr/bin/env python3\n")
+    assert ast.dump(ast.parse(shipped)) == ast.dump(ast.parse(source))
+    assert len(shipped) < len(source)
