@@ -3,7 +3,7 @@ traceback at exit?, machine files rendered?, the message line].
 
     .venv/bin/python bench/issue11_cases.py [CHECKOUT]   # default: this repository
 
-Before/after: export an old revision (`git archive ce45393 | tar -x -C /tmp/old`) and pass its directory; it runs
+Before/after: export an old revision (`mkdir OLD && git archive ce45393 | tar -x -C OLD`) and pass its directory; it runs
 with this venv's interpreter and PYTHONPATH=CHECKOUT. Each case is a fresh CLI process with a timeout.
 Target: every row exit 2, one line (argparse prints its usage before its one error line), nothing rendered.
 """
@@ -68,8 +68,10 @@ def cases() -> list[tuple[str, list[str]]]:
     a_file.write_text("x")
     size = ["size", "Qwen/Qwen3-8B", "--gpu", "L40S"]
     nginx = "a.com; location ~ ^/metrics { proxy_pass http://vllm_backend; } #"
+    # A shell substitution that would leave a marker file in this run's temporary directory if it ever ran.
+    touch = f"$(touch${{IFS}}{TMP / 'injected'})"
     return [
-        ("tlsDomain $(touch${IFS}/tmp/x)", preview(stack("t1", {"loadBalancer.tlsDomain": "$(touch${IFS}/tmp/x)"}))),
+        ("tlsDomain $(touch${IFS}<marker>)", preview(stack("t1", {"loadBalancer.tlsDomain": touch}))),
         ("tlsDomain nginx location injection", preview(stack("t2", {"loadBalancer.tlsDomain": nginx}))),
         ("tlsDomain ../../etc/x", preview(stack("t3", {"loadBalancer.tlsDomain": "../../etc/x"}))),
         ("tlsDomain with a newline", preview(stack("t4", {"loadBalancer.tlsDomain": "a.com\nb"}))),

@@ -21,6 +21,7 @@ HTTP/1.1 with ``Upgrade``/``Connection`` from the ``$connection_upgrade`` map.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,17 +173,8 @@ def registrar_settings(paths: NginxPaths, *, listen_host: str = "0.0.0.0", liste
 
 
 def registrar_settings_json(s: agent.Settings) -> str:
-    data = {
-        "listen_host": s.listen_host,
-        "listen_port": s.listen_port,
-        "include_path": s.include_path,
-        "grafana_port": s.grafana_port,
-        "reload_cmd": list(s.reload_cmd),
-        "test_cmd": list(s.test_cmd),
-        "header": s.header,
-        "allow_loopback": s.allow_loopback,
-    }
-    return json.dumps(data, indent=2) + "\n"
+    """The daemon's --config: every field of Settings (Settings.from_json reads it back)."""
+    return json.dumps(dataclasses.asdict(s), indent=2) + "\n"
 
 
 def registrar_unit() -> str:

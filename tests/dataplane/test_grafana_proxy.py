@@ -247,36 +247,33 @@ def test_the_registrar_refuses_a_public_address_and_keeps_nginx_valid(tmp_path: 
     assert calls[-1] == ("systemctl", "reload", "nginx.service")
 
 
-def test_a_registration_whose_reload_failed_is_applied_again() -> None:
+def test_a_registration_whose_reload_failed_is_applied_again(tmp_path: Path) -> None:
     """The include on disk is not what nginx serves until a reload succeeded: the next registration from the same
     address tests and reloads again instead of answering "unchanged"."""
-    import tempfile
-
     from gpu_inference.render import grafana_proxy as gp
     from gpu_inference.render import grafana_registrar_agent as agent
     from gpu_inference.render.nginx import NginxPaths
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = NginxPaths.inside(Path(tmp))
-        Path(paths.grafana_include).write_text("server 127.0.0.1:9;\n")
-        reloads = {"ok": False, "count": 0}
+    paths = NginxPaths.inside(tmp_path)
+    Path(paths.grafana_include).write_text("server 127.0.0.1:9;\n")
+    reloads = {"ok": False, "count": 0}
 
-        def run(argv: Any) -> int:
-            if tuple(argv) == gp.RELOAD_COMMAND:
-                reloads["count"] += 1
-                return 0 if reloads["ok"] else 1
-            return 0
+    def run(argv: Any) -> int:
+        if tuple(argv) == gp.RELOAD_COMMAND:
+            reloads["count"] += 1
+            return 0 if reloads["ok"] else 1
+        return 0
 
-        registrar = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
-        assert registrar.register("10.0.0.8") == (500, "nginx reload failed")
-        reloads["ok"] = True
-        assert registrar.register("10.0.0.8") == (200, "registered: Grafana at 10.0.0.8:3000")
-        assert reloads["count"] == 2
-        assert registrar.register("10.0.0.8")[1].startswith("unchanged:")
-        assert reloads["count"] == 2
-        # A restarted daemon has applied nothing yet: its first registration reloads even if the file matches.
-        again = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
-        assert again.register("10.0.0.8")[0] == 200 and reloads["count"] == 3
+    registrar = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
+    assert registrar.register("10.0.0.8") == (500, "nginx reload failed")
+    reloads["ok"] = True
+    assert registrar.register("10.0.0.8") == (200, "registered: Grafana at 10.0.0.8:3000")
+    assert reloads["count"] == 2
+    assert registrar.register("10.0.0.8")[1].startswith("unchanged:")
+    assert reloads["count"] == 2
+    # A restarted daemon has applied nothing yet: its first registration reloads even if the file matches.
+    again = agent.Registrar(gp.registrar_settings(paths), run=run, log=lambda _m: None)
+    assert again.register("10.0.0.8")[0] == 200 and reloads["count"] == 3
 
 
 def test_loopback_registers_only_when_the_settings_allow_it() -> None:
@@ -288,7 +285,8 @@ def test_loopback_registers_only_when_the_settings_allow_it() -> None:
     assert shipped.allow_loopback is False
     assert agent.registrable("127.0.0.1") is None and agent.registrable("10.1.2.3") is not None
     assert agent.registrable("127.0.0.1", allow_loopback=True) is not None
-    # A client that stalls is dropped after the timeout, and no thread is spawned per connection.
+    # The server's handler carries the request timeout (a stalled client is dropped after it), and the server
+    # spawns no thread per connection.
     from socketserver import ThreadingMixIn
 
     server = agent.make_server(agent.Registrar(gp.registrar_settings(NginxPaths(), listen_host="127.0.0.1", listen_port=0)))
